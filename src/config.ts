@@ -1,0 +1,142 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { ConfigError } from './errors.js';
+
+/**
+ * Every setting the job reads, checked in one place with its bounds. A bad
+ * value stops the process with one line naming the setting (exit 2) before
+ * anything is written. Secrets come from the environment or from a `*_FILE`
+ * path (Kubernetes and Docker secrets), never from flags.
+ */
+
+const int = (min: number, max: number, fallback: number) =>
+  z.coerce.number().int().min(min).max(max).default(fallback);
+const ratio = (fallback: number) => z.coerce.number().min(0).max(1).default(fallback);
+
+const databaseUrl = z
+  .string()
+  .min(1)
+  .refine((v) => /^postgres(ql)?:\/\//.test(v), 'must be a postgres:// URL');
+
+const settingsSchema = z.object({
+  DATABASE_URL: databaseUrl.optional(),
+  CRITEO_API_URL: z.url({ protocol: /^https?$/ }).default('https://api.criteo.com'),
+  CRITEO_API_VERSION: z
+    .string()
+    .regex(/^\d{4}-\d{2}$/, 'must look like 2026-07')
+    .default('2026-07'),
+  CRITEO_CLIENT_ID: z.string().min(1).optional(),
+  CRITEO_CLIENT_SECRET: z.string().min(1).optional(),
+  CRITEO_MAX_CALLS_PER_MINUTE: int(1, 1_000_000, 200),
+  CRITEO_CONCURRENCY: int(1, 64, 4),
+  CRITEO_MAX_ATTEMPTS: int(1, 20, 5),
+  CRITEO_MAX_WAIT_SECONDS: int(0, 86_400, 900),
+  CRITEO_TIMEOUT_SECONDS: int(1, 3_600, 120),
+  CRITEO_BATCH_SIZE: int(1, 50_000, 50_000),
+  CRITEO_RETRY_BASE_MS: int(1, 60_000, 1_000),
+  LIST_CONCURRENCY: int(1, 32, 2),
+  LOCK_WAIT_SECONDS: int(0, 86_400, 30),
+  MAX_REMOVAL_RATIO: ratio(0.5),
+  LOW_MATCH_RATE: ratio(0.3),
+  SYNC_CRON: z.string().min(1).default('0 3 * * *'),
+  SYNC_TIMEZONE: z.string().min(1).optional(),
+  PUSHGATEWAY_URL: z.url({ protocol: /^https?$/ }).optional(),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export interface CriteoSettings {
+  apiUrl: string;
+  apiVersion: string;
+  clientId: string;
+  clientSecret: string;
+  maxCallsPerMinute: number;
+  concurrency: number;
+  maxAttempts: number;
+  maxWaitSeconds: number;
+  timeoutSeconds: number;
+  batchSize: number;
+  retryBaseMs: number;
+}
+
+export interface Config {
+  databaseUrl: string;
+  criteo: CriteoSettings;
+  listConcurrency: number;
+  lockWaitSeconds: number;
+  maxRemovalRatio: number;
+  lowMatchRate: number;
+  syncCron: string;
+  syncTimezone: string | undefined;
+  pushgatewayUrl: string | undefined;
+  logLevel: string;
+}
+
+/** What a command needs: `migrate` needs no Criteo credentials. */
+export interface ConfigNeeds {
+  database?: boolean;
+  criteo?: boolean;
+}
+
+type Env = Record<string, string | undefined>;
+
+/** Reads `NAME`, or the file named by `NAME_FILE` (trailing newline dropped). */
+function withSecretFiles(env: Env, names: string[]): Env {
+  const out: Env = { ...env };
+  for (const name of names) {
+    const file = env[`${name}_FILE`];
+    if (!file) continue;
+    if (env[name]) throw new ConfigError(`set ${name} or ${name}_FILE, not both`);
+    try {
+      out[name] = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+    } catch {
+      throw new ConfigError(`${name}_FILE: cannot read ${file}`);
+    }
+  }
+  return out;
+}
+
+/** Empty strings count as unset, as in most twelve-factor tools. */
+function dropEmpty(env: Env): Env {
+  return Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+}
+
+export function loadConfig(env: Env = process.env, needs: ConfigNeeds = { database: true, criteo: true }): Config {
+  const raw = dropEmpty(withSecretFiles(env, ['CRITEO_CLIENT_SECRET', 'DATABASE_URL']));
+  const parsed = settingsSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const name = String(issue.path[0] ?? 'settings');
+    // The value itself is never echoed: it may be a secret.
+    throw new ConfigError(`${name}: ${issue.message}`);
+  }
+  const s = parsed.data;
+  if (needs.database && !s.DATABASE_URL) throw new ConfigError('DATABASE_URL is not set');
+  if (needs.criteo) {
+    if (!s.CRITEO_CLIENT_ID) throw new ConfigError('CRITEO_CLIENT_ID is not set');
+    if (!s.CRITEO_CLIENT_SECRET) throw new ConfigError('CRITEO_CLIENT_SECRET (or CRITEO_CLIENT_SECRET_FILE) is not set');
+  }
+  return {
+    databaseUrl: s.DATABASE_URL ?? '',
+    criteo: {
+      apiUrl: s.CRITEO_API_URL.replace(/\/+$/, ''),
+      apiVersion: s.CRITEO_API_VERSION,
+      clientId: s.CRITEO_CLIENT_ID ?? '',
+      clientSecret: s.CRITEO_CLIENT_SECRET ?? '',
+      maxCallsPerMinute: s.CRITEO_MAX_CALLS_PER_MINUTE,
+      concurrency: s.CRITEO_CONCURRENCY,
+      maxAttempts: s.CRITEO_MAX_ATTEMPTS,
+      maxWaitSeconds: s.CRITEO_MAX_WAIT_SECONDS,
+      timeoutSeconds: s.CRITEO_TIMEOUT_SECONDS,
+      batchSize: s.CRITEO_BATCH_SIZE,
+      retryBaseMs: s.CRITEO_RETRY_BASE_MS,
+    },
+    listConcurrency: s.LIST_CONCURRENCY,
+    lockWaitSeconds: s.LOCK_WAIT_SECONDS,
+    maxRemovalRatio: s.MAX_REMOVAL_RATIO,
+    lowMatchRate: s.LOW_MATCH_RATE,
+    syncCron: s.SYNC_CRON,
+    syncTimezone: s.SYNC_TIMEZONE,
+    pushgatewayUrl: s.PUSHGATEWAY_URL,
+    logLevel: s.LOG_LEVEL,
+  };
+}

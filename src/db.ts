@@ -1,0 +1,44 @@
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
+import Cursor from 'pg-cursor';
+import type { Database } from './schema.js';
+
+export type Db = Kysely<Database>;
+
+// bigint counts come back as JS numbers: every count here is far below 2^53.
+pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
+
+export interface DbHandle {
+  db: Db;
+  pool: pg.Pool;
+  close(): Promise<void>;
+}
+
+export function connect(databaseUrl: string, maxConnections = 16): DbHandle {
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max: maxConnections,
+    application_name: 'audience-sync',
+    // A dead database must surface as an error, not a hang.
+    connectionTimeoutMillis: 10_000,
+  });
+  // An idle client losing its connection (a restarted Postgres) must not crash the process.
+  pool.on('error', () => {});
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool, cursor: Cursor }) });
+  return { db, pool, close: () => db.destroy() };
+}
+
+/** Checks the connection answers; the error names the host, never the password. */
+export async function ping(db: Db): Promise<void> {
+  await sql`SELECT 1`.execute(db);
+}
+
+/** The URL with any password masked, for messages. */
+export function describeDatabaseUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || 5432}${u.pathname}`;
+  } catch {
+    return 'the configured database';
+  }
+}

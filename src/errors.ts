@@ -1,0 +1,71 @@
+/**
+ * The error taxonomy. Every failure the job can meet is one of these, and each
+ * says what happens next: whether to retry, whether the list or the whole run
+ * stops, and whether Criteo may have applied the request anyway.
+ */
+
+export interface CriteoProblem {
+  status: number;
+  code?: string;
+  title?: string;
+  traceId?: string;
+}
+
+export abstract class AudienceSyncError extends Error {
+  /** Worth trying again, later or now. */
+  abstract readonly retryable: boolean;
+  override name = this.constructor.name;
+}
+
+/** A bad or missing setting, or bad usage: exit 2 before anything is written. */
+export class ConfigError extends AudienceSyncError {
+  readonly retryable = false;
+}
+
+/** The database schema is missing or older than this build. */
+export class SchemaError extends AudienceSyncError {
+  readonly retryable = false;
+}
+
+/** Criteo refused the credentials, or refused a freshly renewed token: the run stops. */
+export class AuthenticationError extends AudienceSyncError {
+  readonly retryable = false;
+  constructor(message: string, readonly problem?: CriteoProblem) {
+    super(message);
+  }
+}
+
+/**
+ * A request Criteo answered with a definite refusal for one list: 403 (no
+ * access to its advertiser), 404 (unknown list) or 400 (a request it will never
+ * take). Nothing was applied; stop writing to that list, go on with the others.
+ */
+export class ListRejectedError extends AudienceSyncError {
+  readonly retryable = false;
+  constructor(message: string, readonly problem: CriteoProblem) {
+    super(message);
+  }
+}
+
+/**
+ * 5xx, timeouts and broken connections after every attempt was used, or a
+ * rate-limit wait longer than allowed. The list is left incomplete and the
+ * next run picks the work up. `mayHaveApplied` is true when Criteo may have
+ * acted on the request even though no answer came back.
+ */
+export class TransientError extends AudienceSyncError {
+  readonly retryable = true;
+  constructor(
+    message: string,
+    readonly mayHaveApplied: boolean,
+    readonly problem?: CriteoProblem,
+  ) {
+    super(message);
+  }
+}
+
+/** One line for the operator: the message without a stack. */
+export function oneLine(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  return text.replace(/\s+/g, ' ').trim();
+}

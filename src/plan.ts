@@ -1,0 +1,116 @@
+import { sql } from 'kysely';
+import type { Db } from './db.js';
+import { isActive } from './source.js';
+
+/**
+ * The diff of one list: desired members (valid identifiers of its active
+ * target groups) against the ledger, written to plan_entries in one
+ * set-based statement and streamed to Criteo in batches from there.
+ *
+ * Identifiers of unsettled batches (sent, answer never received) are
+ * uncertain: Criteo may or may not hold them. The plan re-sends them in the
+ * direction the desired state asks for, so a run killed mid-request converges.
+ */
+
+export interface Uncertainty {
+  /** Batches whose outcome is unknown (status 'sending' or 'unknown'). */
+  batchIds: number[];
+  /** One of them is a DELETE: nothing in the ledger can be trusted. */
+  wholeList: boolean;
+}
+
+export interface PlanCounts {
+  toAdd: number;
+  toRemove: number;
+}
+
+const desiredMembers = (segmentId: string, asOf: Date) => sql`
+  SELECT DISTINCT ci.identifier
+  FROM audience_sync.campaigns c
+  JOIN audience_sync.campaign_target_groups tg ON tg.campaign_id = c.campaign_id
+  JOIN audience_sync.customer_identifiers ci ON ci.customer_id = tg.customer_id
+  WHERE c.audience_segment_id = ${segmentId}::bigint AND ${isActive(asOf)} AND ci.identifier IS NOT NULL`;
+
+const ledgerMembers = (segmentId: string) => sql`
+  SELECT identifier FROM audience_sync.list_members WHERE audience_segment_id = ${segmentId}::bigint`;
+
+/** Writes the adds and removes of one list sync; `desiredEmpty` plans removing everything. */
+export async function materializePlan(
+  db: Db,
+  listSyncId: number,
+  segmentId: string,
+  asOf: Date,
+  uncertainty: Uncertainty,
+): Promise<PlanCounts> {
+  const certain = uncertainty.batchIds.length === 0 && !uncertainty.wholeList;
+  const diff = certain
+    ? sql`
+        SELECT coalesce(d.identifier, l.identifier) AS identifier,
+               CASE WHEN l.identifier IS NULL THEN 'add' WHEN d.identifier IS NULL THEN 'remove' END AS operation
+        FROM (${desiredMembers(segmentId, asOf)}) d
+        FULL JOIN (${ledgerMembers(segmentId)}) l ON l.identifier = d.identifier`
+    : sql`
+        SELECT coalesce(d.identifier, k.identifier) AS identifier,
+               CASE WHEN d.identifier IS NOT NULL AND (k.identifier IS NULL OR k.uncertain) THEN 'add'
+                    WHEN d.identifier IS NULL THEN 'remove' END AS operation
+        FROM (${desiredMembers(segmentId, asOf)}) d
+        FULL JOIN (
+          -- what Criteo may hold: the ledger, plus identifiers of unsettled batches
+          SELECT identifier, bool_or(uncertain) AS uncertain FROM (
+            SELECT identifier, ${uncertainty.wholeList}::boolean AS uncertain FROM (${ledgerMembers(segmentId)}) l
+            UNION ALL
+            SELECT unnest(b.payload), true FROM audience_sync.batches b
+            WHERE b.batch_id = ANY(${uncertainty.batchIds}::bigint[]) AND b.payload IS NOT NULL
+          ) u GROUP BY identifier
+        ) k ON k.identifier = d.identifier`;
+  const { rows } = await sql<{ to_add: number; to_remove: number }>`
+    WITH inserted AS (
+      INSERT INTO audience_sync.plan_entries (list_sync_id, operation, identifier)
+      SELECT ${listSyncId}::bigint, operation, identifier FROM (${diff}) x WHERE operation IS NOT NULL
+      RETURNING operation
+    )
+    SELECT count(*) FILTER (WHERE operation = 'add')::bigint AS to_add,
+           count(*) FILTER (WHERE operation = 'remove')::bigint AS to_remove
+    FROM inserted`.execute(db);
+  return { toAdd: rows[0]!.to_add, toRemove: rows[0]!.to_remove };
+}
+
+/**
+ * Streams a planned operation's identifiers as 64-hex strings, `batchSize` at
+ * a time, from a server-side cursor: memory holds one batch, not the list.
+ */
+export async function* streamPlannedBatches(
+  db: Db,
+  listSyncId: number,
+  operation: 'add' | 'remove',
+  batchSize: number,
+): AsyncGenerator<string[]> {
+  const rows = db
+    .selectFrom('audience_sync.plan_entries')
+    .select(sql<string>`encode(identifier, 'hex')`.as('id'))
+    .where('list_sync_id', '=', listSyncId)
+    .where('operation', '=', operation)
+    .stream(batchSize);
+  let chunk: string[] = [];
+  for await (const row of rows) {
+    chunk.push(row.id);
+    if (chunk.length === batchSize) {
+      yield chunk;
+      chunk = [];
+    }
+  }
+  if (chunk.length > 0) yield chunk;
+}
+
+/** Drops a list sync's plan once it is sent (or abandoned: the next run plans afresh). */
+export async function discardPlan(db: Db, listSyncId: number): Promise<void> {
+  await db.deleteFrom('audience_sync.plan_entries').where('list_sync_id', '=', listSyncId).execute();
+}
+
+/** Plans whose run is gone (killed processes) are dead weight in an unlogged table. */
+export async function discardOrphanedPlans(db: Db): Promise<void> {
+  await sql`
+    DELETE FROM audience_sync.plan_entries p
+    USING audience_sync.list_syncs s
+    WHERE s.list_sync_id = p.list_sync_id AND s.status NOT IN ('planning', 'sending')`.execute(db);
+}

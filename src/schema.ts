@@ -1,0 +1,124 @@
+import type { ColumnType, Generated } from 'kysely';
+
+/** Table types for kysely. Column names follow the SQL in migrations/. */
+
+type Timestamp = ColumnType<Date, Date | string, Date | string>;
+type Count = ColumnType<number, number | bigint, number | bigint>;
+
+export interface CustomersTable {
+  customer_id: string;
+  email: string | null;
+}
+
+export interface CampaignsTable {
+  campaign_id: string;
+  name: string;
+  advertiser_id: ColumnType<string, string | number, string | number>;
+  audience_segment_id: ColumnType<string, string | number, string | number>;
+  starts_at: Timestamp;
+  measurement_ends_at: Timestamp;
+}
+
+export interface CampaignTargetGroupsTable {
+  campaign_id: string;
+  customer_id: string;
+}
+
+export interface CustomerIdentifiersTable {
+  customer_id: string;
+  email_fingerprint: ColumnType<string | null, string | number | null, string | number | null>;
+  email_state: 'missing' | 'invalid' | 'valid';
+  identifier: Buffer | null;
+}
+
+export interface ListMembersTable {
+  audience_segment_id: ColumnType<string, string | number, string | number>;
+  identifier: Buffer;
+}
+
+export type RunStatus = 'running' | 'succeeded' | 'failed' | 'interrupted' | 'aborted';
+export type ListSyncStatus = 'planning' | 'sending' | 'succeeded' | 'failed' | 'incomplete' | 'skipped';
+export type BatchStatus = 'sending' | 'confirmed' | 'failed' | 'unknown' | 'superseded';
+export type BatchOperation = 'add' | 'remove' | 'delete';
+
+export interface RunsTable {
+  run_id: Generated<number>;
+  trigger: string;
+  status: ColumnType<RunStatus, RunStatus | undefined, RunStatus>;
+  as_of: Timestamp;
+  options: ColumnType<Record<string, unknown>, string | undefined, string>;
+  started_at: ColumnType<Date, never, never>;
+  finished_at: Timestamp | null;
+  error: string | null;
+}
+
+export interface ListSyncsTable {
+  list_sync_id: Generated<number>;
+  run_id: number;
+  audience_segment_id: ColumnType<string, string | number, string | number>;
+  advertiser_id: ColumnType<string | null, string | number | null, string | number | null>;
+  campaign_ids: string[];
+  action: 'sync' | 'empty';
+  status: ColumnType<ListSyncStatus, ListSyncStatus | undefined, ListSyncStatus>;
+  target_group_size: Count | null;
+  missing_customers: Count | null;
+  without_email: Count | null;
+  invalid_emails: Count | null;
+  unique_identifiers: Count | null;
+  ledger_before: Count | null;
+  to_add: Count | null;
+  to_remove: Count | null;
+  added: ColumnType<number, number | undefined, number>;
+  removed: ColumnType<number, number | undefined, number>;
+  emptied: ColumnType<boolean, boolean | undefined, boolean>;
+  reason: string | null;
+  error_code: string | null;
+  trace_id: string | null;
+  stats_identifiers: Count | null;
+  stats_matches: Count | null;
+  stats_match_rate: number | null;
+  stats_read_at: Timestamp | null;
+  started_at: ColumnType<Date, never, never>;
+  finished_at: Timestamp | null;
+}
+
+export interface BatchesTable {
+  batch_id: Generated<number>;
+  list_sync_id: number;
+  audience_segment_id: ColumnType<string, string | number, string | number>;
+  seq: number;
+  operation: BatchOperation;
+  size: number;
+  status: ColumnType<BatchStatus, BatchStatus | undefined, BatchStatus>;
+  payload: Buffer[] | null;
+  http_status: number | null;
+  nb_valid: number | null;
+  nb_invalid: number | null;
+  sample_invalid: string[] | null;
+  error_code: string | null;
+  error_title: string | null;
+  trace_id: string | null;
+  attempts: ColumnType<number, number | undefined, number>;
+  waited_ms: ColumnType<number, number | undefined, number>;
+  duration_ms: number | null;
+  started_at: ColumnType<Date, never, never>;
+  finished_at: Timestamp | null;
+}
+
+export interface PlanEntriesTable {
+  list_sync_id: number;
+  operation: 'add' | 'remove';
+  identifier: Buffer;
+}
+
+export interface Database {
+  'audience_sync.customers': CustomersTable;
+  'audience_sync.campaigns': CampaignsTable;
+  'audience_sync.campaign_target_groups': CampaignTargetGroupsTable;
+  'audience_sync.customer_identifiers': CustomerIdentifiersTable;
+  'audience_sync.list_members': ListMembersTable;
+  'audience_sync.runs': RunsTable;
+  'audience_sync.list_syncs': ListSyncsTable;
+  'audience_sync.batches': BatchesTable;
+  'audience_sync.plan_entries': PlanEntriesTable;
+}

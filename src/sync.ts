@@ -1,0 +1,422 @@
+import pLimit from 'p-limit';
+import { sql } from 'kysely';
+import type pg from 'pg';
+import type { Config } from './config.js';
+import type { CriteoClient, ListStatistics } from './criteo-client.js';
+import { callTrace } from './criteo-client.js';
+import type { Db } from './db.js';
+import { AuthenticationError, ListRejectedError, TransientError, oneLine, type CriteoProblem } from './errors.js';
+import { applyConfirmedEmptying, countLedger, findUncertainty, recordBatchFailure, recordEmptyingIntent, supersedeBatches } from './ledger.js';
+import type { Logger } from './logger.js';
+import { assertMigrated } from './migrate.js';
+import { discardOrphanedPlans, discardPlan, materializePlan } from './plan.js';
+import {
+  LIST_LOCK_CLASS,
+  RUN_LOCK_CLASS,
+  closeAbandonedRuns,
+  finishListSync,
+  finishRun,
+  recordListPlan,
+  recordListStatistics,
+  startListSync,
+  startRun,
+} from './records.js';
+import type { ListSyncStatus, RunStatus } from './schema.js';
+import { sendPlannedOperation } from './send.js';
+import { countListFunnel, findListTargets, refreshIdentifierCache, type Funnel, type ListTarget } from './source.js';
+import { sleep } from './rate-limiter.js';
+
+/**
+ * One pass over every list (or the chosen ones): refresh identifiers, then per
+ * list, under its advisory lock: plan the diff against the ledger, send adds
+ * then removes, or empty a list whose campaigns have all ended; read the
+ * statistics of every list it touched. Lists run in parallel
+ * (LIST_CONCURRENCY); the Criteo client bounds calls across all of them.
+ */
+
+export interface SyncDeps {
+  db: Db;
+  pool: pg.Pool;
+  client: CriteoClient;
+  config: Config;
+  log: Logger;
+}
+
+export interface SyncOptions {
+  trigger: string;
+  /** Only these lists (CSM resync); default every list a campaign points at. */
+  segmentIds?: readonly string[];
+  /** The instant campaigns are judged active at; default now. */
+  asOf?: Date;
+  signal?: AbortSignal;
+}
+
+export interface ListOutcome {
+  listSyncId: number | null;
+  segmentId: string;
+  action: 'sync' | 'empty';
+  status: ListSyncStatus;
+  campaignIds: string[];
+  activeCampaignIds: string[];
+  funnel: Funnel | null;
+  ledgerBefore: number | null;
+  toAdd: number;
+  toRemove: number;
+  added: number;
+  removed: number;
+  emptied: boolean;
+  reason: string | null;
+  errorCode: string | null;
+  traceId: string | null;
+  statistics: ListStatistics | null;
+}
+
+export interface RunSummary {
+  runId: number;
+  trigger: string;
+  status: RunStatus;
+  asOf: string;
+  startedAt: string;
+  finishedAt: string;
+  durationMs: number;
+  identifierCache: { upserted: number; deleted: number };
+  lists: ListOutcome[];
+  error: string | null;
+}
+
+export async function runSync(deps: SyncDeps, options: SyncOptions): Promise<RunSummary> {
+  const { db, config } = deps;
+  const started = new Date();
+  const asOf = options.asOf ?? started;
+  await assertMigrated(db);
+  await closeAbandonedRuns(db);
+  await discardOrphanedPlans(db);
+
+  const runId = await startRun(db, options.trigger, asOf, { segmentIds: options.segmentIds ?? null });
+  const log = deps.log.child({ runId });
+  // The run's own liveness lock: a later run that can take it knows this one died.
+  const runLock = await deps.pool.connect();
+  let runError: string | null = null;
+  let status: RunStatus = 'succeeded';
+  const lists: ListOutcome[] = [];
+  let cache = { upserted: 0, deleted: 0 };
+  try {
+    await runLock.query('SELECT pg_advisory_lock($1::int, $2::int)', [RUN_LOCK_CLASS, runId]);
+    log.info({ trigger: options.trigger, asOf: asOf.toISOString() }, 'run started');
+
+    cache = await refreshIdentifierCache(db);
+    log.info(cache, 'identifier cache refreshed');
+    const targets = await findListTargets(db, asOf, options.segmentIds);
+    const unknown = (options.segmentIds ?? []).filter((id) => !targets.some((t) => t.segmentId === id));
+    for (const id of unknown) lists.push(notFeedByAnyCampaign(id));
+
+    // An authentication failure stops every list: retrying would only storm Criteo.
+    const abort = new AbortController();
+    const onOuterAbort = () => abort.abort(options.signal?.reason);
+    options.signal?.addEventListener('abort', onOuterAbort, { once: true });
+    let authFailure: AuthenticationError | undefined;
+
+    const limit = pLimit(config.listConcurrency);
+    const outcomes = await Promise.all(
+      targets.map((target) =>
+        limit(async () => {
+          if (abort.signal.aborted) return interruptedBeforeStart(target, authFailure ? 'run aborted: authentication failed' : 'run interrupted');
+          try {
+            return await syncList(deps, { runId, asOf, target, signal: abort.signal, log });
+          } catch (error) {
+            if (error instanceof AuthenticationError) {
+              authFailure ??= error;
+              abort.abort(error);
+            }
+            throw error;
+          }
+        }).catch((error: unknown) => failedOutside(target, error)),
+      ),
+    );
+    options.signal?.removeEventListener('abort', onOuterAbort);
+    lists.push(...outcomes);
+
+    if (authFailure) {
+      status = 'aborted';
+      runError = oneLine(authFailure);
+    } else if (options.signal?.aborted) {
+      status = 'interrupted';
+      runError = 'interrupted by signal';
+    } else if (lists.some((l) => l.status === 'failed' || l.status === 'incomplete')) {
+      status = 'failed';
+    }
+  } catch (error) {
+    status = 'failed';
+    runError = oneLine(error);
+    throw error;
+  } finally {
+    await finishRun(db, runId, status, runError ?? undefined).catch(() => {});
+    runLock.release(true); // closing the connection frees the advisory lock with it
+    log.info({ status, lists: lists.length }, 'run finished');
+  }
+  const finished = new Date();
+  return {
+    runId,
+    trigger: options.trigger,
+    status,
+    asOf: asOf.toISOString(),
+    startedAt: started.toISOString(),
+    finishedAt: finished.toISOString(),
+    durationMs: finished.getTime() - started.getTime(),
+    identifierCache: cache,
+    lists,
+    error: runError,
+  };
+}
+
+interface ListJob {
+  runId: number;
+  asOf: Date;
+  target: ListTarget;
+  signal: AbortSignal;
+  log: Logger;
+}
+
+async function syncList(deps: SyncDeps, job: ListJob): Promise<ListOutcome> {
+  const { db, config } = deps;
+  const { target } = job;
+  const log = job.log.child({ list: target.segmentId, campaigns: target.activeCampaignIds });
+  const action = target.allEnded ? 'empty' : 'sync';
+  const outcome: ListOutcome = baseOutcome(target, action);
+
+  const lock = await deps.pool.connect();
+  try {
+    const holder = await acquireListLock(lock, db, target.segmentId, config.lockWaitSeconds);
+    if (holder !== 'acquired') {
+      outcome.status = 'skipped';
+      outcome.reason = `list ${target.segmentId} is being synced by run ${holder ?? 'unknown'}`;
+      outcome.listSyncId = await startListSync(db, listSyncStart(job, action));
+      await finishListSync(db, outcome.listSyncId, 'skipped', { reason: outcome.reason });
+      log.warn({ reason: outcome.reason }, 'list skipped');
+      return outcome;
+    }
+    const listSyncId = await startListSync(db, listSyncStart(job, action));
+    outcome.listSyncId = listSyncId;
+    const uncertainty = await findUncertainty(db, target.segmentId);
+    let touched = false;
+    try {
+      if (action === 'empty') {
+        touched = await emptyList(deps, job, listSyncId, uncertainty.batchIds.length > 0, outcome, log);
+      } else {
+        touched = await syncMembers(deps, job, listSyncId, uncertainty, outcome, log);
+      }
+    } catch (error) {
+      const verdict = classify(error);
+      outcome.status = verdict.status;
+      outcome.reason = verdict.reason;
+      outcome.errorCode = verdict.problem?.code ?? null;
+      outcome.traceId = verdict.problem?.traceId ?? null;
+      if (error instanceof AuthenticationError) throw Object.assign(error, { outcome });
+    } finally {
+      await discardPlan(db, listSyncId).catch(() => {});
+    }
+    await refreshOutcomeCounts(db, listSyncId, outcome);
+    await finishListSync(db, listSyncId, outcome.status, {
+      ...(outcome.reason ? { reason: outcome.reason } : {}),
+      ...(outcome.errorCode ? { errorCode: outcome.errorCode } : {}),
+      ...(outcome.traceId ? { traceId: outcome.traceId } : {}),
+    });
+    if (touched) await readStatistics(deps, listSyncId, target.segmentId, outcome, log);
+    log.info(
+      { status: outcome.status, action, toAdd: outcome.toAdd, toRemove: outcome.toRemove, added: outcome.added, removed: outcome.removed, emptied: outcome.emptied, reason: outcome.reason },
+      'list finished',
+    );
+    return outcome;
+  } finally {
+    lock.release(true);
+  }
+}
+
+async function syncMembers(
+  deps: SyncDeps,
+  job: ListJob,
+  listSyncId: number,
+  uncertainty: Awaited<ReturnType<typeof findUncertainty>>,
+  outcome: ListOutcome,
+  log: Logger,
+): Promise<boolean> {
+  const { db, config } = deps;
+  const segmentId = job.target.segmentId;
+  const funnel = await countListFunnel(db, segmentId, job.asOf);
+  const ledgerBefore = await countLedger(db, segmentId);
+  const plan = await materializePlan(db, listSyncId, segmentId, job.asOf, uncertainty);
+  Object.assign(outcome, { funnel, ledgerBefore, toAdd: plan.toAdd, toRemove: plan.toRemove });
+  await recordListPlan(db, listSyncId, { funnel, ledgerBefore, ...plan });
+  log.info({ ...funnel, ledgerBefore, ...plan, uncertainBatches: uncertainty.batchIds.length }, 'list planned');
+
+  const ctx = {
+    db,
+    client: deps.client,
+    log,
+    batchSize: config.criteo.batchSize,
+    prefetch: config.criteo.concurrency,
+    signal: job.signal,
+    seq: { next: 1 },
+  };
+  // Adds before removes: a list never dips below its desired members mid-sync.
+  const adds = await sendPlannedOperation(ctx, listSyncId, segmentId, 'add');
+  let touched = adds.confirmedBatches > 0;
+  if (adds.error) throw adds.error;
+  if (adds.interrupted) return markInterrupted(outcome, touched);
+  const removes = await sendPlannedOperation(ctx, listSyncId, segmentId, 'remove');
+  touched ||= removes.confirmedBatches > 0;
+  if (removes.error) throw Object.assign(asError(removes.error), { touched });
+  if (removes.interrupted) return markInterrupted(outcome, touched);
+
+  // Everything planned is confirmed: older unsettled batches have been re-sent.
+  await supersedeBatches(db, uncertainty.batchIds);
+  outcome.status = 'succeeded';
+  return touched;
+}
+
+async function emptyList(
+  deps: SyncDeps,
+  job: ListJob,
+  listSyncId: number,
+  hasUncertainty: boolean,
+  outcome: ListOutcome,
+  log: Logger,
+): Promise<boolean> {
+  const { db } = deps;
+  const segmentId = job.target.segmentId;
+  const ledgerBefore = await countLedger(db, segmentId);
+  outcome.ledgerBefore = ledgerBefore;
+  outcome.toRemove = ledgerBefore;
+  await recordListPlan(db, listSyncId, { ledgerBefore, toAdd: 0, toRemove: ledgerBefore });
+  if (ledgerBefore === 0 && !hasUncertainty) {
+    // Already empty, and we never sent anything we are unsure of: no call at all.
+    outcome.status = 'succeeded';
+    outcome.reason = 'measurement period ended; list already empty';
+    return false;
+  }
+  const batchId = await recordEmptyingIntent(db, listSyncId, segmentId, ledgerBefore);
+  try {
+    const out = await deps.client.emptyContactList(segmentId);
+    await applyConfirmedEmptying(db, batchId, listSyncId, segmentId, {
+      httpStatus: out.status,
+      attempts: out.attempts,
+      waitedMs: out.waitedMs,
+      durationMs: out.durationMs,
+    });
+  } catch (error) {
+    const mayHaveApplied = error instanceof TransientError ? error.mayHaveApplied : !(error instanceof ListRejectedError || error instanceof AuthenticationError);
+    await recordBatchFailure(db, batchId, mayHaveApplied, callTrace(error) ?? {}, (error as { problem?: CriteoProblem }).problem).catch(() => {});
+    throw error;
+  }
+  outcome.status = 'succeeded';
+  outcome.reason = 'measurement period ended; list emptied';
+  log.info({ removed: ledgerBefore }, 'list emptied');
+  return true;
+}
+
+async function readStatistics(deps: SyncDeps, listSyncId: number, segmentId: string, outcome: ListOutcome, log: Logger): Promise<void> {
+  try {
+    const out = await deps.client.getStatistics(segmentId);
+    outcome.statistics = out.body;
+    await recordListStatistics(deps.db, listSyncId, out.body);
+  } catch (error) {
+    // Statistics are for the report; failing to read them does not undo a sync.
+    log.warn({ error: oneLine(error) }, 'could not read list statistics');
+  }
+}
+
+/**
+ * Waits up to `waitSeconds` for the list's advisory lock on a dedicated
+ * connection (released with it). Returns 'acquired', or the run holding it.
+ */
+async function acquireListLock(lock: pg.PoolClient, db: Db, segmentId: string, waitSeconds: number): Promise<'acquired' | number | null> {
+  const deadline = Date.now() + waitSeconds * 1000;
+  for (;;) {
+    const { rows } = await lock.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1::int, $2::int) AS ok', [LIST_LOCK_CLASS, Number(segmentId) | 0]);
+    if (rows[0]?.ok) return 'acquired';
+    if (Date.now() >= deadline) break;
+    await sleep(Math.min(500, Math.max(1, deadline - Date.now())));
+  }
+  const { rows } = await sql<{ run_id: number }>`
+    SELECT run_id FROM audience_sync.list_syncs
+    WHERE audience_segment_id = ${segmentId}::bigint AND status IN ('planning', 'sending')
+    ORDER BY list_sync_id DESC LIMIT 1`.execute(db);
+  return rows[0]?.run_id ?? null;
+}
+
+async function refreshOutcomeCounts(db: Db, listSyncId: number, outcome: ListOutcome): Promise<void> {
+  const row = await db
+    .selectFrom('audience_sync.list_syncs')
+    .select(['added', 'removed', 'emptied'])
+    .where('list_sync_id', '=', listSyncId)
+    .executeTakeFirst();
+  if (row) Object.assign(outcome, row);
+}
+
+function classify(error: unknown): { status: ListSyncStatus; reason: string; problem?: CriteoProblem } {
+  const problem = (error as { problem?: CriteoProblem }).problem;
+  const reason = oneLine(error);
+  if (error instanceof TransientError) return { status: 'incomplete', reason, ...(problem ? { problem } : {}) };
+  return { status: 'failed', reason, ...(problem ? { problem } : {}) };
+}
+
+function markInterrupted(outcome: ListOutcome, touched: boolean): boolean {
+  outcome.status = 'incomplete';
+  outcome.reason = 'interrupted before every batch was sent; the next run resumes it';
+  return touched;
+}
+
+function asError(e: unknown): Error {
+  return e instanceof Error ? e : new Error(String(e));
+}
+
+function listSyncStart(job: ListJob, action: 'sync' | 'empty') {
+  return {
+    runId: job.runId,
+    segmentId: job.target.segmentId,
+    advertiserId: job.target.advertiserIds[0] ?? null,
+    campaignIds: job.target.campaignIds,
+    action,
+  };
+}
+
+function baseOutcome(target: ListTarget, action: 'sync' | 'empty'): ListOutcome {
+  return {
+    listSyncId: null,
+    segmentId: target.segmentId,
+    action,
+    status: 'planning',
+    campaignIds: target.campaignIds,
+    activeCampaignIds: target.activeCampaignIds,
+    funnel: null,
+    ledgerBefore: null,
+    toAdd: 0,
+    toRemove: 0,
+    added: 0,
+    removed: 0,
+    emptied: false,
+    reason: null,
+    errorCode: null,
+    traceId: null,
+    statistics: null,
+  };
+}
+
+function interruptedBeforeStart(target: ListTarget, reason: string): ListOutcome {
+  return { ...baseOutcome(target, target.allEnded ? 'empty' : 'sync'), status: 'incomplete', reason };
+}
+
+function failedOutside(target: ListTarget, error: unknown): ListOutcome {
+  const carried = (error as { outcome?: ListOutcome }).outcome;
+  if (carried) return carried;
+  const verdict = classify(error);
+  return { ...baseOutcome(target, target.allEnded ? 'empty' : 'sync'), status: verdict.status, reason: verdict.reason };
+}
+
+function notFeedByAnyCampaign(segmentId: string): ListOutcome {
+  return {
+    ...baseOutcome({ segmentId, campaignIds: [], activeCampaignIds: [], advertiserIds: [], allEnded: false }, 'sync'),
+    status: 'skipped',
+    reason: `no campaign points at list ${segmentId}; left alone`,
+  };
+}

@@ -1,0 +1,98 @@
+import { createHash } from 'node:crypto';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, type DbHandle } from '../src/db.js';
+import { migrateToLatest } from '../src/migrate.js';
+import { createTestDatabase, referenceIdentifier } from './helpers.js';
+
+const sha = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex');
+const HASH = sha('someone@example.com');
+
+// [description, raw value, the normalised email it must hash, or 'hash' to pass unchanged, or null for invalid]
+const vectors: [string, string | null, string | null][] = [
+  ['plain address', 'user@example.com', 'user@example.com'],
+  ['mixed case is lowercased', 'User.Name@Example.COM', 'user.name@example.com'],
+  ['surrounding ASCII white space is trimmed', ' \t user@example.com \r\n', 'user@example.com'],
+  ['plus tags and dots in the local part', 'first.last+promo@sub.example.co.uk', 'first.last+promo@sub.example.co.uk'],
+  ["WHATWG specials in the local part", "o'brien#!$%&*/=?^_`{|}~-@example.com", "o'brien#!$%&*/=?^_`{|}~-@example.com"],
+  ['punycode domain', 'user@xn--exmple-cua.com', 'user@xn--exmple-cua.com'],
+  ['numeric labels', 'user@123.456.com', 'user@123.456.com'],
+  ['local part of exactly 64', `${'a'.repeat(64)}@example.com`, `${'a'.repeat(64)}@example.com`],
+  ['254 characters in all', `${'a'.repeat(64)}@${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(57)}.com`, `${'a'.repeat(64)}@${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(57)}.com`],
+  ['a label of 63', `u@${'x'.repeat(63)}.com`, `u@${'x'.repeat(63)}.com`],
+  ['NULL', null, null],
+  ['empty', '', null],
+  ['only white space', ' \t\n ', null],
+  ['no dot in the domain', 'user@localhost', null],
+  ['no @', 'user.example.com', null],
+  ['two @', 'user@@example.com', null],
+  ['empty local part', '@example.com', null],
+  ['empty domain', 'user@', null],
+  ['local part of 65', `${'a'.repeat(65)}@example.com`, null],
+  ['255 characters in all', `${'a'.repeat(64)}@${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(58)}.com`, null],
+  ['a label of 64', `u@${'x'.repeat(64)}.com`, null],
+  ['label starting with a hyphen', 'user@-example.com', null],
+  ['label ending with a hyphen', 'user@example-.com', null],
+  ['trailing dot', 'user@example.com.', null],
+  ['empty label', 'user@example..com', null],
+  ['underscore in the domain', 'user@exa_mple.com', null],
+  ['space inside', 'user name@example.com', null],
+  ['quoted local part', '"user"@example.com', null],
+  ['unicode local part', 'usér@example.com', null],
+  ['IDN domain not in punycode', 'user@exämple.com', null],
+  ['emoji', '😀@example.com', null],
+  ['SQL fragment', "user@example.com'; DROP TABLE customers;--", null],
+  ['newline inside', 'user@exam\nple.com', null],
+  ['non-breaking space is not ASCII white space', '\u00a0user@example.com', null],
+  ['already a SHA-256: passes unchanged', HASH, 'hash'],
+  ['upper-case SHA-256: lowercased, not hashed again', HASH.toUpperCase(), 'hash'],
+  ['SHA-256 with white space', `  ${HASH}\n`, 'hash'],
+  ['63 hex characters is not a hash', HASH.slice(1), null],
+  ['65 hex characters is not a hash', `${HASH}a`, null],
+];
+
+let database: DbHandle;
+let drop: () => Promise<void>;
+
+beforeAll(async () => {
+  const t = await createTestDatabase('email_rule');
+  drop = t.drop;
+  database = connect(t.url);
+  await migrateToLatest(database.db);
+});
+
+afterAll(async () => {
+  await database?.close();
+  await drop?.();
+});
+
+describe('the identifier recipe (audience_sync.email_identifier)', () => {
+  it.each(vectors)('%s', async (_label, raw, expected) => {
+    const { rows } = await sql<{ id: string | null }>`SELECT encode(audience_sync.email_identifier(${raw}::text), 'hex') AS id`.execute(database.db);
+    const want = expected === null ? null : expected === 'hash' ? HASH : sha(expected);
+    expect(rows[0]!.id).toBe(want);
+    // The independent Node implementation used by the other tests agrees.
+    expect(referenceIdentifier(raw, createHash)).toBe(want);
+  });
+
+  it('classifies customers as missing, invalid or valid, and shares one identifier between customers with one email', async () => {
+    await sql`INSERT INTO audience_sync.customers VALUES ('a', NULL), ('b', '  '), ('c', 'bad@nodot'), ('d', 'Same@Example.com'), ('e', ' same@example.com')`.execute(database.db);
+    const { refreshIdentifierCache } = await import('../src/source.js');
+    await refreshIdentifierCache(database.db);
+    const { rows } = await sql<{ customer_id: string; email_state: string; id: string | null }>`
+      SELECT customer_id, email_state, encode(identifier, 'hex') AS id FROM audience_sync.customer_identifiers ORDER BY customer_id`.execute(database.db);
+    expect(rows.map((r) => r.email_state)).toEqual(['missing', 'missing', 'invalid', 'valid', 'valid']);
+    expect(rows[3]!.id).toBe(sha('same@example.com'));
+    expect(rows[4]!.id).toBe(rows[3]!.id);
+  });
+
+  it('re-validates only customers whose email changed, and forgets customers that disappeared', async () => {
+    const { refreshIdentifierCache } = await import('../src/source.js');
+    expect(await refreshIdentifierCache(database.db)).toEqual({ upserted: 0, deleted: 0 });
+    await sql`UPDATE audience_sync.customers SET email = 'fixed@example.com' WHERE customer_id = 'c'`.execute(database.db);
+    await sql`DELETE FROM audience_sync.customers WHERE customer_id = 'a'`.execute(database.db);
+    expect(await refreshIdentifierCache(database.db)).toEqual({ upserted: 1, deleted: 1 });
+    const { rows } = await sql<{ email_state: string }>`SELECT email_state FROM audience_sync.customer_identifiers WHERE customer_id = 'c'`.execute(database.db);
+    expect(rows[0]!.email_state).toBe('valid');
+  });
+});
