@@ -53,6 +53,8 @@ export async function createWorld(label: string, sandboxOptions: SandboxOptions 
   await migrateToLatest(database.db);
   const sandbox = await startSandbox({
     clients: [{ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, advertiserIds: '*' }],
+    // No sandbox rate limit unless a test is about rate limits.
+    rateLimitPerMinute: 0,
     ...sandboxOptions,
   });
   const env: Record<string, string> = {
