@@ -1,16 +1,21 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from 'commander';
-import { withApp } from './app.js';
+import { withApp, type App } from './app.js';
 import { ConfigError, SchemaError, oneLine } from './errors.js';
-import { formatCoverage, formatRunSummary } from './format.js';
+import { formatChecks, formatCoverage, formatPlan, formatRunDetail, formatRuns, formatRunSummary } from './format.js';
+import { recentRuns, runDetail } from './history.js';
 import { migrateToLatest } from './migrate.js';
+import { preflight } from './preflight.js';
+import { progressReporter } from './progress.js';
 import { coverageByList } from './report.js';
+import { isValidCron, runSchedule } from './schedule.js';
 import { segmentsOfCampaigns } from './source.js';
-import { runSync, type RunSummary } from './sync.js';
+import { planSync, runSync, type RunSummary, type SyncOptions } from './sync.js';
 
 /**
- * Exit codes: 0 every list converged; 1 a list failed or the run could not
- * complete; 2 bad usage, configuration or schema (nothing was written).
+ * Exit codes: 0 every list converged; 1 a list failed, is incomplete or
+ * held, or the run could not complete; 2 bad usage, configuration or schema
+ * (nothing was written).
  */
 export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;
@@ -21,38 +26,109 @@ const program = new Command('audience-sync')
   .exitOverride()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
+const out = (text: string) => process.stdout.write(`${text}\n`);
+const json = (value: unknown) => out(JSON.stringify(value, null, 2));
+
+interface ListChoice {
+  list?: string[];
+  campaign?: string[];
+}
+
+const listOptions = (cmd: Command) =>
+  cmd
+    .addOption(new Option('--list <id...>', 'only these audience segment ids'))
+    .addOption(new Option('--campaign <id...>', 'only the lists these campaigns feed'));
+
 program
   .command('migrate')
   .description('create or upgrade the audience_sync schema (safe when two start at once)')
   .action(async () => {
     const applied = await withApp({ database: true }, ({ database }) => migrateToLatest(database.db));
-    process.stdout.write(applied.length ? `applied ${applied.join(', ')}\n` : 'schema up to date\n');
+    out(applied.length ? `applied ${applied.join(', ')}` : 'schema up to date');
+  });
+
+listOptions(
+  program
+    .command('run')
+    .description('sync every list (or the chosen ones) once')
+    .option('--json', 'print the run summary as JSON on stdout')
+    .option('--dry-run', 'only show what a run would do (same as `plan`)')
+    .option('--allow-mass-removal', 'let removals through the mass-removal guard for this run')
+    .addOption(new Option('--trigger <name>', 'recorded with the run').default('cli')),
+).action(async (opts: ListChoice & { json?: boolean; dryRun?: boolean; allowMassRemoval?: boolean; trigger: string }) => {
+  if (opts.dryRun) return showPlan(opts);
+  await syncOnce(opts.trigger, opts, { json: opts.json, allowMassRemoval: opts.allowMassRemoval });
+});
+
+listOptions(
+  program
+    .command('plan')
+    .description('what a run would do now, per list; sends and changes nothing')
+    .option('--json', 'print as JSON')
+    .option('--full', 'plan a full resync')
+    .option('--allow-mass-removal', 'plan as if the mass-removal guard were lifted'),
+).action((opts: ListChoice & { json?: boolean; full?: boolean; allowMassRemoval?: boolean }) => showPlan(opts));
+
+listOptions(
+  program
+    .command('resync')
+    .description('sync the chosen lists now (a CSM resync)')
+    .option('--full', 're-send every desired identifier and remove every ledger identifier not desired (for a list that drifted in Criteo)')
+    .option('--allow-mass-removal', 'let removals through the mass-removal guard')
+    .option('--json', 'print the run summary as JSON'),
+).action(async (opts: ListChoice & { full?: boolean; allowMassRemoval?: boolean; json?: boolean }) => {
+  if (!opts.list && !opts.campaign) throw new ConfigError('resync needs --list ID or --campaign ID');
+  await syncOnce('resync', opts, { json: opts.json, full: opts.full, allowMassRemoval: opts.allowMassRemoval, progress: true });
+});
+
+program
+  .command('schedule')
+  .description('stay up and run on SYNC_CRON (default 0 3 * * *) in SYNC_TIMEZONE; SIGTERM stops cleanly')
+  .action(async () => {
+    await withApp({ database: true, criteo: true }, async (app) => {
+      if (!isValidCron(app.config.syncCron)) throw new ConfigError(`SYNC_CRON: not a cron expression: ${app.config.syncCron}`);
+      await runSchedule({
+        cron: app.config.syncCron,
+        timezone: app.config.syncTimezone,
+        log: app.log,
+        runOnce: (signal) => runSync(deps(app), { trigger: 'schedule', signal }),
+      });
+    });
   });
 
 program
-  .command('run')
-  .description('sync every list (or the chosen ones) once')
-  .option('--json', 'print the run summary as JSON on stdout')
-  .addOption(new Option('--list <id...>', 'only these audience segment ids'))
-  .addOption(new Option('--campaign <id...>', 'only the lists these campaigns feed'))
-  .addOption(new Option('--trigger <name>', 'recorded with the run').default('cli'))
-  .action(async (opts: { json?: boolean; list?: string[]; campaign?: string[]; trigger: string }) => {
-    const summary = await withApp({ database: true, criteo: true }, async (app) => {
-      const segmentIds = await chosenLists(app.database.db, opts);
-      const controller = new AbortController();
-      const stop = () => controller.abort();
-      process.once('SIGTERM', stop).once('SIGINT', stop);
-      try {
-        return await runSync(
-          { db: app.database.db, pool: app.database.pool, client: app.client, config: app.config, log: app.log },
-          { trigger: opts.trigger, signal: controller.signal, ...(segmentIds ? { segmentIds } : {}) },
-        );
-      } finally {
-        process.off('SIGTERM', stop).off('SIGINT', stop);
-      }
-    });
-    printSummary(summary, opts.json);
-    process.exitCode = exitCodeOf(summary);
+  .command('preflight')
+  .description('check database, credentials and access to every active list before a run')
+  .option('--json', 'print as JSON')
+  .action(async (opts: { json?: boolean }) => {
+    const checks = await withApp({ database: true, criteo: true }, ({ database, client }) => preflight(database.db, client));
+    if (opts.json) json(checks);
+    else out(formatChecks(checks));
+    process.exitCode = checks.every((c) => c.ok) ? EXIT_OK : EXIT_FAILED;
+  });
+
+const runs = program
+  .command('runs')
+  .alias('history')
+  .description('the last runs with their status and counts')
+  .option('--limit <n>', 'how many', parseInteger, 20)
+  .option('--json', 'print as JSON')
+  .action(async (opts: { limit: number; json?: boolean }) => {
+    const rows = await withApp({ database: true }, ({ database }) => recentRuns(database.db, opts.limit));
+    if (opts.json) json(rows);
+    else out(formatRuns(rows));
+  });
+
+runs
+  .command('show <runId>')
+  .description('one run, list by list and batch by batch')
+  .option('--json', 'print as JSON')
+  .action(async (runId: string, opts: { json?: boolean }) => {
+    const id = parseInteger(runId);
+    const detail = await withApp({ database: true }, ({ database }) => runDetail(database.db, id));
+    if (!detail) throw new ConfigError(`no run ${id}`);
+    if (opts.json) json(detail);
+    else out(formatRunDetail(detail));
   });
 
 program
@@ -61,7 +137,8 @@ program
   .option('--json', 'print as JSON')
   .action(async (opts: { json?: boolean }) => {
     const rows = await withApp({ database: true }, ({ database }) => coverageByList(database.db));
-    process.stdout.write(opts.json ? `${JSON.stringify(rows, null, 2)}\n` : `${formatCoverage(rows)}\n`);
+    if (opts.json) json(rows);
+    else out(formatCoverage(rows));
   });
 
 program
@@ -86,14 +163,18 @@ program
       ...(opts.rateLimit !== undefined ? { rateLimitPerMinute: opts.rateLimit } : {}),
       ...(opts.faults ? { faults: parseFaultPlan(JSON.parse(readFileSync(opts.faults, 'utf8'))) } : {}),
     });
-    process.stdout.write(`criteo sandbox listening on ${sandbox.url}\n`);
+    out(`criteo sandbox listening on ${sandbox.url}`);
     await new Promise<void>((resolve) => {
       process.once('SIGINT', resolve).once('SIGTERM', resolve);
     });
     await sandbox.close();
   });
 
-async function chosenLists(db: Parameters<typeof segmentsOfCampaigns>[0], opts: { list?: string[]; campaign?: string[] }) {
+function deps(app: App) {
+  return { db: app.database.db, pool: app.database.pool, client: app.client, config: app.config, log: app.log };
+}
+
+async function chosenLists(db: App['database']['db'], opts: ListChoice): Promise<string[] | undefined> {
   if (!opts.list && !opts.campaign) return undefined;
   for (const id of opts.list ?? []) if (!/^\d+$/.test(id)) throw new ConfigError(`--list: ${JSON.stringify(id)} is not a numeric audience segment id`);
   const fromCampaigns = opts.campaign ? await segmentsOfCampaigns(db, opts.campaign) : [];
@@ -101,12 +182,52 @@ async function chosenLists(db: Parameters<typeof segmentsOfCampaigns>[0], opts: 
   return [...new Set([...(opts.list ?? []), ...fromCampaigns])];
 }
 
-function printSummary(summary: RunSummary, json?: boolean) {
-  process.stdout.write(json ? `${JSON.stringify(summary, null, 2)}\n` : `${formatRunSummary(summary)}\n`);
+async function showPlan(opts: ListChoice & { json?: boolean; full?: boolean; allowMassRemoval?: boolean }): Promise<void> {
+  const plan = await withApp({ database: true }, async (app) => {
+    const segmentIds = await chosenLists(app.database.db, opts);
+    return planSync(deps(app), {
+      ...(segmentIds ? { segmentIds } : {}),
+      ...(opts.full ? { full: true } : {}),
+      ...(opts.allowMassRemoval ? { allowMassRemoval: true } : {}),
+    });
+  });
+  if (opts.json) json(plan);
+  else out(formatPlan(plan));
+}
+
+async function syncOnce(
+  trigger: string,
+  choice: ListChoice,
+  opts: { json?: boolean | undefined; full?: boolean | undefined; allowMassRemoval?: boolean | undefined; progress?: boolean },
+): Promise<void> {
+  const summary = await withApp({ database: true, criteo: true }, async (app) => {
+    const segmentIds = await chosenLists(app.database.db, choice);
+    const controller = new AbortController();
+    const stop = () => controller.abort();
+    process.once('SIGTERM', stop).once('SIGINT', stop);
+    const progress = opts.progress ? progressReporter(app.log) : undefined;
+    try {
+      const options: SyncOptions = {
+        trigger,
+        signal: controller.signal,
+        ...(segmentIds ? { segmentIds } : {}),
+        ...(opts.full ? { full: true } : {}),
+        ...(opts.allowMassRemoval ? { allowMassRemoval: true } : {}),
+        ...(progress ? { onProgress: progress.update } : {}),
+      };
+      return await runSync(deps(app), options);
+    } finally {
+      progress?.stop();
+      process.off('SIGTERM', stop).off('SIGINT', stop);
+    }
+  });
+  if (opts.json) json(summary);
+  else out(formatRunSummary(summary));
+  process.exitCode = exitCodeOf(summary);
 }
 
 export function exitCodeOf(summary: RunSummary): number {
-  return summary.status === 'succeeded' ? EXIT_OK : EXIT_FAILED;
+  return summary.status === 'succeeded' || summary.status === 'interrupted' ? EXIT_OK : EXIT_FAILED;
 }
 
 function parseInteger(value: string): number {
@@ -121,7 +242,7 @@ async function main(argv: string[]): Promise<number> {
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT_OK;
   } catch (error) {
     if (error instanceof CommanderError) {
-      return error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help' ? EXIT_OK : EXIT_USAGE;
+      return ['commander.helpDisplayed', 'commander.version', 'commander.help'].includes(error.code) ? EXIT_OK : EXIT_USAGE;
     }
     const usage = error instanceof ConfigError || error instanceof SchemaError;
     process.stderr.write(`audience-sync: ${oneLine(error)}\n`);

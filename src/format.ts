@@ -1,5 +1,7 @@
 import type { CoverageRow } from './report.js';
-import type { RunSummary } from './sync.js';
+import type { RunDetail, RunRow } from './history.js';
+import type { Check } from './preflight.js';
+import type { PlanSummary, RunSummary } from './sync.js';
 
 /** Plain-text tables for the terminal. */
 
@@ -25,10 +27,10 @@ export function formatRunSummary(s: RunSummary): string {
     n(l.added),
     n(l.toRemove),
     n(l.removed),
-    l.emptied ? 'yes' : '',
+    l.emptied ? 'yes' : l.heldRemovals > 0 ? `held ${n(l.heldRemovals)}` : '',
     l.reason ?? '',
   ]);
-  return `${head}\n${table(['list', 'action', 'status', 'target group', 'identifiers', 'to add', 'added', 'to remove', 'removed', 'emptied', 'note'], rows)}`;
+  return `${head}\n${table(['list', 'action', 'status', 'target group', 'identifiers', 'to add', 'added', 'to remove', 'removed', 'emptied/held', 'note'], rows)}`;
 }
 
 export function formatCoverage(rows: CoverageRow[]): string {
@@ -48,4 +50,48 @@ export function formatCoverage(rows: CoverageRow[]): string {
       `${r.lastRunId} ${r.lastStatus}`,
     ]),
   );
+}
+
+export function formatPlan(p: PlanSummary): string {
+  const rows = p.lists.map((l) => [
+    l.segmentId,
+    l.action,
+    l.activeCampaignIds.join(',') || '-',
+    n(l.funnel?.uniqueIdentifiers),
+    n(l.ledgerBefore),
+    n(l.toAdd),
+    n(l.toRemove),
+    l.heldRemovals > 0 ? `HELD ${n(l.heldRemovals)}` : '',
+    l.note ?? '',
+  ]);
+  return `plan as of ${p.asOf}\n${table(['list', 'action', 'active campaigns', 'desired', 'ledger', 'adds', 'removes', 'held', 'note'], rows)}`;
+}
+
+export function formatChecks(checks: Check[]): string {
+  return checks.map((c) => `${c.ok ? 'ok  ' : 'FAIL'}  ${c.name}: ${c.detail}`).join('\n');
+}
+
+export function formatRuns(rows: RunRow[]): string {
+  return table(
+    ['run', 'trigger', 'status', 'started', 'lists', 'not converged', 'added', 'removed', 'error'],
+    rows.map((r) => [r.runId, r.trigger, r.status, r.startedAt.replace('T', ' ').slice(0, 19), r.lists, r.listsFailed, n(r.added), n(r.removed), r.error ?? '']),
+  );
+}
+
+export function formatRunDetail(d: RunDetail): string {
+  const parts = [`run ${d.run.runId} (${d.run.trigger}) ${d.run.status}, started ${d.run.startedAt}${d.run.error ? `: ${d.run.error}` : ''}`];
+  for (const l of d.lists) {
+    parts.push(
+      `\nlist ${l.segmentId} ${l.action} ${l.status}: target group ${n(l.targetGroupSize)}, identifiers ${n(l.uniqueIdentifiers)}, ledger before ${n(l.ledgerBefore)}, added ${n(l.added)}/${n(l.toAdd)}, removed ${n(l.removed)}/${n(l.toRemove)}${l.heldRemovals ? `, held ${n(l.heldRemovals)}` : ''}${l.reason ? ` (${l.reason})` : ''}${l.traceId ? ` traceId ${l.traceId}` : ''}`,
+    );
+    if (l.batches.length > 0) {
+      parts.push(
+        table(
+          ['batch', 'operation', 'size', 'status', 'http', 'valid', 'invalid', 'attempts', 'waited ms', 'ms', 'error', 'traceId'],
+          l.batches.map((b) => [b.seq, b.operation, n(b.size), b.status, b.httpStatus ?? '-', n(b.nbValid), n(b.nbInvalid), b.attempts, b.waitedMs, b.durationMs ?? '-', b.errorCode ?? '', b.traceId ?? '']),
+        ),
+      );
+    }
+  }
+  return parts.join('\n');
 }

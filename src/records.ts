@@ -1,14 +1,14 @@
 import { sql } from 'kysely';
 import type { Db } from './db.js';
 import type { ListSyncStatus, RunStatus } from './schema.js';
-import type { Funnel } from './source.js';
+import type { CampaignFunnel, Funnel } from './source.js';
 import type { ListStatistics } from './criteo-client.js';
 
 /**
  * The audit trail: a row per run, per list within it, per batch (ledger.ts).
  * States move forward only:
  *   run:       running → succeeded | failed | interrupted | aborted
- *   list sync: planning → sending → succeeded | failed | incomplete
+ *   list sync: planning → sending → succeeded | held | failed | incomplete
  *              planning → skipped (locked by another run)
  */
 
@@ -128,4 +128,26 @@ export async function recordListStatistics(db: Db, listSyncId: number, stats: Li
     })
     .where('list_sync_id', '=', listSyncId)
     .execute();
+}
+
+export async function recordCampaignFunnels(db: Db, listSyncId: number, funnels: readonly CampaignFunnel[]): Promise<void> {
+  if (funnels.length === 0) return;
+  await db
+    .insertInto('audience_sync.list_sync_campaigns')
+    .values(
+      funnels.map((f) => ({
+        list_sync_id: listSyncId,
+        campaign_id: f.campaignId,
+        target_group_size: f.targetGroupSize,
+        missing_customers: f.missingCustomers,
+        without_email: f.withoutEmail,
+        invalid_emails: f.invalidEmails,
+        unique_identifiers: f.uniqueIdentifiers,
+      })),
+    )
+    .execute();
+}
+
+export async function recordHeldRemovals(db: Db, listSyncId: number, heldRemovals: number): Promise<void> {
+  await db.updateTable('audience_sync.list_syncs').set({ held_removals: heldRemovals }).where('list_sync_id', '=', listSyncId).execute();
 }

@@ -37,7 +37,7 @@ export interface ListMembersTable {
 }
 
 export type RunStatus = 'running' | 'succeeded' | 'failed' | 'interrupted' | 'aborted';
-export type ListSyncStatus = 'planning' | 'sending' | 'succeeded' | 'failed' | 'incomplete' | 'skipped';
+export type ListSyncStatus = 'planning' | 'sending' | 'succeeded' | 'held' | 'failed' | 'incomplete' | 'skipped';
 export type BatchStatus = 'sending' | 'confirmed' | 'failed' | 'unknown' | 'superseded';
 export type BatchOperation = 'add' | 'remove' | 'delete';
 
@@ -71,6 +71,7 @@ export interface ListSyncsTable {
   added: ColumnType<number, number | undefined, number>;
   removed: ColumnType<number, number | undefined, number>;
   emptied: ColumnType<boolean, boolean | undefined, boolean>;
+  held_removals: ColumnType<number, number | undefined, number>;
   reason: string | null;
   error_code: string | null;
   trace_id: string | null;
@@ -111,6 +112,16 @@ export interface PlanEntriesTable {
   identifier: Buffer;
 }
 
+export interface ListSyncCampaignsTable {
+  list_sync_id: number;
+  campaign_id: string;
+  target_group_size: Count;
+  missing_customers: Count;
+  without_email: Count;
+  invalid_emails: Count;
+  unique_identifiers: Count;
+}
+
 export interface Database {
   'audience_sync.customers': CustomersTable;
   'audience_sync.campaigns': CampaignsTable;
@@ -119,6 +130,7 @@ export interface Database {
   'audience_sync.list_members': ListMembersTable;
   'audience_sync.runs': RunsTable;
   'audience_sync.list_syncs': ListSyncsTable;
+  'audience_sync.list_sync_campaigns': ListSyncCampaignsTable;
   'audience_sync.batches': BatchesTable;
   'audience_sync.plan_entries': PlanEntriesTable;
 }

@@ -135,3 +135,32 @@ export async function countListFunnel(db: Db, segmentId: string, asOf: Date): Pr
 }
 
 export { isActive };
+
+export interface CampaignFunnel extends Funnel {
+  campaignId: string;
+}
+
+/** The same funnel per active campaign of a list (a customer counts in each campaign that selects it). */
+export async function countCampaignFunnels(db: Db, segmentId: string, asOf: Date): Promise<CampaignFunnel[]> {
+  const { rows } = await sql<{ campaign_id: string; tg: number; missing: number; without_email: number; invalid: number; unique_ids: number }>`
+    SELECT tg.campaign_id,
+           count(*)::bigint AS tg,
+           count(*) FILTER (WHERE ci.customer_id IS NULL)::bigint AS missing,
+           count(*) FILTER (WHERE ci.email_state = 'missing')::bigint AS without_email,
+           count(*) FILTER (WHERE ci.email_state = 'invalid')::bigint AS invalid,
+           count(DISTINCT ci.identifier)::bigint AS unique_ids
+    FROM audience_sync.campaigns c
+    JOIN audience_sync.campaign_target_groups tg ON tg.campaign_id = c.campaign_id
+    LEFT JOIN audience_sync.customer_identifiers ci ON ci.customer_id = tg.customer_id
+    WHERE c.audience_segment_id = ${segmentId}::bigint AND ${isActive(asOf)}
+    GROUP BY tg.campaign_id
+    ORDER BY tg.campaign_id`.execute(db);
+  return rows.map((r) => ({
+    campaignId: r.campaign_id,
+    targetGroupSize: r.tg,
+    missingCustomers: r.missing,
+    withoutEmail: r.without_email,
+    invalidEmails: r.invalid,
+    uniqueIdentifiers: r.unique_ids,
+  }));
+}

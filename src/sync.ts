@@ -9,13 +9,15 @@ import { AuthenticationError, ListRejectedError, TransientError, oneLine, type C
 import { applyConfirmedEmptying, countLedger, findUncertainty, recordBatchFailure, recordEmptyingIntent, supersedeBatches } from './ledger.js';
 import type { Logger } from './logger.js';
 import { assertMigrated } from './migrate.js';
-import { discardOrphanedPlans, discardPlan, materializePlan } from './plan.js';
+import { discardOrphanedPlans, discardPlan, materializePlan, type PlanCounts, type Uncertainty } from './plan.js';
 import {
   LIST_LOCK_CLASS,
   RUN_LOCK_CLASS,
   closeAbandonedRuns,
   finishListSync,
   finishRun,
+  recordCampaignFunnels,
+  recordHeldRemovals,
   recordListPlan,
   recordListStatistics,
   startListSync,
@@ -23,7 +25,15 @@ import {
 } from './records.js';
 import type { ListSyncStatus, RunStatus } from './schema.js';
 import { sendPlannedOperation } from './send.js';
-import { countListFunnel, findListTargets, refreshIdentifierCache, type Funnel, type ListTarget } from './source.js';
+import {
+  countCampaignFunnels,
+  countListFunnel,
+  findListTargets,
+  refreshIdentifierCache,
+  type CampaignFunnel,
+  type Funnel,
+  type ListTarget,
+} from './source.js';
 import { sleep } from './rate-limiter.js';
 
 /**
@@ -49,6 +59,18 @@ export interface SyncOptions {
   /** The instant campaigns are judged active at; default now. */
   asOf?: Date;
   signal?: AbortSignal;
+  /** Resync --full: re-send every desired identifier, remove every ledger identifier not desired. */
+  full?: boolean;
+  /** Override the mass-removal guard for this run. */
+  allowMassRemoval?: boolean;
+  /** Called after each confirmed batch, for progress bars. */
+  onProgress?: (progress: ListProgress) => void;
+}
+
+export interface ListProgress {
+  segmentId: string;
+  planned: number;
+  done: number;
 }
 
 export interface ListOutcome {
@@ -59,12 +81,14 @@ export interface ListOutcome {
   campaignIds: string[];
   activeCampaignIds: string[];
   funnel: Funnel | null;
+  campaignFunnels: CampaignFunnel[];
   ledgerBefore: number | null;
   toAdd: number;
   toRemove: number;
   added: number;
   removed: number;
   emptied: boolean;
+  heldRemovals: number;
   reason: string | null;
   errorCode: string | null;
   traceId: string | null;
@@ -92,7 +116,11 @@ export async function runSync(deps: SyncDeps, options: SyncOptions): Promise<Run
   await closeAbandonedRuns(db);
   await discardOrphanedPlans(db);
 
-  const runId = await startRun(db, options.trigger, asOf, { segmentIds: options.segmentIds ?? null });
+  const runId = await startRun(db, options.trigger, asOf, {
+    segmentIds: options.segmentIds ?? null,
+    full: options.full ?? false,
+    allowMassRemoval: options.allowMassRemoval ?? false,
+  });
   const log = deps.log.child({ runId });
   // The run's own liveness lock: a later run that can take it knows this one died.
   const runLock = await deps.pool.connect();
@@ -122,7 +150,7 @@ export async function runSync(deps: SyncDeps, options: SyncOptions): Promise<Run
         limit(async () => {
           if (abort.signal.aborted) return interruptedBeforeStart(target, authFailure ? 'run aborted: authentication failed' : 'run interrupted');
           try {
-            return await syncList(deps, { runId, asOf, target, signal: abort.signal, log });
+            return await syncList(deps, { runId, asOf, target, signal: abort.signal, log, options });
           } catch (error) {
             if (error instanceof AuthenticationError) {
               authFailure ??= error;
@@ -142,7 +170,7 @@ export async function runSync(deps: SyncDeps, options: SyncOptions): Promise<Run
     } else if (options.signal?.aborted) {
       status = 'interrupted';
       runError = 'interrupted by signal';
-    } else if (lists.some((l) => l.status === 'failed' || l.status === 'incomplete')) {
+    } else if (lists.some((l) => l.status === 'failed' || l.status === 'incomplete' || l.status === 'held')) {
       status = 'failed';
     }
   } catch (error) {
@@ -175,6 +203,7 @@ interface ListJob {
   target: ListTarget;
   signal: AbortSignal;
   log: Logger;
+  options: SyncOptions;
 }
 
 async function syncList(deps: SyncDeps, job: ListJob): Promise<ListOutcome> {
@@ -206,6 +235,7 @@ async function syncList(deps: SyncDeps, job: ListJob): Promise<ListOutcome> {
         touched = await syncMembers(deps, job, listSyncId, uncertainty, outcome, log);
       }
     } catch (error) {
+      touched ||= (error as { touched?: boolean }).touched ?? false;
       const verdict = classify(error);
       outcome.status = verdict.status;
       outcome.reason = verdict.reason;
@@ -236,19 +266,24 @@ async function syncMembers(
   deps: SyncDeps,
   job: ListJob,
   listSyncId: number,
-  uncertainty: Awaited<ReturnType<typeof findUncertainty>>,
+  uncertainty: Uncertainty,
   outcome: ListOutcome,
   log: Logger,
 ): Promise<boolean> {
   const { db, config } = deps;
   const segmentId = job.target.segmentId;
-  const funnel = await countListFunnel(db, segmentId, job.asOf);
-  const ledgerBefore = await countLedger(db, segmentId);
-  const plan = await materializePlan(db, listSyncId, segmentId, job.asOf, uncertainty);
-  Object.assign(outcome, { funnel, ledgerBefore, toAdd: plan.toAdd, toRemove: plan.toRemove });
-  await recordListPlan(db, listSyncId, { funnel, ledgerBefore, ...plan });
-  log.info({ ...funnel, ledgerBefore, ...plan, uncertainBatches: uncertainty.batchIds.length }, 'list planned');
+  const plan = await planList(deps, job, listSyncId, uncertainty);
+  Object.assign(outcome, plan);
+  await recordListPlan(db, listSyncId, plan);
+  await recordCampaignFunnels(db, listSyncId, plan.campaignFunnels);
+  if (plan.heldRemovals > 0) await recordHeldRemovals(db, listSyncId, plan.heldRemovals);
+  log.info(
+    { ...plan.funnel, ledgerBefore: plan.ledgerBefore, toAdd: plan.toAdd, toRemove: plan.toRemove, heldRemovals: plan.heldRemovals, uncertainBatches: uncertainty.batchIds.length },
+    'list planned',
+  );
 
+  const planned = plan.toAdd + (plan.heldRemovals > 0 ? 0 : plan.toRemove);
+  let done = 0;
   const ctx = {
     db,
     client: deps.client,
@@ -257,12 +292,23 @@ async function syncMembers(
     prefetch: config.criteo.concurrency,
     signal: job.signal,
     seq: { next: 1 },
+    onBatchConfirmed: (_op: 'add' | 'remove', size: number) => {
+      done += size;
+      job.options.onProgress?.({ segmentId, planned, done });
+    },
   };
+  job.options.onProgress?.({ segmentId, planned, done });
   // Adds before removes: a list never dips below its desired members mid-sync.
   const adds = await sendPlannedOperation(ctx, listSyncId, segmentId, 'add');
   let touched = adds.confirmedBatches > 0;
-  if (adds.error) throw adds.error;
+  if (adds.error) throw Object.assign(asError(adds.error), { touched });
   if (adds.interrupted) return markInterrupted(outcome, touched);
+  if (plan.heldRemovals > 0) {
+    outcome.status = 'held';
+    outcome.reason = plan.heldReason;
+    log.warn({ heldRemovals: plan.heldRemovals, ledgerBefore: plan.ledgerBefore }, 'removals held by the mass-removal guard');
+    return touched;
+  }
   const removes = await sendPlannedOperation(ctx, listSyncId, segmentId, 'remove');
   touched ||= removes.confirmedBatches > 0;
   if (removes.error) throw Object.assign(asError(removes.error), { touched });
@@ -272,6 +318,47 @@ async function syncMembers(
   await supersedeBatches(db, uncertainty.batchIds);
   outcome.status = 'succeeded';
   return touched;
+}
+
+export interface ListPlan extends PlanCounts {
+  funnel: Funnel;
+  campaignFunnels: CampaignFunnel[];
+  ledgerBefore: number;
+  /** Removals the mass-removal guard holds back (0 when none). */
+  heldRemovals: number;
+  heldReason: string | null;
+}
+
+/**
+ * What syncing a list means now: its funnel and its diff, written to
+ * plan_entries under `planId`. `run` sends it; `plan` reports and discards it.
+ */
+export async function planList(
+  deps: Pick<SyncDeps, 'db' | 'config'>,
+  job: Pick<ListJob, 'target' | 'asOf' | 'options'>,
+  planId: number,
+  uncertainty: Uncertainty,
+): Promise<ListPlan> {
+  const { db, config } = deps;
+  const segmentId = job.target.segmentId;
+  const funnel = await countListFunnel(db, segmentId, job.asOf);
+  const campaignFunnels = await countCampaignFunnels(db, segmentId, job.asOf);
+  const ledgerBefore = await countLedger(db, segmentId);
+  // --full distrusts the whole ledger: every desired identifier is re-sent.
+  const effective = job.options.full ? { ...uncertainty, wholeList: true } : uncertainty;
+  const counts = await materializePlan(db, planId, segmentId, job.asOf, effective);
+  const ratio = ledgerBefore > 0 ? counts.toRemove / ledgerBefore : 0;
+  const held = !job.options.allowMassRemoval && ratio > config.maxRemovalRatio;
+  return {
+    funnel,
+    campaignFunnels,
+    ledgerBefore,
+    ...counts,
+    heldRemovals: held ? counts.toRemove : 0,
+    heldReason: held
+      ? `held ${counts.toRemove} removals (${(ratio * 100).toFixed(0)}% of the list, over MAX_REMOVAL_RATIO ${config.maxRemovalRatio}): check the source data, then rerun with --allow-mass-removal`
+      : null,
+  };
 }
 
 async function emptyList(
@@ -389,12 +476,14 @@ function baseOutcome(target: ListTarget, action: 'sync' | 'empty'): ListOutcome 
     campaignIds: target.campaignIds,
     activeCampaignIds: target.activeCampaignIds,
     funnel: null,
+    campaignFunnels: [],
     ledgerBefore: null,
     toAdd: 0,
     toRemove: 0,
     added: 0,
     removed: 0,
     emptied: false,
+    heldRemovals: 0,
     reason: null,
     errorCode: null,
     traceId: null,
@@ -418,5 +507,97 @@ function notFeedByAnyCampaign(segmentId: string): ListOutcome {
     ...baseOutcome({ segmentId, campaignIds: [], activeCampaignIds: [], advertiserIds: [], allEnded: false }, 'sync'),
     status: 'skipped',
     reason: `no campaign points at list ${segmentId}; left alone`,
+  };
+}
+
+// --- plan (dry run) ------------------------------------------------------------
+
+export interface PlannedList {
+  segmentId: string;
+  action: 'sync' | 'empty' | 'none';
+  campaignIds: string[];
+  activeCampaignIds: string[];
+  funnel: Funnel | null;
+  ledgerBefore: number;
+  toAdd: number;
+  toRemove: number;
+  heldRemovals: number;
+  uncertainBatches: number;
+  note: string | null;
+}
+
+export interface PlanSummary {
+  asOf: string;
+  lists: PlannedList[];
+}
+
+/**
+ * What `run` would do now, list by list, through the same planning code,
+ * sending nothing and changing neither Criteo nor the ledger. (It does
+ * refresh the identifier cache, which is derived data.)
+ */
+export async function planSync(
+  deps: Pick<SyncDeps, 'db' | 'config' | 'log'>,
+  options: Omit<SyncOptions, 'trigger' | 'signal' | 'onProgress'> = {},
+): Promise<PlanSummary> {
+  const { db } = deps;
+  const asOf = options.asOf ?? new Date();
+  await assertMigrated(db);
+  await refreshIdentifierCache(db);
+  const targets = await findListTargets(db, asOf, options.segmentIds);
+  const lists: PlannedList[] = [];
+  for (const id of options.segmentIds ?? []) {
+    if (!targets.some((t) => t.segmentId === id)) lists.push({ ...emptyPlanned(id), note: `no campaign points at list ${id}; left alone` });
+  }
+  for (const target of targets) {
+    const uncertainty = await findUncertainty(db, target.segmentId);
+    const base = { ...emptyPlanned(target.segmentId), campaignIds: target.campaignIds, activeCampaignIds: target.activeCampaignIds, uncertainBatches: uncertainty.batchIds.length };
+    if (target.allEnded) {
+      const ledgerBefore = await countLedger(db, target.segmentId);
+      const needed = ledgerBefore > 0 || uncertainty.batchIds.length > 0;
+      lists.push({
+        ...base,
+        action: needed ? 'empty' : 'none',
+        ledgerBefore,
+        toRemove: ledgerBefore,
+        note: needed ? 'measurement period ended: one DELETE empties the list' : 'measurement period ended; list already empty',
+      });
+      continue;
+    }
+    // A negative id never collides with a real list sync's plan.
+    const planId = -Math.floor(Math.random() * 2 ** 47) - 1;
+    try {
+      const plan = await planList(deps, { target, asOf, options: { trigger: 'plan', ...options } }, planId, uncertainty);
+      lists.push({
+        ...base,
+        action: plan.toAdd + plan.toRemove > 0 ? 'sync' : 'none',
+        funnel: plan.funnel,
+        ledgerBefore: plan.ledgerBefore,
+        toAdd: plan.toAdd,
+        toRemove: plan.toRemove,
+        heldRemovals: plan.heldRemovals,
+        note: plan.heldReason ?? (target.activeCampaignIds.length === 0 ? 'no campaign active yet' : null),
+      });
+    } finally {
+      await discardPlan(db, planId);
+    }
+  }
+  deps.log.info({ lists: lists.length }, 'plan computed');
+  return { asOf: asOf.toISOString(), lists };
+}
+
+function emptyPlanned(segmentId: string): PlannedList {
+  return {
+    segmentId,
+    action: 'none',
+    campaignIds: [],
+    activeCampaignIds: [],
+    funnel: null,
+    ledgerBefore: 0,
+    toAdd: 0,
+    toRemove: 0,
+    heldRemovals: 0,
+    uncertainBatches: 0,
+    note: null,
   };
 }
