@@ -142,6 +142,18 @@ program
   });
 
 program
+  .command('load-sample-data')
+  .description("load the demo's sample campaigns and customers (refuses if campaigns exist)")
+  .action(async () => {
+    const { hasCampaigns, loadSampleData } = await import('./sample-data.js');
+    await withApp({ database: true }, async ({ database }) => {
+      if (await hasCampaigns(database.db)) throw new ConfigError('load-sample-data: campaigns already exist; sample data is only loaded into an empty source');
+      await loadSampleData(database.db, new Date());
+    });
+    out('sample data loaded');
+  });
+
+program
   .command('sandbox')
   .description('serve the Criteo sandbox (token, contact lists, statistics, segment search) on loopback')
   .option('--port <n>', 'port (0 = any free one)', parseInteger, 8787)

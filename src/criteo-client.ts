@@ -1,22 +1,34 @@
 import pLimit, { type LimitFunction } from 'p-limit';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { CriteoSettings } from './config.js';
-import { AuthenticationError, ListRejectedError, TransientError, type CriteoProblem } from './errors.js';
+import { AudienceSyncError, AuthenticationError, ListRejectedError, TransientError, type CriteoProblem } from './errors.js';
 import type { Logger } from './logger.js';
 import { RateLimiter, sleep } from './rate-limiter.js';
 
 /**
  * Criteo's contact-list API: token, PATCH add/remove, DELETE, statistics,
  * segment search. One instance per process: it owns the token, the
- * keep-alive connections and the rate limiter that every list shares.
+ * keep-alive connections, the concurrency bound and the rate limiter that
+ * every list shares.
  *
  * Retry policy, per the contract in shared/criteo/README.md:
- * - 429 waits (Retry-After, else x-ratelimit-reset, else backoff) without
- *   using the attempt budget; the total wait is bounded.
- * - 5xx, timeouts and broken connections back off with full jitter, up to
- *   `maxAttempts` attempts.
- * - 401 renews the token once; a second 401 ends the run.
- * - 400, 403, 404 are final for the list.
+ * - 429 waits (Retry-After, else x-ratelimit-reset, else exponential backoff)
+ *   without using the attempt budget, and lowers the limiter's rate for the
+ *   rest of the run; the total 429 wait of one call is bounded
+ *   (CRITEO_MAX_WAIT_SECONDS), then the call fails as transient.
+ * - 5xx, 408, timeouts and broken connections back off with full jitter, up
+ *   to `maxAttempts` attempts; then the call fails as transient, flagged
+ *   "may have applied".
+ * - 401 with a token code renews the token once and retries; a second 401,
+ *   or a token endpoint refusing the credentials, is an AuthenticationError,
+ *   and the client then refuses every call for a while without sending it
+ *   (no retry storm while the run winds down).
+ * - 400, 403, 404 and other 4xx are final for the list: no retry.
+ *
+ * Each HTTP request (token requests included) is logged once, when it ends,
+ * with the operation, list, batch size, attempt, status, the wait before it,
+ * its duration and Criteo's traceId. The last line of a call also carries the
+ * call's totals. Never an identifier, a token or the secret.
  */
 
 export type CriteoOperation = 'patch' | 'delete' | 'statistics' | 'search' | 'token';
@@ -24,7 +36,9 @@ export type CriteoOperation = 'patch' | 'delete' | 'statistics' | 'search' | 'to
 export interface CallOutcome<T> {
   body: T;
   status: number;
+  /** HTTP requests made for this call (429 answers and token renewals included). */
   attempts: number;
+  /** Time spent waiting: rate-limiter queue, backoff and 429 waits. */
   waitedMs: number;
   durationMs: number;
 }
@@ -34,6 +48,12 @@ export interface CallTrace {
   attempts: number;
   waitedMs: number;
   durationMs: number;
+  /**
+   * Whether Criteo may have applied the request: some attempt went unanswered
+   * or answered 5xx. A later definite refusal (400/403/404/401/429) does not
+   * undo an earlier attempt that may have gone through.
+   */
+  mayHaveApplied: boolean;
 }
 
 export interface AmendmentResult {
@@ -61,16 +81,40 @@ interface ErrorEnvelope {
   error_description?: string;
 }
 
+type Headers = Record<string, string | string[] | undefined>;
+
+interface CallMeta {
+  operation: CriteoOperation;
+  segmentId?: string;
+  op?: string;
+  size?: number;
+}
+
+/** What one HTTP request gave: an answer, or no answer (network error, timeout). */
+type AttemptResult =
+  | { kind: 'answer'; status: number; headers: Headers; text: string; token: string; queuedMs: number; durationMs: number }
+  | { kind: 'no-answer'; error: unknown; sent: boolean; queuedMs: number; durationMs: number };
+
 const TOKEN_CODES = new Set(['authorization-token-expired', 'authorization-token-invalid']);
 const RETRY_CAP_MS = 30_000;
+/** After an authentication failure, calls fail at once for this long instead of reaching Criteo. */
+const AUTH_FAILURE_HOLD_MS = 60_000;
+/** Renew a token this long before it expires (Criteo: about a minute)... */
+const TOKEN_RENEW_MARGIN_MS = 60_000;
+/** ...but for short-lived tokens, once this share of its life has passed at the latest. */
+const TOKEN_RENEW_SHARE = 0.2;
+/** Errors that mean the request never left: nothing can have been applied. */
+const NOT_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
 
 export class CriteoClient {
   readonly limiter: RateLimiter;
   private readonly agent: Agent;
   /** Bounds requests in flight across every list (CRITEO_CONCURRENCY). */
   private readonly inflight: LimitFunction;
+  private readonly timeoutMs: number;
   private token: { value: string; renewAt: number } | undefined;
   private tokenRequest: Promise<string> | undefined;
+  private authFailure: { error: AuthenticationError; until: number } | undefined;
 
   constructor(
     private readonly settings: CriteoSettings,
@@ -79,13 +123,14 @@ export class CriteoClient {
   ) {
     this.limiter = limiter ?? new RateLimiter(settings.maxCallsPerMinute);
     this.inflight = pLimit(settings.concurrency);
-    const timeout = settings.timeoutSeconds * 1000;
+    this.timeoutMs = settings.timeoutSeconds * 1000;
     this.agent = new Agent({
+      // Sockets stay open between batches; the server's Keep-Alive hint wins when it is shorter.
       keepAliveTimeout: 30_000,
       connections: Math.max(settings.concurrency * 2, 4),
-      connect: { timeout: Math.min(timeout, 10_000) },
-      headersTimeout: timeout,
-      bodyTimeout: timeout,
+      connect: { timeout: Math.min(this.timeoutMs, 10_000) },
+      headersTimeout: this.timeoutMs,
+      bodyTimeout: this.timeoutMs,
     });
   }
 
@@ -163,6 +208,7 @@ export class CriteoClient {
 
   /** A valid token, renewed ahead of expiry; concurrent callers share one request. */
   async accessToken(): Promise<string> {
+    this.throwIfAuthFailed();
     if (this.token && Date.now() < this.token.renewAt) return this.token.value;
     this.tokenRequest ??= this.fetchToken().finally(() => {
       this.tokenRequest = undefined;
@@ -170,15 +216,39 @@ export class CriteoClient {
     return this.tokenRequest;
   }
 
+  private throwIfAuthFailed(): void {
+    if (!this.authFailure) return;
+    if (Date.now() >= this.authFailure.until) {
+      this.authFailure = undefined;
+      return;
+    }
+    const { error } = this.authFailure;
+    throw new AuthenticationError(error.message, error.problem);
+  }
+
+  private authenticationFailed(error: AuthenticationError): AuthenticationError {
+    this.authFailure = { error, until: Date.now() + AUTH_FAILURE_HOLD_MS };
+    this.token = undefined;
+    return error;
+  }
+
   private async fetchToken(): Promise<string> {
-    const started = Date.now();
     const form = new URLSearchParams({
       grant_type: 'client_credentials',
       client_id: this.settings.clientId,
       client_secret: this.settings.clientSecret,
     }).toString();
+    const started = Date.now();
+    let failures = 0;
+    let rateLimited = 0;
+    let rateLimitedMs = 0;
+    let waitBefore = 0;
     for (let attempt = 1; ; attempt++) {
+      const sentAt = Date.now();
+      const line = (status: number | string, next: string, extra: Record<string, unknown> = {}) =>
+        this.logRequest(next === 'done' ? 'info' : 'warn', { operation: 'token' }, attempt, status, waitBefore, Date.now() - sentAt, next, extra);
       let status: number;
+      let headers: Headers;
       let text: string;
       try {
         const res = await request(`${this.settings.apiUrl}/oauth2/token`, {
@@ -186,35 +256,67 @@ export class CriteoClient {
           dispatcher: this.agent,
           headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
           body: form,
+          signal: AbortSignal.timeout(this.attemptDeadlineMs()),
         });
         status = res.statusCode;
+        headers = res.headers;
         text = await res.body.text();
       } catch (error) {
-        if (attempt >= this.settings.maxAttempts) {
-          throw new TransientError(`Criteo token endpoint unreachable: ${networkReason(error)}`, false);
+        failures++;
+        const reason = networkReason(error);
+        if (failures >= this.settings.maxAttempts) {
+          line(reason, 'stop');
+          throw new TransientError(`Criteo token endpoint unreachable after ${failures} attempts: ${reason}`, false);
         }
-        await sleep(this.backoff(attempt));
+        waitBefore = this.backoff(failures);
+        line(reason, 'retry');
+        await sleep(waitBefore);
         continue;
       }
       if (status === 200) {
-        const body = JSON.parse(text) as { access_token?: string; expires_in?: number };
-        if (!body.access_token) throw new AuthenticationError('Criteo token endpoint answered without an access_token');
+        const body = safeJson<{ access_token?: string; expires_in?: number }>(text);
+        if (!body?.access_token) {
+          line(status, 'stop');
+          throw this.authenticationFailed(new AuthenticationError('Criteo token endpoint answered without an access_token'));
+        }
         const ttlMs = (body.expires_in ?? 900) * 1000;
         // Renew about a minute before expiry; proportionally earlier for short-lived tokens.
-        const margin = Math.min(60_000, ttlMs * 0.2);
-        this.token = { value: body.access_token, renewAt: Date.now() + ttlMs - margin };
-        this.log.debug({ operation: 'token', status, attempt, durationMs: Date.now() - started }, 'criteo token acquired');
+        const margin = Math.min(TOKEN_RENEW_MARGIN_MS, ttlMs * TOKEN_RENEW_SHARE);
+        this.token = { value: body.access_token, renewAt: sentAt + ttlMs - margin };
+        line(status, 'done', { expiresInSeconds: ttlMs / 1000, attempts: attempt, totalDurationMs: Date.now() - started });
         return body.access_token;
       }
-      if (status >= 500 && attempt < this.settings.maxAttempts) {
-        await sleep(this.backoff(attempt));
+      const problem = parseProblem(status, text);
+      if (status === 429) {
+        rateLimited++;
+        const delay = rateLimitDelay(headers, rateLimited, this.settings.retryBaseMs);
+        if (rateLimitedMs + delay > this.settings.maxWaitSeconds * 1000) {
+          line(status, 'stop', problemFields(problem));
+          throw new TransientError(`Criteo token endpoint kept answering 429 for longer than CRITEO_MAX_WAIT_SECONDS (${this.settings.maxWaitSeconds}s)`, false, problem);
+        }
+        rateLimitedMs += delay;
+        waitBefore = delay;
+        line(status, 'wait', { ...problemFields(problem), nextWaitMs: delay });
+        await sleep(delay);
         continue;
       }
-      const problem = parseProblem(status, text);
-      if (status >= 500) throw new TransientError(`Criteo token endpoint failed with HTTP ${status}`, false, problem);
+      if (status >= 500 || status === 408) {
+        failures++;
+        if (failures < this.settings.maxAttempts) {
+          waitBefore = this.backoff(failures);
+          line(status, 'retry', problemFields(problem));
+          await sleep(waitBefore);
+          continue;
+        }
+        line(status, 'stop', problemFields(problem));
+        throw new TransientError(`Criteo token endpoint failed with HTTP ${status} after ${failures} attempts; traceId ${problem.traceId ?? 'none'}`, false, problem);
+      }
+      line(status, 'stop', problemFields(problem));
       const env = safeJson<ErrorEnvelope>(text);
       const reason = env?.error ?? problem.code ?? `HTTP ${status}`;
-      throw new AuthenticationError(`Criteo refused the client credentials (${reason}): check CRITEO_CLIENT_ID and CRITEO_CLIENT_SECRET`, problem);
+      throw this.authenticationFailed(
+        new AuthenticationError(`Criteo refused the client credentials (${reason}): check CRITEO_CLIENT_ID and CRITEO_CLIENT_SECRET`, problem),
+      );
     }
   }
 
@@ -222,110 +324,196 @@ export class CriteoClient {
     if (this.token?.value === value) this.token = undefined;
   }
 
-  private backoff(attempt: number): number {
-    // Full jitter: uniform in [0, min(cap, base * 2^(attempt-1))].
-    const ceiling = Math.min(RETRY_CAP_MS, this.settings.retryBaseMs * 2 ** (attempt - 1));
+  private backoff(failures: number): number {
+    // Full jitter: uniform in [0, min(cap, base * 2^(failures-1))].
+    const ceiling = Math.min(RETRY_CAP_MS, this.settings.retryBaseMs * 2 ** (failures - 1));
     return Math.floor(Math.random() * ceiling);
   }
 
-  private async call<T>(
-    meta: { operation: CriteoOperation; segmentId?: string; op?: string; size?: number },
-    method: Dispatcher.HttpMethod,
-    path: string,
-    body?: string,
-  ): Promise<CallOutcome<T>> {
+  /**
+   * A backstop over the per-phase timeouts (connect, headers, body idle): the
+   * upload of a request is not covered by undici's headers timeout.
+   */
+  private attemptDeadlineMs(): number {
+    return 2 * this.timeoutMs + Math.min(this.timeoutMs, 10_000);
+  }
+
+  private logRequest(
+    level: 'info' | 'warn',
+    meta: CallMeta,
+    attempt: number,
+    status: number | string,
+    waitMs: number,
+    durationMs: number,
+    next: string,
+    extra: Record<string, unknown>,
+  ): void {
+    this.log[level](
+      {
+        operation: meta.operation,
+        list: meta.segmentId,
+        op: meta.op,
+        batchSize: meta.size,
+        attempt,
+        status,
+        waitMs,
+        durationMs,
+        next,
+        ...extra,
+      },
+      'criteo call',
+    );
+  }
+
+  /** One HTTP request: a concurrency slot, then a rate slot, then a fresh token, then the request. */
+  private attempt(method: Dispatcher.HttpMethod, url: string, body: string | undefined): Promise<AttemptResult> {
+    return this.inflight(async () => {
+      const permit = await this.limiter.acquire();
+      const queuedMs = permit.waitedMs;
+      const startedAt = Date.now();
+      let sent = false;
+      try {
+        // Taken after the waits, so a token never ages in the queue (30 s tokens, long limiter waits).
+        const token = await this.accessToken();
+        sent = true;
+        const res = await request(url, {
+          method,
+          dispatcher: this.agent,
+          headers: {
+            authorization: `Bearer ${token}`,
+            accept: 'application/json',
+            ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          },
+          body,
+          signal: AbortSignal.timeout(this.attemptDeadlineMs()),
+        });
+        const text = await res.body.text();
+        return { kind: 'answer', status: res.statusCode, headers: res.headers, text, token, queuedMs, durationMs: Date.now() - startedAt };
+      } catch (error) {
+        // A token endpoint verdict (refused credentials, unreachable) is the call's answer, not a network failure.
+        if (error instanceof AudienceSyncError) throw error;
+        const code = (error as { code?: string }).code;
+        return { kind: 'no-answer', error, sent: sent && !NOT_SENT_CODES.has(code ?? ''), queuedMs, durationMs: Date.now() - startedAt };
+      } finally {
+        permit.release();
+      }
+    });
+  }
+
+  private async call<T>(meta: CallMeta, method: Dispatcher.HttpMethod, path: string, body?: string): Promise<CallOutcome<T>> {
     const url = `${this.settings.apiUrl}/${this.settings.apiVersion}/marketing-solutions/${path}`;
     const started = Date.now();
-    let attempts = 0;
+    let attempts = 0; // HTTP requests made
+    let failures = 0; // 5xx, timeouts, broken connections: bounded by maxAttempts
+    let rateLimited = 0; // 429 answers: never use the attempt budget
+    let rateLimitedMs = 0; // their total wait: bounded by maxWaitSeconds
     let waitedMs = 0;
+    let waitBefore = 0; // backoff or 429 wait before the next request
     let renewedToken = false;
-    const log = (status: number | string, extra: Record<string, unknown> = {}) =>
-      this.log.info(
-        { operation: meta.operation, list: meta.segmentId, op: meta.op, batchSize: meta.size, status, attempts, waitedMs, durationMs: Date.now() - started, ...extra },
-        'criteo call',
-      );
-    const trace = (): CallTrace => ({ attempts, waitedMs, durationMs: Date.now() - started });
-    const fail = <E extends Error>(error: E, status: number | string, problem?: CriteoProblem): E => {
-      log(status, { traceId: problem?.traceId, code: problem?.code });
-      return Object.assign(error, { trace: trace() });
-    };
+    let mayHaveApplied = false;
+
+    const trace = (): CallTrace => ({ attempts, waitedMs, durationMs: Date.now() - started, mayHaveApplied });
+    const totals = () => ({ attempts, totalWaitMs: waitedMs, totalDurationMs: Date.now() - started });
+    const fail = <E extends Error>(error: E): E => Object.assign(error, { trace: trace() });
 
     for (;;) {
+      this.throwIfAuthFailed();
       attempts++;
-      const token = await this.accessToken();
-      let status: number;
-      let headers: Record<string, string | string[] | undefined>;
-      let text: string;
+      let result: AttemptResult;
       try {
-        ({ status, headers, text } = await this.inflight(async () => {
-          // Counted when the request really starts, so the server never sees more than the limit in a window.
-          waitedMs += await this.limiter.acquire();
-          const res = await request(url, {
-            method,
-            dispatcher: this.agent,
-            headers: {
-              authorization: `Bearer ${token}`,
-              accept: 'application/json',
-              ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-            },
-            body,
-          });
-          return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
-        }));
+        result = await this.attempt(method, url, body);
       } catch (error) {
+        // The token endpoint refused the credentials or stayed unreachable (its own requests are logged).
+        throw fail(error instanceof Error ? error : new Error(String(error)));
+      }
+      waitedMs += result.queuedMs;
+      const waitMs = waitBefore + result.queuedMs;
+      waitBefore = 0;
+      const line = (level: 'info' | 'warn', status: number | string, next: string, extra: Record<string, unknown> = {}) =>
+        this.logRequest(level, meta, attempts, status, waitMs, result.durationMs, next, next === 'done' || next === 'stop' ? { ...extra, ...totals() } : extra);
+
+      if (result.kind === 'no-answer') {
         // No answer: Criteo may have applied the request before the connection broke.
-        if (attempts < this.settings.maxAttempts) {
-          const delay = this.backoff(attempts);
-          waitedMs += delay;
-          await sleep(delay);
+        mayHaveApplied ||= result.sent;
+        failures++;
+        const reason = networkReason(result.error);
+        if (failures < this.settings.maxAttempts) {
+          waitBefore = this.backoff(failures);
+          line('warn', reason, 'retry', { nextWaitMs: waitBefore });
+          waitedMs += waitBefore;
+          await sleep(waitBefore);
           continue;
         }
-        throw fail(new TransientError(`Criteo ${meta.operation} failed after ${attempts} attempts: ${networkReason(error)}`, true), networkReason(error));
+        line('warn', reason, 'stop');
+        throw fail(new TransientError(`Criteo ${meta.operation} got no answer after ${failures} attempts: ${reason}`, mayHaveApplied));
       }
 
+      const { status, headers, text, token } = result;
       if (status >= 200 && status < 300) {
-        log(status);
-        return { body: (text ? JSON.parse(text) : {}) as T, status, attempts, waitedMs, durationMs: Date.now() - started };
+        line('info', status, 'done');
+        return { body: (safeJson<T>(text) ?? {}) as T, status, attempts, waitedMs, durationMs: Date.now() - started };
       }
       const problem = parseProblem(status, text);
+      const fields = problemFields(problem);
 
       if (status === 401) {
         if (!renewedToken && (problem.code === undefined || TOKEN_CODES.has(problem.code))) {
           renewedToken = true;
           this.invalidateToken(token);
+          line('warn', status, 'renew-token', fields);
           continue;
         }
-        throw fail(new AuthenticationError(`Criteo rejected a freshly renewed token (${problem.code ?? 'HTTP 401'}); traceId ${problem.traceId ?? 'none'}`, problem), status, problem);
+        line('warn', status, 'stop', fields);
+        const error = new AuthenticationError(
+          `Criteo rejected a freshly renewed token (${problem.code ?? 'HTTP 401'}): check the app's credentials and scopes; traceId ${problem.traceId ?? 'none'}`,
+          problem,
+        );
+        throw fail(this.authenticationFailed(error));
       }
       if (status === 429) {
+        rateLimited++;
         this.limiter.slowDown();
-        const delay = rateLimitDelay(headers, attempts, this.settings.retryBaseMs);
-        if (waitedMs + delay > this.settings.maxWaitSeconds * 1000) {
-          throw fail(new TransientError(`Criteo kept answering 429 for longer than CRITEO_MAX_WAIT_SECONDS (${this.settings.maxWaitSeconds}s)`, false, problem), status, problem);
+        const delay = rateLimitDelay(headers, rateLimited, this.settings.retryBaseMs);
+        if (rateLimitedMs + delay > this.settings.maxWaitSeconds * 1000) {
+          line('warn', status, 'stop', { ...fields, rateLimitedMs, nextWaitMs: delay });
+          throw fail(
+            new TransientError(
+              `Criteo kept answering 429: waiting ${Math.round((rateLimitedMs + delay) / 1000)}s in all would exceed CRITEO_MAX_WAIT_SECONDS (${this.settings.maxWaitSeconds}s); traceId ${problem.traceId ?? 'none'}`,
+              mayHaveApplied,
+              problem,
+            ),
+          );
         }
-        log(status, { traceId: problem.traceId, waitMs: delay });
+        rateLimitedMs += delay;
         waitedMs += delay;
-        attempts--; // a rate-limit wait is not a failed attempt
+        waitBefore = delay;
+        line('warn', status, 'wait', { ...fields, nextWaitMs: delay, limit: this.limiter.effectiveLimit });
         await sleep(delay);
         continue;
       }
       if (status >= 500 || status === 408) {
-        if (attempts < this.settings.maxAttempts) {
-          log(status, { traceId: problem.traceId, retrying: true });
-          const delay = this.backoff(attempts);
-          waitedMs += delay;
-          await sleep(delay);
+        mayHaveApplied = true;
+        failures++;
+        if (failures < this.settings.maxAttempts) {
+          waitBefore = this.backoff(failures);
+          line('warn', status, 'retry', { ...fields, nextWaitMs: waitBefore });
+          waitedMs += waitBefore;
+          await sleep(waitBefore);
           continue;
         }
-        throw fail(new TransientError(`Criteo ${meta.operation} failed with HTTP ${status} after ${attempts} attempts; traceId ${problem.traceId ?? 'none'}`, true, problem), status, problem);
+        line('warn', status, 'stop', fields);
+        throw fail(
+          new TransientError(`Criteo ${meta.operation} failed with HTTP ${status} after ${failures} attempts; traceId ${problem.traceId ?? 'none'}`, true, problem),
+        );
       }
+      line('warn', status, 'stop', fields);
       const what =
         status === 403
           ? `no access to list ${meta.segmentId} under these credentials (its advertiser has not granted this app)`
           : status === 404
             ? `Criteo does not know list ${meta.segmentId}`
             : `Criteo rejected the ${meta.operation} request (HTTP ${status})`;
-      throw fail(new ListRejectedError(`${what}: ${problem.code ?? ''}${problem.title ? ` ${problem.title}` : ''}; traceId ${problem.traceId ?? 'none'}`, problem), status, problem);
+      throw fail(new ListRejectedError(`${what}: ${problem.code ?? ''}${problem.title ? ` ${problem.title}` : ''}; traceId ${problem.traceId ?? 'none'}`, problem));
     }
   }
 }
@@ -350,32 +538,38 @@ function parseProblem(status: number, text: string): CriteoProblem {
   return problem;
 }
 
-/** Retry-After if present, else x-ratelimit-reset, else exponential backoff. */
-export function rateLimitDelay(
-  headers: Record<string, string | string[] | undefined>,
-  attempt: number,
-  baseMs: number,
-  now = Date.now(),
-): number {
+function problemFields(problem: CriteoProblem): Record<string, unknown> {
+  return { traceId: problem.traceId, code: problem.code };
+}
+
+/**
+ * How long to wait after a 429: Retry-After (seconds or an HTTP date) if
+ * present, else until x-ratelimit-reset (Unix seconds), else exponential
+ * backoff from `baseMs` with equal jitter; `hit` counts this call's 429s from 1.
+ * Never less than 100 ms (a reset already past still means "not now").
+ */
+export function rateLimitDelay(headers: Headers, hit: number, baseMs: number, now = Date.now(), random: () => number = Math.random): number {
   const header = (name: string) => {
     const v = headers[name];
-    return Array.isArray(v) ? v[0] : v;
+    return (Array.isArray(v) ? v[0] : v)?.trim();
   };
   const retryAfter = header('retry-after');
-  if (retryAfter !== undefined) {
-    const seconds = Number(retryAfter);
-    if (Number.isFinite(seconds)) return Math.max(100, seconds * 1000);
+  if (retryAfter) {
+    if (/^\d+(\.\d+)?$/.test(retryAfter)) return Math.max(100, Math.ceil(Number(retryAfter) * 1000));
     const date = Date.parse(retryAfter);
     if (Number.isFinite(date)) return Math.max(100, date - now);
   }
-  const reset = Number(header('x-ratelimit-reset'));
-  if (Number.isFinite(reset) && reset > 0) return Math.max(100, reset * 1000 - now);
-  return Math.min(RETRY_CAP_MS, baseMs * 2 ** Math.min(attempt, 10));
+  const resetText = header('x-ratelimit-reset');
+  const reset = resetText && /^\d+(\.\d+)?$/.test(resetText) ? Number(resetText) : NaN;
+  if (Number.isFinite(reset) && reset > 0) return Math.max(100, Math.ceil(reset * 1000 - now));
+  const ceiling = Math.min(RETRY_CAP_MS, baseMs * 2 ** Math.min(Math.max(hit, 1) - 1, 20));
+  return Math.max(100, Math.floor(ceiling / 2 + random() * (ceiling / 2)));
 }
 
 function networkReason(error: unknown): string {
-  const e = error as { code?: string; message?: string };
-  return e.code ?? e.message ?? 'network error';
+  const e = error as { code?: string; name?: string; message?: string };
+  if (e.name === 'TimeoutError') return 'TIMEOUT';
+  return e.code ?? e.name ?? e.message ?? 'network error';
 }
 
 export function callTrace(error: unknown): CallTrace | undefined {

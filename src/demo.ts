@@ -18,11 +18,11 @@ import { formatCoverage, formatRunSummary } from './format.js';
 import { createLogger } from './logger.js';
 import { migrateToLatest } from './migrate.js';
 import { coverageByList } from './report.js';
+import { SAMPLE_CUSTOMERS, SAMPLE_SEGMENTS, applySampleChurn, loadSampleData } from './sample-data.js';
 import { startSandbox } from './sandbox.js';
 import { runSync } from './sync.js';
 
 const DAY = 86_400_000;
-const CUSTOMERS = 40_000;
 const out = (s = '') => process.stdout.write(`${s}\n`);
 
 async function freePort(): Promise<number> {
@@ -63,50 +63,6 @@ async function startEmbeddedPostgres(): Promise<{ url: string; stop: () => Promi
   };
 }
 
-/** Sample data, generated in Postgres: a few campaigns, tens of thousands of customers. */
-async function loadSampleData(db: Db, now: Date): Promise<void> {
-  await sql`
-    INSERT INTO audience_sync.customers (customer_id, email)
-    SELECT 'cust-' || i,
-           CASE WHEN i % 33 = 0 THEN NULL                                  -- about 3% without an email
-                WHEN i % 47 = 0 THEN 'customer' || i || '@invalid'         -- about 2% invalid (no dot in the domain)
-                WHEN i % 101 = 0 THEN ' Customer' || (i - 1) || '@Example.com '  -- shares an email with the previous customer
-                ELSE 'customer' || i || '@example.com' END
-    FROM generate_series(1, ${CUSTOMERS}::int) i`.execute(db);
-  const at = (days: number) => new Date(now.getTime() + days * DAY);
-  await db
-    .insertInto('audience_sync.campaigns')
-    .values([
-      { campaign_id: 'spring-sale', name: 'Spring sale', advertiser_id: 501, audience_segment_id: 9001, starts_at: at(-3), measurement_ends_at: at(30) },
-      { campaign_id: 'loyalty', name: 'Loyalty members', advertiser_id: 501, audience_segment_id: 9002, starts_at: at(-10), measurement_ends_at: at(60) },
-      { campaign_id: 'loyalty-plus', name: 'Loyalty plus', advertiser_id: 501, audience_segment_id: 9002, starts_at: at(-1), measurement_ends_at: at(45) },
-      // Its measurement period ends between the two runs: the second run empties its list.
-      { campaign_id: 'winter-teaser', name: 'Winter teaser', advertiser_id: 502, audience_segment_id: 9003, starts_at: at(-7), measurement_ends_at: at(0.5) },
-      // Already past its measurement period: its list costs no call at all.
-      { campaign_id: 'autumn', name: 'Autumn (ended)', advertiser_id: 502, audience_segment_id: 9004, starts_at: at(-60), measurement_ends_at: at(-20) },
-    ])
-    .execute();
-  await sql`
-    INSERT INTO audience_sync.campaign_target_groups (campaign_id, customer_id)
-    SELECT 'spring-sale', 'cust-' || i FROM generate_series(1, 25000) i
-    UNION ALL SELECT 'loyalty', 'cust-' || i FROM generate_series(20001, 32000) i
-    UNION ALL SELECT 'loyalty-plus', 'cust-' || i FROM generate_series(30001, 36000) i
-    UNION ALL SELECT 'winter-teaser', 'cust-' || i FROM generate_series(5001, 9000) i
-    UNION ALL SELECT 'autumn', 'cust-' || i FROM generate_series(1, 3000) i`.execute(db);
-}
-
-/** A day of churn: some leave, some join, some change their email. */
-async function applyChurn(db: Db): Promise<void> {
-  await sql`DELETE FROM audience_sync.campaign_target_groups WHERE campaign_id = 'spring-sale' AND customer_id IN (SELECT 'cust-' || i FROM generate_series(1, 400) i)`.execute(db);
-  await sql`
-    INSERT INTO audience_sync.customers (customer_id, email)
-    SELECT 'cust-' || i, 'newcomer' || i || '@example.com' FROM generate_series(${CUSTOMERS + 1}::int, ${CUSTOMERS + 600}::int) i`.execute(db);
-  await sql`
-    INSERT INTO audience_sync.campaign_target_groups (campaign_id, customer_id)
-    SELECT 'spring-sale', 'cust-' || i FROM generate_series(${CUSTOMERS + 1}::int, ${CUSTOMERS + 600}::int) i`.execute(db);
-  await sql`UPDATE audience_sync.customers SET email = 'renamed' || customer_id || '@example.org' WHERE customer_id IN (SELECT 'cust-' || i FROM generate_series(21000, 21199) i)`.execute(db);
-}
-
 /** Lists whose ledger differs from what the sandbox holds (the demo's self-check). */
 async function listsDriftingFromCriteo(db: Db, members: (segmentId: string) => ReadonlySet<string>): Promise<string[]> {
   const { rows } = await sql<{ segment_id: string; ids: string[] }>`
@@ -128,7 +84,7 @@ async function main(): Promise<void> {
   const postgres = await startEmbeddedPostgres();
   const sandbox = await startSandbox({
     clients: [{ clientId: 'demo-client', clientSecret: 'demo-secret', advertiserIds: ['501', '502'] }],
-    segments: [9001, 9002, 9003, 9004].map((id) => ({ id: String(id), advertiserId: id < 9003 ? '501' : '502' })),
+    segments: SAMPLE_SEGMENTS,
   });
   const database = connect(postgres.url);
   const cleanup = async () => {
@@ -149,14 +105,14 @@ async function main(): Promise<void> {
     await migrateToLatest(database.db);
     const now = new Date();
     await loadSampleData(database.db, now);
-    out(`loaded ${CUSTOMERS.toLocaleString('en-US')} customers, 5 campaigns, 4 lists (postgres ${postgres.url.replace(/:[^:@/]*@/, ':***@')}, criteo sandbox ${sandbox.url})\n`);
+    out(`loaded ${SAMPLE_CUSTOMERS.toLocaleString('en-US')} customers, 5 campaigns, 4 lists (postgres ${postgres.url.replace(/:[^:@/]*@/, ':***@')}, criteo sandbox ${sandbox.url})\n`);
 
     const client = new CriteoClient(config.criteo, log);
     const deps = { db: database.db, pool: database.pool, client, config, log };
     try {
       const day1 = await runSync(deps, { trigger: 'demo', asOf: now });
       out(`day 1: ${formatRunSummary(day1)}\n`);
-      await applyChurn(database.db);
+      await applySampleChurn(database.db);
       const day2 = await runSync(deps, { trigger: 'demo', asOf: new Date(now.getTime() + DAY) });
       out(`day 2 (after churn; winter-teaser's measurement period has ended): ${formatRunSummary(day2)}\n`);
       out('match coverage by list (Criteo statistics are approximate and lag up to a day in production):');

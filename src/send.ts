@@ -55,7 +55,8 @@ export async function sendPlannedOperation(
       }
     } catch (error) {
       outcome.error ??= error;
-      const mayHaveApplied = error instanceof TransientError ? error.mayHaveApplied : !isCriteoVerdict(error);
+      // An earlier attempt of the same call may have gone through even if the last answer was a refusal.
+      const mayHaveApplied = callTrace(error)?.mayHaveApplied || (error instanceof TransientError ? error.mayHaveApplied : !isCriteoVerdict(error));
       // A failure to record the failure (database gone) leaves the batch 'sending': still uncertain, still safe.
       await recordBatchFailure(ctx.db, batchId, mayHaveApplied, callTrace(error) ?? {}, problemOf(error)).catch(() => {});
     }

@@ -5,6 +5,7 @@ import pg from 'pg';
 import { inject } from 'vitest';
 import { loadConfig, type Config } from '../src/config.js';
 import { CriteoClient } from '../src/criteo-client.js';
+import type { RateLimiter } from '../src/rate-limiter.js';
 import { connect, type DbHandle } from '../src/db.js';
 import { silentLogger, type Logger } from '../src/logger.js';
 import { migrateToLatest } from '../src/migrate.js';
@@ -42,9 +43,18 @@ export interface World {
   sandbox: Sandbox;
   env: Record<string, string>;
   config: Config;
-  /** One sync pass with a fresh client (as a new process would have). */
-  run(options?: Partial<SyncOptions>, env?: Record<string, string>): Promise<RunSummary>;
+  /**
+   * One sync pass with a fresh client (as a new process would have). `client`
+   * may hand the client a limiter of its own (e.g. a shorter window) and a
+   * logger to capture the client's and the run's log lines.
+   */
+  run(options?: Partial<SyncOptions>, env?: Record<string, string>, client?: ClientHooks): Promise<RunSummary>;
   close(): Promise<void>;
+}
+
+export interface ClientHooks {
+  limiter?: RateLimiter;
+  log?: Logger;
 }
 
 /** A migrated database and a sandbox on loopback, wired like a deployment. */
@@ -75,12 +85,13 @@ export async function createWorld(label: string, sandboxOptions: SandboxOptions 
     sandbox,
     env,
     config,
-    async run(options = {}, moreEnv = {}) {
+    async run(options = {}, moreEnv = {}, hooks = {}) {
       const cfg = loadConfig({ ...env, ...moreEnv });
-      const client = new CriteoClient(cfg.criteo, testLogger());
+      const log = hooks.log ?? testLogger();
+      const client = new CriteoClient(cfg.criteo, log, hooks.limiter);
       try {
         return await runSync(
-          { db: database.db, pool: database.pool, client, config: cfg, log: testLogger() },
+          { db: database.db, pool: database.pool, client, config: cfg, log },
           { trigger: 'test', ...options },
         );
       } finally {

@@ -1,0 +1,23 @@
+# syntax=docker/dockerfile:1
+# Build: compile TypeScript, then keep production dependencies only.
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+# No install scripts: the build needs neither the demo's embedded Postgres nor esbuild's binary check.
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+COPY migrations ./migrations
+RUN npm run build && npm prune --omit=dev --ignore-scripts
+
+# Run: Node LTS, non-root, no build tools.
+FROM node:20-bookworm-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=build --chown=root:root /app/node_modules ./node_modules
+COPY --from=build --chown=root:root /app/dist ./dist
+COPY --chown=root:root package.json ./
+COPY --chown=root:root contract ./contract
+USER node
+ENTRYPOINT ["node", "dist/src/cli.js"]
+CMD ["schedule"]
