@@ -103,20 +103,63 @@ export interface Funnel {
   uniqueIdentifiers: number;
 }
 
-/** The funnel of a list's active target groups (customers counted once across campaigns). */
-export async function countListFunnel(db: Db, segmentId: string, asOf: Date): Promise<Funnel> {
-  const { rows } = await sql<{ tg: number; missing: number; without_email: number; invalid: number; unique_ids: number }>`
-    SELECT count(*)::bigint AS tg,
+export interface CampaignFunnel extends Funnel {
+  campaignId: string;
+}
+
+export interface ListFunnels {
+  /** Customers counted once across the list's active campaigns; unique identifiers not yet known (see planList). */
+  list: Omit<Funnel, 'uniqueIdentifiers'>;
+  campaigns: CampaignFunnel[];
+}
+
+/**
+ * The funnel of a list's active target groups, per campaign and for the list.
+ * One scan when a single campaign feeds the list (the common case); a list
+ * shared by campaigns needs a second one to count each customer once, and
+ * its per-campaign unique identifiers are counted there too. A lone
+ * campaign's unique identifiers are the list's, which the plan derives.
+ */
+export async function countListFunnels(db: Db, segmentId: string, asOf: Date, activeCampaigns: number): Promise<ListFunnels> {
+  const shared = activeCampaigns > 1;
+  const { rows } = await sql<{ campaign_id: string; tg: number; missing: number; without_email: number; invalid: number; unique_ids: number | null }>`
+    SELECT tg.campaign_id,
+           count(*)::bigint AS tg,
            count(*) FILTER (WHERE ci.customer_id IS NULL)::bigint AS missing,
            count(*) FILTER (WHERE ci.email_state = 'missing')::bigint AS without_email,
            count(*) FILTER (WHERE ci.email_state = 'invalid')::bigint AS invalid,
-           (SELECT count(*) FROM (
-              SELECT DISTINCT ci2.identifier
-              FROM audience_sync.campaigns c
-              JOIN audience_sync.campaign_target_groups tg ON tg.campaign_id = c.campaign_id
-              JOIN audience_sync.customer_identifiers ci2 ON ci2.customer_id = tg.customer_id
-              WHERE c.audience_segment_id = ${segmentId}::bigint AND ${isActive(asOf)} AND ci2.identifier IS NOT NULL
-           ) d)::bigint AS unique_ids
+           ${shared ? sql`count(DISTINCT ci.identifier)::bigint` : sql`NULL::bigint`} AS unique_ids
+    FROM audience_sync.campaigns c
+    JOIN audience_sync.campaign_target_groups tg ON tg.campaign_id = c.campaign_id
+    LEFT JOIN audience_sync.customer_identifiers ci ON ci.customer_id = tg.customer_id
+    WHERE c.audience_segment_id = ${segmentId}::bigint AND ${isActive(asOf)}
+    GROUP BY tg.campaign_id
+    ORDER BY tg.campaign_id`.execute(db);
+  const campaigns = rows.map((r) => ({
+    campaignId: r.campaign_id,
+    targetGroupSize: r.tg,
+    missingCustomers: r.missing,
+    withoutEmail: r.without_email,
+    invalidEmails: r.invalid,
+    uniqueIdentifiers: r.unique_ids ?? 0,
+  }));
+  if (!shared) {
+    const only = campaigns[0];
+    return {
+      list: {
+        targetGroupSize: only?.targetGroupSize ?? 0,
+        missingCustomers: only?.missingCustomers ?? 0,
+        withoutEmail: only?.withoutEmail ?? 0,
+        invalidEmails: only?.invalidEmails ?? 0,
+      },
+      campaigns,
+    };
+  }
+  const { rows: listRows } = await sql<{ tg: number; missing: number; without_email: number; invalid: number }>`
+    SELECT count(*)::bigint AS tg,
+           count(*) FILTER (WHERE ci.customer_id IS NULL)::bigint AS missing,
+           count(*) FILTER (WHERE ci.email_state = 'missing')::bigint AS without_email,
+           count(*) FILTER (WHERE ci.email_state = 'invalid')::bigint AS invalid
     FROM (
       SELECT DISTINCT tg.customer_id
       FROM audience_sync.campaigns c
@@ -124,43 +167,21 @@ export async function countListFunnel(db: Db, segmentId: string, asOf: Date): Pr
       WHERE c.audience_segment_id = ${segmentId}::bigint AND ${isActive(asOf)}
     ) t
     LEFT JOIN audience_sync.customer_identifiers ci ON ci.customer_id = t.customer_id`.execute(db);
-  const r = rows[0]!;
-  return {
-    targetGroupSize: r.tg,
-    missingCustomers: r.missing,
-    withoutEmail: r.without_email,
-    invalidEmails: r.invalid,
-    uniqueIdentifiers: r.unique_ids,
-  };
+  const r = listRows[0]!;
+  return { list: { targetGroupSize: r.tg, missingCustomers: r.missing, withoutEmail: r.without_email, invalidEmails: r.invalid }, campaigns };
+}
+
+/** The number of distinct identifiers a list should hold (used only when the plan cannot derive it). */
+export async function countDesiredIdentifiers(db: Db, segmentId: string, asOf: Date): Promise<number> {
+  const { rows } = await sql<{ n: number }>`
+    SELECT count(*)::bigint AS n FROM (
+      SELECT DISTINCT ci.identifier
+      FROM audience_sync.campaigns c
+      JOIN audience_sync.campaign_target_groups tg ON tg.campaign_id = c.campaign_id
+      JOIN audience_sync.customer_identifiers ci ON ci.customer_id = tg.customer_id
+      WHERE c.audience_segment_id = ${segmentId}::bigint AND ${isActive(asOf)} AND ci.identifier IS NOT NULL
+    ) d`.execute(db);
+  return rows[0]!.n;
 }
 
 export { isActive };
-
-export interface CampaignFunnel extends Funnel {
-  campaignId: string;
-}
-
-/** The same funnel per active campaign of a list (a customer counts in each campaign that selects it). */
-export async function countCampaignFunnels(db: Db, segmentId: string, asOf: Date): Promise<CampaignFunnel[]> {
-  const { rows } = await sql<{ campaign_id: string; tg: number; missing: number; without_email: number; invalid: number; unique_ids: number }>`
-    SELECT tg.campaign_id,
-           count(*)::bigint AS tg,
-           count(*) FILTER (WHERE ci.customer_id IS NULL)::bigint AS missing,
-           count(*) FILTER (WHERE ci.email_state = 'missing')::bigint AS without_email,
-           count(*) FILTER (WHERE ci.email_state = 'invalid')::bigint AS invalid,
-           count(DISTINCT ci.identifier)::bigint AS unique_ids
-    FROM audience_sync.campaigns c
-    JOIN audience_sync.campaign_target_groups tg ON tg.campaign_id = c.campaign_id
-    LEFT JOIN audience_sync.customer_identifiers ci ON ci.customer_id = tg.customer_id
-    WHERE c.audience_segment_id = ${segmentId}::bigint AND ${isActive(asOf)}
-    GROUP BY tg.campaign_id
-    ORDER BY tg.campaign_id`.execute(db);
-  return rows.map((r) => ({
-    campaignId: r.campaign_id,
-    targetGroupSize: r.tg,
-    missingCustomers: r.missing,
-    withoutEmail: r.without_email,
-    invalidEmails: r.invalid,
-    uniqueIdentifiers: r.unique_ids,
-  }));
-}

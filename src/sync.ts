@@ -26,8 +26,8 @@ import {
 import type { ListSyncStatus, RunStatus } from './schema.js';
 import { sendPlannedOperation } from './send.js';
 import {
-  countCampaignFunnels,
-  countListFunnel,
+  countDesiredIdentifiers,
+  countListFunnels,
   findListTargets,
   refreshIdentifierCache,
   type CampaignFunnel,
@@ -341,12 +341,16 @@ export async function planList(
 ): Promise<ListPlan> {
   const { db, config } = deps;
   const segmentId = job.target.segmentId;
-  const funnel = await countListFunnel(db, segmentId, job.asOf);
-  const campaignFunnels = await countCampaignFunnels(db, segmentId, job.asOf);
+  const funnels = await countListFunnels(db, segmentId, job.asOf, job.target.activeCampaignIds.length);
   const ledgerBefore = await countLedger(db, segmentId);
   // --full distrusts the whole ledger: every desired identifier is re-sent.
   const effective = job.options.full ? { ...uncertainty, wholeList: true } : uncertainty;
   const counts = await materializePlan(db, planId, segmentId, job.asOf, effective);
+  // With a trusted ledger, desired = (ledger − removes) + adds: no second pass over the target groups.
+  const certain = effective.batchIds.length === 0 && !effective.wholeList;
+  const uniqueIdentifiers = certain ? ledgerBefore - counts.toRemove + counts.toAdd : await countDesiredIdentifiers(db, segmentId, job.asOf);
+  const funnel: Funnel = { ...funnels.list, uniqueIdentifiers };
+  const campaignFunnels = funnels.campaigns.length === 1 ? [{ ...funnels.campaigns[0]!, uniqueIdentifiers }] : funnels.campaigns;
   const ratio = ledgerBefore > 0 ? counts.toRemove / ledgerBefore : 0;
   const held = !job.options.allowMassRemoval && ratio > config.maxRemovalRatio;
   return {

@@ -182,7 +182,8 @@ describe('crash safety', () => {
     expect(rows[0]!.n).toBe(1);
     await sql`DELETE FROM audience_sync.campaign_target_groups WHERE campaign_id = 'lost'`.execute(db);
     await seedTargetGroup(db, 'lost', 0, 100);
-    const rerun = await world.run({}, { CRITEO_BATCH_SIZE: '500' });
+    // (The shrink is deliberate here, so the mass-removal guard is lifted.)
+    const rerun = await world.run({ allowMassRemoval: true }, { CRITEO_BATCH_SIZE: '500' });
     expect(rerun.lists.find((l) => l.segmentId === '105')!.status).toBe('succeeded');
     expect(await convergence(world, '105')).toMatchObject({ exact: true, desired: 100, criteo: 100 });
     const settled = await sql<{ n: number }>`SELECT count(*)::int AS n FROM audience_sync.batches WHERE status IN ('unknown', 'sending')`.execute(db);
