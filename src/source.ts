@@ -43,6 +43,13 @@ export async function refreshIdentifierCache(db: Db): Promise<IdentifierCacheRef
       SET email_fingerprint = excluded.email_fingerprint,
           email_state = excluded.email_state,
           identifier = excluded.identifier`.execute(db);
+  // After the upsert the cache holds every customer; it holds nothing else
+  // when the counts agree, so the anti-join runs only on days when customers
+  // disappeared (or when a source view repeats a customer id: slower, still right).
+  const { rows } = await sql<{ customers: number; cached: number }>`
+    SELECT (SELECT count(customer_id) FROM audience_sync.customers)::bigint AS customers,
+           (SELECT count(*) FROM audience_sync.customer_identifiers)::bigint AS cached`.execute(db);
+  if (rows[0]!.customers === rows[0]!.cached) return { upserted: Number(upserted.numAffectedRows ?? 0), deleted: 0 };
   const deleted = await sql`
     DELETE FROM audience_sync.customer_identifiers ci
     WHERE NOT EXISTS (SELECT 1 FROM audience_sync.customers c WHERE c.customer_id = ci.customer_id)`.execute(db);
