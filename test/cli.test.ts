@@ -1,0 +1,80 @@
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, type DbHandle } from '../src/db.js';
+import { startSandbox, type Sandbox } from '../src/sandbox.js';
+import { CLIENT_ID, CLIENT_SECRET, createTestDatabase, runCli, seedCampaigns, seedCustomers, seedTargetGroup } from './helpers.js';
+
+/** The commands as an operator runs them: real processes, a fresh database, the sandbox over HTTP. */
+let sandbox: Sandbox;
+let database: DbHandle;
+let drop: () => Promise<void>;
+let env: Record<string, string>;
+
+beforeAll(async () => {
+  const t = await createTestDatabase('cli');
+  drop = t.drop;
+  database = connect(t.url);
+  sandbox = await startSandbox({
+    clients: [{ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, advertiserIds: '*' }],
+    segments: [{ id: '501', advertiserId: '1' }],
+    rateLimitPerMinute: 0,
+  });
+  env = { DATABASE_URL: t.url, CRITEO_API_URL: sandbox.url, CRITEO_CLIENT_ID: CLIENT_ID, CRITEO_CLIENT_SECRET: CLIENT_SECRET };
+});
+afterAll(async () => {
+  await sandbox?.close();
+  await database?.close();
+  await drop?.();
+});
+
+describe('migrate, then run, from the command line', () => {
+  it('refuses to run on an unmigrated database with exit 2 and the command to run', async () => {
+    const r = await runCli(['run'], env);
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim()).toMatch(/^audience-sync: the database schema is not up to date \(\d+ migration\(s\) pending\): run `audience-sync migrate`$/);
+    expect(sandbox.calls).toEqual([]);
+  });
+
+  it('applies each migration once when two migrate processes start at once', async () => {
+    const [a, b] = await Promise.all([runCli(['migrate'], env), runCli(['migrate'], env)]);
+    expect([a.status, b.status]).toEqual([0, 0]);
+    const { rows } = await sql<{ name: string }>`SELECT name FROM audience_sync.migrations ORDER BY name`.execute(database.db);
+    expect(rows.map((r) => r.name)).toEqual(['0001-initial', '0002-held-lists-and-campaign-funnel']);
+    expect([a.stdout, b.stdout].sort()).toEqual(['applied 0001-initial, 0002-held-lists-and-campaign-funnel\n', 'schema up to date\n'].sort());
+  });
+
+  it('`run --json` makes the list exact and exits 0; a second run sends no PATCH or DELETE', async () => {
+    const db = database.db;
+    await seedCampaigns(db, [{ id: 'c1', segmentId: '501' }]);
+    await seedCustomers(db, 0, 2500);
+    await seedTargetGroup(db, 'c1', 0, 2500);
+    const first = await runCli(['run', '--json'], env);
+    expect(first.status).toBe(0);
+    const summary = JSON.parse(first.stdout) as { status: string; lists: { segmentId: string; added: number }[] };
+    expect(summary).toMatchObject({ status: 'succeeded', lists: [{ segmentId: '501', added: 2500 }] });
+    expect(sandbox.members('501').size).toBe(2500);
+    // Logs are pino JSON on stderr, one object per line.
+    for (const line of first.stderr.trim().split('\n')) expect(() => JSON.parse(line)).not.toThrow();
+
+    const writesBefore = sandbox.calls.filter((c) => c.operation === 'patch' || c.operation === 'delete').length;
+    const second = await runCli(['run'], env);
+    expect(second.status).toBe(0);
+    expect(second.stdout).toMatch(/^run \d+ \(cli\) succeeded/);
+    expect(sandbox.calls.filter((c) => c.operation === 'patch' || c.operation === 'delete').length).toBe(writesBefore);
+  });
+
+  it('exits 1 naming the list when Criteo does not know it, and still syncs the others', async () => {
+    const db = database.db;
+    await seedCampaigns(db, [{ id: 'ghost', segmentId: '999' }]);
+    await seedTargetGroup(db, 'ghost', 0, 10);
+    const r = await runCli(['run', '--json'], env);
+    expect(r.status).toBe(1);
+    const summary = JSON.parse(r.stdout) as { status: string; lists: { segmentId: string; status: string; reason: string; errorCode: string; traceId: string }[] };
+    expect(summary.status).toBe('failed');
+    const ghost = summary.lists.find((l) => l.segmentId === '999')!;
+    expect(ghost).toMatchObject({ status: 'failed', errorCode: 'audience-segment-not-found' });
+    expect(ghost.reason).toContain('Criteo does not know list 999');
+    expect(ghost.traceId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(summary.lists.find((l) => l.segmentId === '501')).toMatchObject({ status: 'succeeded' });
+  });
+});
