@@ -7,7 +7,9 @@ import { recentRuns, runDetail } from './history.js';
 import { migrateToLatest } from './migrate.js';
 import { preflight } from './preflight.js';
 import { progressReporter } from './progress.js';
-import { coverageByList } from './report.js';
+import { pushRunMetrics } from './metrics.js';
+import { buildCoverageReport, coverageRows } from './report.js';
+import { writeReport, type ReportFormat } from './report-output.js';
 import { isValidCron, runSchedule } from './schedule.js';
 import { segmentsOfCampaigns } from './source.js';
 import { planSync, runSync, type RunSummary, type SyncOptions } from './sync.js';
@@ -91,7 +93,11 @@ program
         cron: app.config.syncCron,
         timezone: app.config.syncTimezone,
         log: app.log,
-        runOnce: (signal) => runSync(deps(app), { trigger: 'schedule', signal }),
+        runOnce: async (signal) => {
+          const summary = await runSync(deps(app), { trigger: 'schedule', signal });
+          await pushMetrics(app, summary);
+          return summary;
+        },
       });
     });
   });
@@ -133,12 +139,32 @@ runs
 
 program
   .command('coverage')
-  .description('match coverage of each list, from its latest sync')
+  .description('match coverage of each list, from its latest sync (one line each; see `report`)')
   .option('--json', 'print as JSON')
   .action(async (opts: { json?: boolean }) => {
-    const rows = await withApp({ database: true }, ({ database }) => coverageByList(database.db));
+    const rows = await withApp({ database: true }, async ({ database, config }) =>
+      coverageRows(await buildCoverageReport(database.db, { lowMatchRate: config.lowMatchRate, since: new Date(0) })),
+    );
     if (opts.json) json(rows);
     else out(formatCoverage(rows));
+  });
+
+program
+  .command('report')
+  .description('match coverage per list and campaign, run by run, with warnings and what to do (table, JSON, CSV or a self-contained HTML page)')
+  .addOption(new Option('--campaign <id>', 'only the list this campaign feeds, and this campaign').conflicts('list'))
+  .addOption(new Option('--list <id>', 'only this audience segment id'))
+  .option('--since <date>', 'runs started on or after this date (YYYY-MM-DD, UTC, or an ISO instant); default 30 days ago')
+  .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'csv', 'html']).default('table'))
+  .option('--out <file>', 'write to this file instead of stdout')
+  .action(async (opts: { campaign?: string; list?: string; since?: string; format: ReportFormat; out?: string }) => {
+    if (opts.list !== undefined && !/^\d+$/.test(opts.list)) throw new ConfigError(`--list: ${JSON.stringify(opts.list)} is not a numeric audience segment id`);
+    const since = opts.since === undefined ? undefined : parseSince(opts.since);
+    const report = await withApp({ database: true }, ({ database, config }) =>
+      buildCoverageReport(database.db, { segmentId: opts.list, campaignId: opts.campaign, since, lowMatchRate: config.lowMatchRate }),
+    );
+    const written = await writeReport(report, opts.format, opts.out);
+    if (written) process.stderr.write(`report written to ${written} (${report.lists.length} lists, ${report.warnings.length} warnings)\n`);
   });
 
 program
@@ -227,7 +253,9 @@ async function syncOnce(
         ...(opts.allowMassRemoval ? { allowMassRemoval: true } : {}),
         ...(progress ? { onProgress: progress.update } : {}),
       };
-      return await runSync(deps(app), options);
+      const summary = await runSync(deps(app), options);
+      await pushMetrics(app, summary);
+      return summary;
     } finally {
       progress?.stop();
       process.off('SIGTERM', stop).off('SIGINT', stop);
@@ -240,6 +268,21 @@ async function syncOnce(
 
 export function exitCodeOf(summary: RunSummary): number {
   return summary.status === 'succeeded' || summary.status === 'interrupted' ? EXIT_OK : EXIT_FAILED;
+}
+
+/** Pushes the run's metrics when PUSHGATEWAY_URL is set; a failure is a logged warning, never a failed run. */
+async function pushMetrics(app: App, summary: RunSummary): Promise<void> {
+  await pushRunMetrics(
+    { db: app.database.db, log: app.log, pushgatewayUrl: app.config.pushgatewayUrl, lowMatchRate: app.config.lowMatchRate },
+    summary,
+  ).catch((error: unknown) => app.log.warn({ error: oneLine(error) }, 'could not push metrics'));
+}
+
+/** A date is midnight UTC; an instant is taken as written. */
+function parseSince(value: string): Date {
+  const at = /^\d{4}-\d{2}-\d{2}$/.test(value) ? Date.parse(`${value}T00:00:00Z`) : /^\d{4}-\d{2}-\d{2}T/.test(value) ? Date.parse(value) : Number.NaN;
+  if (Number.isNaN(at)) throw new ConfigError(`--since: ${JSON.stringify(value)} is not a date (YYYY-MM-DD) or an ISO instant`);
+  return new Date(at);
 }
 
 function parseInteger(value: string): number {

@@ -6,7 +6,7 @@
  * coverage, and removes everything it started.
  */
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +17,8 @@ import { connect, type Db } from './db.js';
 import { formatCoverage, formatRunSummary } from './format.js';
 import { createLogger } from './logger.js';
 import { migrateToLatest } from './migrate.js';
-import { coverageByList } from './report.js';
+import { buildCoverageReport, coverageRows, type CoverageReport } from './report.js';
+import { writeReport } from './report-output.js';
 import { SAMPLE_CUSTOMERS, SAMPLE_SEGMENTS, applySampleChurn, loadSampleData } from './sample-data.js';
 import { startSandbox } from './sandbox.js';
 import { runSync } from './sync.js';
@@ -79,6 +80,25 @@ async function listsDriftingFromCriteo(db: Db, members: (segmentId: string) => R
     .map((r) => r.segment_id);
 }
 
+const REPORT_DIR = '.demo-report';
+
+/** Where the report's synced, in-Criteo and matched figures differ from the sandbox's members and statistics. */
+async function reportMismatches(report: CoverageReport, sandbox: { members(id: string): ReadonlySet<string> }, client: CriteoClient): Promise<string[]> {
+  const out: string[] = [];
+  for (const list of report.lists) {
+    const latest = list.latest;
+    if (!latest) continue;
+    const held = sandbox.members(list.segmentId).size;
+    if (latest.synced !== held) out.push(`list ${list.segmentId}: synced ${latest.synced}, sandbox holds ${held}`);
+    if (!latest.criteo) continue;
+    const stats = (await client.getStatistics(list.segmentId)).body;
+    if (latest.criteo.identifiers !== stats.numberOfIdentifiers || latest.criteo.matched !== stats.numberOfMatches) {
+      out.push(`list ${list.segmentId}: report ${latest.criteo.identifiers}/${latest.criteo.matched}, sandbox ${stats.numberOfIdentifiers}/${stats.numberOfMatches}`);
+    }
+  }
+  return out;
+}
+
 async function main(): Promise<void> {
   out('audience-sync demo: embedded Postgres + Criteo sandbox, two daily runs');
   const postgres = await startEmbeddedPostgres();
@@ -115,11 +135,18 @@ async function main(): Promise<void> {
       await applySampleChurn(database.db);
       const day2 = await runSync(deps, { trigger: 'demo', asOf: new Date(now.getTime() + DAY) });
       out(`day 2 (after churn; winter-teaser's measurement period has ended): ${formatRunSummary(day2)}\n`);
+      // Judged on day 2, the demo's "today" (winter-teaser has ended by then).
+      const report = await buildCoverageReport(database.db, { lowMatchRate: config.lowMatchRate, now: new Date(now.getTime() + DAY) });
       out('match coverage by list (Criteo statistics are approximate and lag up to a day in production):');
-      out(formatCoverage(await coverageByList(database.db)));
+      out(formatCoverage(coverageRows(report)));
       const drift = await listsDriftingFromCriteo(database.db, (id) => sandbox.members(id));
       out(drift.length === 0 ? '\nledger == Criteo sandbox for every list' : `\nDRIFT between ledger and Criteo sandbox on lists ${drift.join(', ')}`);
-      if (day1.status !== 'succeeded' || day2.status !== 'succeeded' || drift.length > 0) process.exitCode = 1;
+      const mismatches = await reportMismatches(report, sandbox, client);
+      out(mismatches.length === 0 ? "report == what the Criteo sandbox holds and reports, for every list" : `REPORT MISMATCH: ${mismatches.join('; ')}`);
+      mkdirSync(REPORT_DIR, { recursive: true });
+      for (const format of ['html', 'json', 'csv'] as const) await writeReport(report, format, join(REPORT_DIR, `coverage.${format}`));
+      out(`\nreport written to ${REPORT_DIR}/coverage.{html,json,csv} (open the HTML in a browser; \`audience-sync report --format html --out coverage.html\` makes the same from a real database)`);
+      if (day1.status !== 'succeeded' || day2.status !== 'succeeded' || drift.length > 0 || mismatches.length > 0) process.exitCode = 1;
     } finally {
       await client.close();
     }
