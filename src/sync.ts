@@ -251,7 +251,10 @@ async function syncList(deps: SyncDeps, job: ListJob): Promise<ListOutcome> {
       ...(outcome.errorCode ? { errorCode: outcome.errorCode } : {}),
       ...(outcome.traceId ? { traceId: outcome.traceId } : {}),
     });
-    if (touched) await readStatistics(deps, listSyncId, target.segmentId, outcome, log);
+    // Statistics after any change, and at least daily for a live list, so the report never reads stale figures.
+    if (touched || (action === 'sync' && outcome.status !== 'failed' && (await statisticsOlderThan(db, target.segmentId, STATISTICS_MAX_AGE_MS)))) {
+      await readStatistics(deps, listSyncId, target.segmentId, outcome, log);
+    }
     log.info(
       { status: outcome.status, action, toAdd: outcome.toAdd, toRemove: outcome.toRemove, added: outcome.added, removed: outcome.removed, emptied: outcome.emptied, reason: outcome.reason },
       'list finished',
@@ -403,6 +406,15 @@ async function emptyList(
   outcome.reason = 'measurement period ended; list emptied';
   log.info({ removed: ledgerBefore }, 'list emptied');
   return true;
+}
+
+const STATISTICS_MAX_AGE_MS = 20 * 3_600_000;
+
+async function statisticsOlderThan(db: Db, segmentId: string, maxAgeMs: number): Promise<boolean> {
+  const { rows } = await sql<{ read_at: Date | null }>`
+    SELECT max(stats_read_at) AS read_at FROM audience_sync.list_syncs WHERE audience_segment_id = ${segmentId}::bigint`.execute(db);
+  const readAt = rows[0]?.read_at;
+  return !readAt || Date.now() - readAt.getTime() > maxAgeMs;
 }
 
 async function readStatistics(deps: SyncDeps, listSyncId: number, segmentId: string, outcome: ListOutcome, log: Logger): Promise<void> {
