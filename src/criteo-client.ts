@@ -127,11 +127,22 @@ export class CriteoClient {
     this.agent = new Agent({
       // Sockets stay open between batches; the server's Keep-Alive hint wins when it is shorter.
       keepAliveTimeout: 30_000,
-      connections: Math.max(settings.concurrency * 2, 4),
+      // Token requests too run inside a concurrency slot: never more sockets than requests in flight.
+      connections: settings.concurrency,
       connect: { timeout: Math.min(this.timeoutMs, 10_000) },
       headersTimeout: this.timeoutMs,
       bodyTimeout: this.timeoutMs,
     });
+  }
+
+  /**
+   * For a process that runs many syncs (the scheduler): the next run starts at
+   * the configured rate, without the previous run's 429 slow-down or held
+   * authentication failure. Keeps the token and the connections.
+   */
+  beginRun(): void {
+    this.limiter.restore();
+    this.authFailure = undefined;
   }
 
   async close(): Promise<void> {
@@ -208,7 +219,8 @@ export class CriteoClient {
 
   /** A valid token, renewed ahead of expiry; concurrent callers share one request. */
   async accessToken(): Promise<string> {
-    this.throwIfAuthFailed();
+    const held = this.heldAuthFailure();
+    if (held) throw held;
     if (this.token && Date.now() < this.token.renewAt) return this.token.value;
     this.tokenRequest ??= this.fetchToken().finally(() => {
       this.tokenRequest = undefined;
@@ -216,14 +228,15 @@ export class CriteoClient {
     return this.tokenRequest;
   }
 
-  private throwIfAuthFailed(): void {
-    if (!this.authFailure) return;
+  /** The authentication failure every call meets at once for a while after one call met it. */
+  private heldAuthFailure(): AuthenticationError | undefined {
+    if (!this.authFailure) return undefined;
     if (Date.now() >= this.authFailure.until) {
       this.authFailure = undefined;
-      return;
+      return undefined;
     }
     const { error } = this.authFailure;
-    throw new AuthenticationError(error.message, error.problem);
+    return new AuthenticationError(error.message, error.problem);
   }
 
   private authenticationFailed(error: AuthenticationError): AuthenticationError {
@@ -245,8 +258,9 @@ export class CriteoClient {
     let waitBefore = 0;
     for (let attempt = 1; ; attempt++) {
       const sentAt = Date.now();
+      const waited = waitBefore;
       const line = (status: number | string, next: string, extra: Record<string, unknown> = {}) =>
-        this.logRequest(next === 'done' ? 'info' : 'warn', { operation: 'token' }, attempt, status, waitBefore, Date.now() - sentAt, next, extra);
+        this.logRequest(next === 'done' ? 'info' : 'warn', { operation: 'token' }, attempt, status, waited, Date.now() - sentAt, next, extra);
       let status: number;
       let headers: Headers;
       let text: string;
@@ -269,7 +283,7 @@ export class CriteoClient {
           throw new TransientError(`Criteo token endpoint unreachable after ${failures} attempts: ${reason}`, false);
         }
         waitBefore = this.backoff(failures);
-        line(reason, 'retry');
+        line(reason, 'retry', { nextWaitMs: waitBefore });
         await sleep(waitBefore);
         continue;
       }
@@ -304,7 +318,7 @@ export class CriteoClient {
         failures++;
         if (failures < this.settings.maxAttempts) {
           waitBefore = this.backoff(failures);
-          line(status, 'retry', problemFields(problem));
+          line(status, 'retry', { ...problemFields(problem), nextWaitMs: waitBefore });
           await sleep(waitBefore);
           continue;
         }
@@ -417,7 +431,8 @@ export class CriteoClient {
     const fail = <E extends Error>(error: E): E => Object.assign(error, { trace: trace() });
 
     for (;;) {
-      this.throwIfAuthFailed();
+      const held = this.heldAuthFailure();
+      if (held) throw fail(held);
       attempts++;
       let result: AttemptResult;
       try {
@@ -464,8 +479,9 @@ export class CriteoClient {
           continue;
         }
         line('warn', status, 'stop', fields);
+        const what = renewedToken ? 'rejected a freshly renewed token' : 'refused the access token';
         const error = new AuthenticationError(
-          `Criteo rejected a freshly renewed token (${problem.code ?? 'HTTP 401'}): check the app's credentials and scopes; traceId ${problem.traceId ?? 'none'}`,
+          `Criteo ${what} (${problem.code ?? 'HTTP 401'}): check the app's credentials and scopes; traceId ${problem.traceId ?? 'none'}`,
           problem,
         );
         throw fail(this.authenticationFailed(error));

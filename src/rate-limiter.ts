@@ -72,6 +72,16 @@ export class RateLimiter {
     return true;
   }
 
+  /**
+   * Back to the configured limit, for a new run in a long-lived process (the
+   * scheduler): a slow-down lasts for the rest of the run it happened in.
+   * Slots already held stay held.
+   */
+  restore(): void {
+    this.currentLimit = this.limit;
+    this.lastSlowDown = Number.NEGATIVE_INFINITY;
+  }
+
   /** Slots held now: calls running, and calls that ended less than a window ago. */
   inWindow(): number {
     this.forgetExpired(this.now());

@@ -115,6 +115,8 @@ export async function runSync(deps: SyncDeps, options: SyncOptions): Promise<Run
   await assertMigrated(db);
   await closeAbandonedRuns(db);
   await discardOrphanedPlans(db);
+  // A process that runs on a schedule starts each run at the full rate, with no authentication hold.
+  deps.client.beginRun();
 
   const runId = await startRun(db, options.trigger, asOf, {
     segmentIds: options.segmentIds ?? null,
@@ -228,6 +230,7 @@ async function syncList(deps: SyncDeps, job: ListJob): Promise<ListOutcome> {
     outcome.listSyncId = listSyncId;
     const uncertainty = await findUncertainty(db, target.segmentId);
     let touched = false;
+    let authFailure: AuthenticationError | undefined;
     try {
       if (action === 'empty') {
         touched = await emptyList(deps, job, listSyncId, uncertainty.batchIds.length > 0, outcome, log);
@@ -241,7 +244,7 @@ async function syncList(deps: SyncDeps, job: ListJob): Promise<ListOutcome> {
       outcome.reason = verdict.reason;
       outcome.errorCode = verdict.problem?.code ?? null;
       outcome.traceId = verdict.problem?.traceId ?? null;
-      if (error instanceof AuthenticationError) throw Object.assign(error, { outcome });
+      if (error instanceof AuthenticationError) authFailure = error;
     } finally {
       await discardPlan(db, listSyncId).catch(() => {});
     }
@@ -251,6 +254,8 @@ async function syncList(deps: SyncDeps, job: ListJob): Promise<ListOutcome> {
       ...(outcome.errorCode ? { errorCode: outcome.errorCode } : {}),
       ...(outcome.traceId ? { traceId: outcome.traceId } : {}),
     });
+    // Recorded first, then the whole run stops: retrying with refused credentials would only storm Criteo.
+    if (authFailure) throw Object.assign(authFailure, { outcome });
     // Statistics after any change, and at least daily for a live list, so the report never reads stale figures.
     if (touched || (action === 'sync' && outcome.status !== 'failed' && (await statisticsOlderThan(db, target.segmentId, STATISTICS_MAX_AGE_MS)))) {
       await readStatistics(deps, listSyncId, target.segmentId, outcome, log);
@@ -398,7 +403,8 @@ async function emptyList(
       durationMs: out.durationMs,
     });
   } catch (error) {
-    const mayHaveApplied = error instanceof TransientError ? error.mayHaveApplied : !(error instanceof ListRejectedError || error instanceof AuthenticationError);
+    const mayHaveApplied =
+      callTrace(error)?.mayHaveApplied || (error instanceof TransientError ? error.mayHaveApplied : !(error instanceof ListRejectedError || error instanceof AuthenticationError));
     await recordBatchFailure(db, batchId, mayHaveApplied, callTrace(error) ?? {}, (error as { problem?: CriteoProblem }).problem).catch(() => {});
     throw error;
   }

@@ -21,7 +21,8 @@ async function simulate(limiter: RateLimiter, n: number, duration: (i: number) =
       const i = next++;
       const permit = await limiter.acquire();
       const start = Date.now();
-      await sleep(duration(i));
+      const ms = duration(i);
+      if (ms > 0) await sleep(ms);
       held[i] = { start, end: Date.now() };
       permit.release();
     }
@@ -149,6 +150,16 @@ describe('RateLimiter', () => {
       limiter.slowDown();
     }
     expect(limiter.effectiveLimit).toBe(1);
+  });
+
+  it('restores the configured limit for a new run', async () => {
+    const limiter = new RateLimiter(100, 60_000);
+    limiter.slowDown();
+    expect(limiter.effectiveLimit).toBe(80);
+    limiter.restore();
+    expect(limiter.effectiveLimit).toBe(100);
+    expect(limiter.slowDown()).toBe(true); // a 429 in the new run counts at once
+    expect(limiter.effectiveLimit).toBe(80);
   });
 
   it('honours a lowered limit for calls already counted', async () => {
