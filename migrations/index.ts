@@ -1,9 +1,11 @@
 import type { Migration } from 'kysely';
 import * as initial from './0001-initial.js';
 import * as heldAndCampaignFunnel from './0002-held-lists-and-campaign-funnel.js';
+import * as campaignUniqueNullable from './0003-campaign-unique-identifiers-nullable.js';
 
 /** Numbered, forward-only, one change each. Static so a bundled build needs no file scanning. */
 export const migrations: Record<string, Migration> = {
   '0001-initial': initial,
   '0002-held-lists-and-campaign-funnel': heldAndCampaignFunnel,
+  '0003-campaign-unique-identifiers-nullable': campaignUniqueNullable,
 };

@@ -90,6 +90,10 @@ export async function* streamPlannedBatches(
     .select(sql<string>`encode(identifier, 'hex')`.as('id'))
     .where('list_sync_id', '=', listSyncId)
     .where('operation', '=', operation)
+    // In identifier order, each batch touches one narrow key range of the
+    // ledger's index instead of pages all over it: the ledger writes of a
+    // large first sync stay sequential.
+    .orderBy('identifier')
     .stream(batchSize);
   let chunk: string[] = [];
   for await (const row of rows) {

@@ -119,7 +119,7 @@ export interface ListSyncCampaignsTable {
   missing_customers: Count;
   without_email: Count;
   invalid_emails: Count;
-  unique_identifiers: Count;
+  unique_identifiers: Count | null;
 }
 
 export interface Database {

@@ -110,8 +110,10 @@ export interface Funnel {
   uniqueIdentifiers: number;
 }
 
-export interface CampaignFunnel extends Funnel {
+export interface CampaignFunnel extends Omit<Funnel, 'uniqueIdentifiers'> {
   campaignId: string;
+  /** Known for a list's lone campaign; null in a shared list. */
+  uniqueIdentifiers: number | null;
 }
 
 export interface ListFunnels {
@@ -123,19 +125,19 @@ export interface ListFunnels {
 /**
  * The funnel of a list's active target groups, per campaign and for the list.
  * One scan when a single campaign feeds the list (the common case); a list
- * shared by campaigns needs a second one to count each customer once, and
- * its per-campaign unique identifiers are counted there too. A lone
- * campaign's unique identifiers are the list's, which the plan derives.
+ * shared by campaigns needs a second one to count each customer once. A
+ * lone campaign's unique identifiers are the list's, which the plan derives;
+ * in a shared list they are left null (a per-campaign DISTINCT over millions
+ * of identifiers would cost more than the whole diff).
  */
 export async function countListFunnels(db: Db, segmentId: string, asOf: Date, activeCampaigns: number): Promise<ListFunnels> {
   const shared = activeCampaigns > 1;
-  const { rows } = await sql<{ campaign_id: string; tg: number; missing: number; without_email: number; invalid: number; unique_ids: number | null }>`
+  const { rows } = await sql<{ campaign_id: string; tg: number; missing: number; without_email: number; invalid: number }>`
     SELECT tg.campaign_id,
            count(*)::bigint AS tg,
            count(*) FILTER (WHERE ci.customer_id IS NULL)::bigint AS missing,
            count(*) FILTER (WHERE ci.email_state = 'missing')::bigint AS without_email,
-           count(*) FILTER (WHERE ci.email_state = 'invalid')::bigint AS invalid,
-           ${shared ? sql`count(DISTINCT ci.identifier)::bigint` : sql`NULL::bigint`} AS unique_ids
+           count(*) FILTER (WHERE ci.email_state = 'invalid')::bigint AS invalid
     FROM audience_sync.campaigns c
     JOIN audience_sync.campaign_target_groups tg ON tg.campaign_id = c.campaign_id
     LEFT JOIN audience_sync.customer_identifiers ci ON ci.customer_id = tg.customer_id
@@ -148,7 +150,7 @@ export async function countListFunnels(db: Db, segmentId: string, asOf: Date, ac
     missingCustomers: r.missing,
     withoutEmail: r.without_email,
     invalidEmails: r.invalid,
-    uniqueIdentifiers: r.unique_ids ?? 0,
+    uniqueIdentifiers: null,
   }));
   if (!shared) {
     const only = campaigns[0];
