@@ -22,19 +22,40 @@ export interface Uncertainty {
 export interface PlanCounts {
   toAdd: number;
   toRemove: number;
+  /** Distinct identifiers the list should hold. */
+  desired: number;
+  /**
+   * The target-group rows of the list's active campaigns and how many of
+   * them have no customer, no email, an invalid email. Exact customer counts
+   * when one campaign feeds the list; a customer selected by two campaigns
+   * of a shared list counts twice here.
+   */
+  rows: { targetGroupRows: number; missingCustomers: number; withoutEmail: number; invalidEmails: number };
 }
 
-const desiredMembers = (segmentId: string, asOf: Date) => sql`
-  SELECT DISTINCT ci.identifier
+/**
+ * The target-group rows of a list grouped by identifier, in one pass: the
+ * non-null groups are the desired members, the null group holds every row
+ * without a usable email. Materialized once, read by the diff and the counts.
+ */
+const groupedMembers = (segmentId: string, asOf: Date) => sql`
+  SELECT ci.identifier,
+         count(*) AS n,
+         count(*) FILTER (WHERE ci.customer_id IS NULL) AS missing,
+         count(*) FILTER (WHERE ci.email_state = 'missing') AS without_email,
+         count(*) FILTER (WHERE ci.email_state = 'invalid') AS invalid
   FROM audience_sync.campaigns c
   JOIN audience_sync.campaign_target_groups tg ON tg.campaign_id = c.campaign_id
-  JOIN audience_sync.customer_identifiers ci ON ci.customer_id = tg.customer_id
-  WHERE c.audience_segment_id = ${segmentId}::bigint AND ${isActive(asOf)} AND ci.identifier IS NOT NULL`;
+  LEFT JOIN audience_sync.customer_identifiers ci ON ci.customer_id = tg.customer_id
+  WHERE c.audience_segment_id = ${segmentId}::bigint AND ${isActive(asOf)}
+  GROUP BY ci.identifier`;
+
+const desiredMembers = sql`SELECT identifier FROM grouped WHERE identifier IS NOT NULL`;
 
 const ledgerMembers = (segmentId: string) => sql`
   SELECT identifier FROM audience_sync.list_members WHERE audience_segment_id = ${segmentId}::bigint`;
 
-/** Writes the adds and removes of one list sync; `desiredEmpty` plans removing everything. */
+/** Writes the adds and removes of one list sync to plan_entries, and counts what it saw on the way. */
 export async function materializePlan(
   db: Db,
   listSyncId: number,
@@ -47,13 +68,13 @@ export async function materializePlan(
     ? sql`
         SELECT coalesce(d.identifier, l.identifier) AS identifier,
                CASE WHEN l.identifier IS NULL THEN 'add' WHEN d.identifier IS NULL THEN 'remove' END AS operation
-        FROM (${desiredMembers(segmentId, asOf)}) d
+        FROM (${desiredMembers}) d
         FULL JOIN (${ledgerMembers(segmentId)}) l ON l.identifier = d.identifier`
     : sql`
         SELECT coalesce(d.identifier, k.identifier) AS identifier,
                CASE WHEN d.identifier IS NOT NULL AND (k.identifier IS NULL OR k.uncertain) THEN 'add'
                     WHEN d.identifier IS NULL THEN 'remove' END AS operation
-        FROM (${desiredMembers(segmentId, asOf)}) d
+        FROM (${desiredMembers}) d
         FULL JOIN (
           -- what Criteo may hold: the ledger, plus identifiers of unsettled batches
           SELECT identifier, bool_or(uncertain) AS uncertain FROM (
@@ -63,16 +84,40 @@ export async function materializePlan(
             WHERE b.batch_id = ANY(${uncertainty.batchIds}::bigint[]) AND b.payload IS NOT NULL
           ) u GROUP BY identifier
         ) k ON k.identifier = d.identifier`;
-  const { rows } = await sql<{ to_add: number; to_remove: number }>`
-    WITH inserted AS (
+  const { rows } = await sql<{
+    to_add: number;
+    to_remove: number;
+    desired: number;
+    target_rows: number;
+    missing: number;
+    without_email: number;
+    invalid: number;
+  }>`
+    WITH grouped AS MATERIALIZED (${groupedMembers(segmentId, asOf)}),
+    inserted AS (
       INSERT INTO audience_sync.plan_entries (list_sync_id, operation, identifier)
       SELECT ${listSyncId}::bigint, operation, identifier FROM (${diff}) x WHERE operation IS NOT NULL
       RETURNING operation
+    ),
+    changes AS (
+      SELECT count(*) FILTER (WHERE operation = 'add')::bigint AS to_add,
+             count(*) FILTER (WHERE operation = 'remove')::bigint AS to_remove
+      FROM inserted
+    ),
+    seen AS (
+      SELECT count(identifier)::bigint AS desired, coalesce(sum(n), 0)::bigint AS target_rows,
+             coalesce(sum(missing), 0)::bigint AS missing, coalesce(sum(without_email), 0)::bigint AS without_email,
+             coalesce(sum(invalid), 0)::bigint AS invalid
+      FROM grouped
     )
-    SELECT count(*) FILTER (WHERE operation = 'add')::bigint AS to_add,
-           count(*) FILTER (WHERE operation = 'remove')::bigint AS to_remove
-    FROM inserted`.execute(db);
-  return { toAdd: rows[0]!.to_add, toRemove: rows[0]!.to_remove };
+    SELECT * FROM changes, seen`.execute(db);
+  const r = rows[0]!;
+  return {
+    toAdd: r.to_add,
+    toRemove: r.to_remove,
+    desired: r.desired,
+    rows: { targetGroupRows: r.target_rows, missingCustomers: r.missing, withoutEmail: r.without_email, invalidEmails: r.invalid },
+  };
 }
 
 /**

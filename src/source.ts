@@ -123,15 +123,13 @@ export interface ListFunnels {
 }
 
 /**
- * The funnel of a list's active target groups, per campaign and for the list.
- * One scan when a single campaign feeds the list (the common case); a list
- * shared by campaigns needs a second one to count each customer once. A
- * lone campaign's unique identifiers are the list's, which the plan derives;
- * in a shared list they are left null (a per-campaign DISTINCT over millions
- * of identifiers would cost more than the whole diff).
+ * The funnel of a list shared by several active campaigns: per campaign, and
+ * for the list with each customer counted once. (A list fed by one campaign
+ * gets its funnel from the plan's own pass: see materializePlan.) A
+ * campaign's unique identifiers are left null here: a per-campaign DISTINCT
+ * over millions of identifiers would cost more than the whole diff.
  */
-export async function countListFunnels(db: Db, segmentId: string, asOf: Date, activeCampaigns: number): Promise<ListFunnels> {
-  const shared = activeCampaigns > 1;
+export async function countSharedListFunnels(db: Db, segmentId: string, asOf: Date): Promise<ListFunnels> {
   const { rows } = await sql<{ campaign_id: string; tg: number; missing: number; without_email: number; invalid: number }>`
     SELECT tg.campaign_id,
            count(*)::bigint AS tg,
@@ -152,18 +150,6 @@ export async function countListFunnels(db: Db, segmentId: string, asOf: Date, ac
     invalidEmails: r.invalid,
     uniqueIdentifiers: null,
   }));
-  if (!shared) {
-    const only = campaigns[0];
-    return {
-      list: {
-        targetGroupSize: only?.targetGroupSize ?? 0,
-        missingCustomers: only?.missingCustomers ?? 0,
-        withoutEmail: only?.withoutEmail ?? 0,
-        invalidEmails: only?.invalidEmails ?? 0,
-      },
-      campaigns,
-    };
-  }
   const { rows: listRows } = await sql<{ tg: number; missing: number; without_email: number; invalid: number }>`
     SELECT count(*)::bigint AS tg,
            count(*) FILTER (WHERE ci.customer_id IS NULL)::bigint AS missing,
@@ -178,19 +164,6 @@ export async function countListFunnels(db: Db, segmentId: string, asOf: Date, ac
     LEFT JOIN audience_sync.customer_identifiers ci ON ci.customer_id = t.customer_id`.execute(db);
   const r = listRows[0]!;
   return { list: { targetGroupSize: r.tg, missingCustomers: r.missing, withoutEmail: r.without_email, invalidEmails: r.invalid }, campaigns };
-}
-
-/** The number of distinct identifiers a list should hold (used only when the plan cannot derive it). */
-export async function countDesiredIdentifiers(db: Db, segmentId: string, asOf: Date): Promise<number> {
-  const { rows } = await sql<{ n: number }>`
-    SELECT count(*)::bigint AS n FROM (
-      SELECT DISTINCT ci.identifier
-      FROM audience_sync.campaigns c
-      JOIN audience_sync.campaign_target_groups tg ON tg.campaign_id = c.campaign_id
-      JOIN audience_sync.customer_identifiers ci ON ci.customer_id = tg.customer_id
-      WHERE c.audience_segment_id = ${segmentId}::bigint AND ${isActive(asOf)} AND ci.identifier IS NOT NULL
-    ) d`.execute(db);
-  return rows[0]!.n;
 }
 
 export { isActive };

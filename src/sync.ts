@@ -26,8 +26,7 @@ import {
 import type { ListSyncStatus, RunStatus } from './schema.js';
 import { sendPlannedOperation } from './send.js';
 import {
-  countDesiredIdentifiers,
-  countListFunnels,
+  countSharedListFunnels,
   findListTargets,
   refreshIdentifierCache,
   type CampaignFunnel,
@@ -328,7 +327,7 @@ async function syncMembers(
   return touched;
 }
 
-export interface ListPlan extends PlanCounts {
+export interface ListPlan extends Pick<PlanCounts, 'toAdd' | 'toRemove'> {
   funnel: Funnel;
   campaignFunnels: CampaignFunnel[];
   ledgerBefore: number;
@@ -349,23 +348,42 @@ export async function planList(
 ): Promise<ListPlan> {
   const { db, config } = deps;
   const segmentId = job.target.segmentId;
-  const funnels = await countListFunnels(db, segmentId, job.asOf, job.target.activeCampaignIds.length);
   const ledgerBefore = await countLedger(db, segmentId);
   // --full distrusts the whole ledger: every desired identifier is re-sent.
   const effective = job.options.full ? { ...uncertainty, wholeList: true } : uncertainty;
   const counts = await materializePlan(db, planId, segmentId, job.asOf, effective);
-  // With a trusted ledger, desired = (ledger − removes) + adds: no second pass over the target groups.
-  const certain = effective.batchIds.length === 0 && !effective.wholeList;
-  const uniqueIdentifiers = certain ? ledgerBefore - counts.toRemove + counts.toAdd : await countDesiredIdentifiers(db, segmentId, job.asOf);
-  const funnel: Funnel = { ...funnels.list, uniqueIdentifiers };
-  const campaignFunnels = funnels.campaigns.length === 1 ? [{ ...funnels.campaigns[0]!, uniqueIdentifiers }] : funnels.campaigns;
+  const shared = job.target.activeCampaignIds.length > 1;
+  // One campaign: the plan's own pass already counted the funnel. A shared
+  // list needs its customers counted once across campaigns, and per campaign.
+  const funnels = shared
+    ? await countSharedListFunnels(db, segmentId, job.asOf)
+    : {
+        list: { ...counts.rows, targetGroupSize: counts.rows.targetGroupRows },
+        campaigns: job.target.activeCampaignIds.map((campaignId) => ({
+          campaignId,
+          targetGroupSize: counts.rows.targetGroupRows,
+          missingCustomers: counts.rows.missingCustomers,
+          withoutEmail: counts.rows.withoutEmail,
+          invalidEmails: counts.rows.invalidEmails,
+          uniqueIdentifiers: counts.desired,
+        })),
+      };
+  const funnel: Funnel = {
+    targetGroupSize: funnels.list.targetGroupSize,
+    missingCustomers: funnels.list.missingCustomers,
+    withoutEmail: funnels.list.withoutEmail,
+    invalidEmails: funnels.list.invalidEmails,
+    uniqueIdentifiers: counts.desired,
+  };
+  const campaignFunnels = funnels.campaigns;
   const ratio = ledgerBefore > 0 ? counts.toRemove / ledgerBefore : 0;
   const held = !job.options.allowMassRemoval && ratio > config.maxRemovalRatio;
   return {
     funnel,
     campaignFunnels,
     ledgerBefore,
-    ...counts,
+    toAdd: counts.toAdd,
+    toRemove: counts.toRemove,
     heldRemovals: held ? counts.toRemove : 0,
     heldReason: held
       ? `held ${counts.toRemove} removals (${(ratio * 100).toFixed(0)}% of the list, over MAX_REMOVAL_RATIO ${config.maxRemovalRatio}): check the source data, then rerun with --allow-mass-removal`
