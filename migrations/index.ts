@@ -2,10 +2,12 @@ import type { Migration } from 'kysely';
 import * as initial from './0001-initial.js';
 import * as heldAndCampaignFunnel from './0002-held-lists-and-campaign-funnel.js';
 import * as campaignUniqueNullable from './0003-campaign-unique-identifiers-nullable.js';
+import * as asciiBeforeLowercase from './0004-ascii-before-lowercase.js';
 
 /** Numbered, forward-only, one change each. Static so a bundled build needs no file scanning. */
 export const migrations: Record<string, Migration> = {
   '0001-initial': initial,
   '0002-held-lists-and-campaign-funnel': heldAndCampaignFunnel,
   '0003-campaign-unique-identifiers-nullable': campaignUniqueNullable,
+  '0004-ascii-before-lowercase': asciiBeforeLowercase,
 };

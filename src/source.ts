@@ -30,10 +30,10 @@ export async function refreshIdentifierCache(db: Db): Promise<IdentifierCacheRef
            identifier
     FROM (
       SELECT DISTINCT ON (c.customer_id) c.customer_id, f.fingerprint, n.normalized,
-             audience_sync.normalized_email_identifier(n.normalized) AS identifier
+             audience_sync.trimmed_email_identifier(n.normalized) AS identifier
       FROM audience_sync.customers c
       CROSS JOIN LATERAL (SELECT hashtextextended(c.email, 0) AS fingerprint) f
-      CROSS JOIN LATERAL (SELECT audience_sync.normalize_email(c.email) AS normalized) n
+      CROSS JOIN LATERAL (SELECT btrim(c.email, E' \t\n\r\f') AS normalized) n
       LEFT JOIN audience_sync.customer_identifiers old ON old.customer_id = c.customer_id
       WHERE c.customer_id IS NOT NULL
         AND (old.customer_id IS NULL OR old.email_fingerprint IS DISTINCT FROM f.fingerprint)

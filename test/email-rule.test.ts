@@ -44,6 +44,8 @@ const vectors: [string, string | null, string | null][] = [
   ['SQL fragment', "user@example.com'; DROP TABLE customers;--", null],
   ['newline inside', 'user@exam\nple.com', null],
   ['non-breaking space is not ASCII white space', '\u00a0user@example.com', null],
+  ['KELVIN SIGN lowercases to k, but is not ASCII', 'user@\u212Aexample.com', null],
+  ['dotted capital I lowercases to i, but is not ASCII', '\u0130nfo@example.com', null],
   ['already a SHA-256: passes unchanged', HASH, 'hash'],
   ['upper-case SHA-256: lowercased, not hashed again', HASH.toUpperCase(), 'hash'],
   ['SHA-256 with white space', `  ${HASH}\n`, 'hash'],

@@ -169,16 +169,17 @@ export async function expectedIdentifiers(db: DbHandle['db'], segmentId: string,
   return out;
 }
 
-const WHATWG = /^[a-z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
+const WHATWG = /^[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
 
 /** A second, independent implementation of the identifier recipe, for checking the SQL one. */
 export function referenceIdentifier(email: string | null, createHash: typeof import('node:crypto').createHash): string | null {
   if (email === null) return null;
-  const e = email.replace(/^[ \t\n\r\f]+|[ \t\n\r\f]+$/g, '').toLowerCase();
-  if (/^[0-9a-f]{64}$/.test(e)) return e;
-  const at = e.indexOf('@');
-  if (e.length > 254 || at < 1 || at > 64 || !e.slice(at + 1).includes('.') || !WHATWG.test(e)) return null;
-  return createHash('sha256').update(e, 'utf8').digest('hex');
+  // The syntax is checked before lowercasing: toLowerCase() folds some non-ASCII letters to ASCII.
+  const t = email.replace(/^[ \t\n\r\f]+|[ \t\n\r\f]+$/g, '');
+  if (/^[0-9a-fA-F]{64}$/.test(t)) return t.toLowerCase();
+  const at = t.indexOf('@');
+  if (t.length > 254 || at < 1 || at > 64 || !t.slice(at + 1).includes('.') || !WHATWG.test(t)) return null;
+  return createHash('sha256').update(t.toLowerCase(), 'utf8').digest('hex');
 }
 
 export async function ledgerOf(db: DbHandle['db'], segmentId: string): Promise<Set<string>> {
