@@ -14,7 +14,7 @@ export interface App {
 export async function withApp<T>(needs: ConfigNeeds, fn: (app: App) => Promise<T>, env = process.env): Promise<T> {
   const config = loadConfig(env, needs);
   const log = createLogger(config.logLevel);
-  const database = connect(config.databaseUrl);
+  const database = connect(config.databaseUrl, undefined, config.pgWorkMem);
   const client = new CriteoClient(config.criteo, log);
   try {
     await ping(database.db).catch((error: unknown) => {

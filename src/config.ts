@@ -1,12 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
+import { redactValue } from './logger.js';
 
 /**
  * Every setting the job reads, checked in one place with its bounds. A bad
  * value stops the process with one line naming the setting (exit 2) before
  * anything is written. Secrets come from the environment or from a `*_FILE`
- * path (Kubernetes and Docker secrets), never from flags.
+ * path (Kubernetes and Docker secrets), never from flags; every secret value
+ * read is registered with the logger, which then never writes it.
  */
 
 const int = (min: number, max: number, fallback: number) =>
@@ -26,7 +28,12 @@ const settingsSchema = z.object({
     .regex(/^\d{4}-\d{2}$/, 'must look like 2026-07')
     .default('2026-07'),
   CRITEO_CLIENT_ID: z.string().min(1).optional(),
-  CRITEO_CLIENT_SECRET: z.string().min(1).optional(),
+  // A stray newline or space (a secret file saved by an editor) would fail authentication later, less clearly.
+  CRITEO_CLIENT_SECRET: z
+    .string()
+    .min(1)
+    .regex(/^[^\s\p{Cc}]+$/u, 'must not contain white space or control characters')
+    .optional(),
   CRITEO_MAX_CALLS_PER_MINUTE: int(1, 1_000_000, 200),
   CRITEO_CONCURRENCY: int(1, 64, 4),
   CRITEO_MAX_ATTEMPTS: int(1, 20, 5),
@@ -41,6 +48,11 @@ const settingsSchema = z.object({
   SYNC_CRON: z.string().min(1).default('0 3 * * *'),
   SYNC_TIMEZONE: z.string().min(1).optional(),
   PUSHGATEWAY_URL: z.url({ protocol: /^https?$/ }).optional(),
+  // A batch job's hash joins and aggregates over millions of identifiers: room to stay in memory.
+  PG_WORK_MEM: z
+    .string()
+    .regex(/^\d+(kB|MB|GB)$/, 'must look like 256MB')
+    .default('256MB'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -69,6 +81,7 @@ export interface Config {
   syncTimezone: string | undefined;
   pushgatewayUrl: string | undefined;
   logLevel: string;
+  pgWorkMem: string;
 }
 
 /** What a command needs: `migrate` needs no Criteo credentials. */
@@ -79,7 +92,7 @@ export interface ConfigNeeds {
 
 type Env = Record<string, string | undefined>;
 
-/** Reads `NAME`, or the file named by `NAME_FILE` (trailing newline dropped). */
+/** Reads `NAME`, or the file named by `NAME_FILE` (trailing line ends dropped: `echo` and editors add them). */
 function withSecretFiles(env: Env, names: string[]): Env {
   const out: Env = { ...env };
   for (const name of names) {
@@ -87,7 +100,7 @@ function withSecretFiles(env: Env, names: string[]): Env {
     if (!file) continue;
     if (env[name]) throw new ConfigError(`set ${name} or ${name}_FILE, not both`);
     try {
-      out[name] = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+      out[name] = readFileSync(file, 'utf8').replace(/[\r\n]+$/, '');
     } catch {
       throw new ConfigError(`${name}_FILE: cannot read ${file}`);
     }
@@ -110,6 +123,7 @@ export function loadConfig(env: Env = process.env, needs: ConfigNeeds = { databa
     throw new ConfigError(`${name}: ${issue.message}`);
   }
   const s = parsed.data;
+  registerSecrets(s);
   if (needs.database && !s.DATABASE_URL) throw new ConfigError('DATABASE_URL is not set');
   if (needs.criteo) {
     if (!s.CRITEO_CLIENT_ID) throw new ConfigError('CRITEO_CLIENT_ID is not set');
@@ -138,5 +152,25 @@ export function loadConfig(env: Env = process.env, needs: ConfigNeeds = { databa
     syncTimezone: s.SYNC_TIMEZONE,
     pushgatewayUrl: s.PUSHGATEWAY_URL,
     logLevel: s.LOG_LEVEL,
+    pgWorkMem: s.PG_WORK_MEM,
   };
+}
+
+/** The secret values among the settings, for the logger to scrub wherever they would appear. */
+function registerSecrets(s: { CRITEO_CLIENT_SECRET?: string | undefined; DATABASE_URL?: string | undefined; PUSHGATEWAY_URL?: string | undefined }): void {
+  redactValue(s.CRITEO_CLIENT_SECRET);
+  for (const url of [s.DATABASE_URL, s.PUSHGATEWAY_URL]) {
+    if (!url) continue;
+    redactValue(url);
+    redactValue(passwordOf(url));
+  }
+}
+
+function passwordOf(url: string): string | undefined {
+  try {
+    const password = new URL(url).password;
+    return password ? decodeURIComponent(password) : undefined;
+  } catch {
+    return undefined;
+  }
 }

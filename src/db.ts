@@ -14,11 +14,13 @@ export interface DbHandle {
   close(): Promise<void>;
 }
 
-export function connect(databaseUrl: string, maxConnections = 16): DbHandle {
+export function connect(databaseUrl: string, maxConnections = 16, workMem?: string): DbHandle {
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     max: maxConnections,
     application_name: 'audience-sync',
+    // Session setting, for this job's connections only.
+    ...(workMem ? { options: `-c work_mem=${workMem}` } : {}),
     // A dead database must surface as an error, not a hang.
     connectionTimeoutMillis: 10_000,
   });

