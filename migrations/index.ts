@@ -3,6 +3,7 @@ import * as initial from './0001-initial.js';
 import * as heldAndCampaignFunnel from './0002-held-lists-and-campaign-funnel.js';
 import * as campaignUniqueNullable from './0003-campaign-unique-identifiers-nullable.js';
 import * as asciiBeforeLowercase from './0004-ascii-before-lowercase.js';
+import * as planEntriesKeyset from './0005-plan-entries-keyset.js';
 
 /** Numbered, forward-only, one change each. Static so a bundled build needs no file scanning. */
 export const migrations: Record<string, Migration> = {
@@ -10,4 +11,5 @@ export const migrations: Record<string, Migration> = {
   '0002-held-lists-and-campaign-funnel': heldAndCampaignFunnel,
   '0003-campaign-unique-identifiers-nullable': campaignUniqueNullable,
   '0004-ascii-before-lowercase': asciiBeforeLowercase,
+  '0005-plan-entries-keyset': planEntriesKeyset,
 };

@@ -1,6 +1,5 @@
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
-import Cursor from 'pg-cursor';
 import type { Database } from './schema.js';
 
 export type Db = Kysely<Database>;
@@ -26,7 +25,10 @@ export function connect(databaseUrl: string, maxConnections = 16, workMem?: stri
   });
   // An idle client losing its connection (a restarted Postgres) must not crash the process.
   pool.on('error', () => {});
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool, cursor: Cursor }) });
+  // pg also emits 'error' on a checked-out client whose server went away; the query in flight rejects
+  // with it anyway, so without a listener the event would only crash the process.
+  pool.on('connect', (client) => client.on('error', () => {}));
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return { db, pool, close: () => db.destroy() };
 }
 

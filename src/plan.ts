@@ -97,6 +97,7 @@ export async function materializePlan(
     inserted AS (
       INSERT INTO audience_sync.plan_entries (list_sync_id, operation, identifier)
       SELECT ${listSyncId}::bigint, operation, identifier FROM (${diff}) x WHERE operation IS NOT NULL
+      ORDER BY operation, identifier
       RETURNING operation
     ),
     changes AS (
@@ -121,8 +122,11 @@ export async function materializePlan(
 }
 
 /**
- * Streams a planned operation's identifiers as 64-hex strings, `batchSize` at
- * a time, from a server-side cursor: memory holds one batch, not the list.
+ * Reads a planned operation's identifiers as 64-hex strings, `batchSize` at
+ * a time, each batch its own keyset query in identifier order: memory holds
+ * one batch, not the list; each batch touches one narrow key range of the
+ * ledger's index; and no connection is held between batches, so a database
+ * that goes away mid-run surfaces as one failed query, not a hung cursor.
  */
 export async function* streamPlannedBatches(
   db: Db,
@@ -130,25 +134,22 @@ export async function* streamPlannedBatches(
   operation: 'add' | 'remove',
   batchSize: number,
 ): AsyncGenerator<string[]> {
-  const rows = db
-    .selectFrom('audience_sync.plan_entries')
-    .select(sql<string>`encode(identifier, 'hex')`.as('id'))
-    .where('list_sync_id', '=', listSyncId)
-    .where('operation', '=', operation)
-    // In identifier order, each batch touches one narrow key range of the
-    // ledger's index instead of pages all over it: the ledger writes of a
-    // large first sync stay sequential.
-    .orderBy('identifier')
-    .stream(batchSize);
-  let chunk: string[] = [];
-  for await (const row of rows) {
-    chunk.push(row.id);
-    if (chunk.length === batchSize) {
-      yield chunk;
-      chunk = [];
-    }
+  let after: Buffer | null = null;
+  for (;;) {
+    const rows: { identifier: Buffer; id: string }[] = await db
+      .selectFrom('audience_sync.plan_entries')
+      .select(['identifier', sql<string>`encode(identifier, 'hex')`.as('id')])
+      .where('list_sync_id', '=', listSyncId)
+      .where('operation', '=', operation)
+      .$if(after !== null, (q) => q.where('identifier', '>', after!))
+      .orderBy('identifier')
+      .limit(batchSize)
+      .execute();
+    if (rows.length === 0) return;
+    after = rows[rows.length - 1]!.identifier;
+    yield rows.map((r) => r.id);
+    if (rows.length < batchSize) return;
   }
-  if (chunk.length > 0) yield chunk;
 }
 
 /** Drops a list sync's plan once it is sent (or abandoned: the next run plans afresh). */

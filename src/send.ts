@@ -62,18 +62,25 @@ export async function sendPlannedOperation(
     }
   };
 
-  for await (const identifiers of streamPlannedBatches(ctx.db, listSyncId, operation, ctx.batchSize)) {
-    if (outcome.error) break;
-    if (ctx.signal?.aborted) {
-      outcome.interrupted = true;
-      break;
+  try {
+    for await (const identifiers of streamPlannedBatches(ctx.db, listSyncId, operation, ctx.batchSize)) {
+      if (outcome.error) break;
+      if (ctx.signal?.aborted) {
+        outcome.interrupted = true;
+        break;
+      }
+      // A batch row the database refuses stops the list like any failure, not the loop: the batches in flight are still awaited.
+      const p: Promise<void> = sendBatch(identifiers, ctx.seq.next++).catch((error: unknown) => void (outcome.error ??= error)).finally(() => inflight.delete(p));
+      inflight.add(p);
+      if (inflight.size >= ctx.prefetch) await Promise.race(inflight);
     }
-    // A batch row the database refuses stops the list like any failure, not the loop: the batches in flight are still awaited.
-    const p: Promise<void> = sendBatch(identifiers, ctx.seq.next++).catch((error: unknown) => void (outcome.error ??= error)).finally(() => inflight.delete(p));
-    inflight.add(p);
-    if (inflight.size >= ctx.prefetch) await Promise.race(inflight);
+  } catch (error) {
+    // Reading the plan failed (the database went away): the list stops here.
+    outcome.error ??= error;
+  } finally {
+    // Never return while a request is on its way: the list's lock must outlive every write.
+    await Promise.allSettled(inflight);
   }
-  await Promise.all(inflight);
   return outcome;
 }
 

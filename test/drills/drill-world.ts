@@ -4,7 +4,6 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
-import Cursor from 'pg-cursor';
 import '../../src/db.js'; // its int8 parser: counts come back as numbers
 import type { Db } from '../../src/db.js';
 import { migrateToLatest } from '../../src/migrate.js';
@@ -58,7 +57,7 @@ export async function createDrillWorld(adminUrl: string, label: string, sandboxO
   const databaseUrl = url.toString();
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 6, application_name: DRIVER_APP });
   pool.on('error', () => {}); // a restarted private server drops idle connections
-  const db: Db = new Kysely<Database>({ dialect: new PostgresDialect({ pool, cursor: Cursor }) });
+  const db: Db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   await migrateToLatest(db);
   const clientId = 'drill-client';
   const clientSecret = `drill-secret-${randomBytes(8).toString('hex')}`;
