@@ -2,7 +2,7 @@ import pLimit, { type LimitFunction } from 'p-limit';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { CriteoSettings } from './config.js';
 import { AudienceSyncError, AuthenticationError, ListRejectedError, TransientError, type CriteoProblem } from './errors.js';
-import type { Logger } from './logger.js';
+import { redactValue, type Logger } from './logger.js';
 import { RateLimiter, sleep } from './rate-limiter.js';
 
 /**
@@ -297,6 +297,7 @@ export class CriteoClient {
         // Renew about a minute before expiry; proportionally earlier for short-lived tokens.
         const margin = Math.min(TOKEN_RENEW_MARGIN_MS, ttlMs * TOKEN_RENEW_SHARE);
         this.token = { value: body.access_token, renewAt: sentAt + ttlMs - margin };
+        redactValue(body.access_token); // scrubbed from every log line by value, not only by field name
         line(status, 'done', { expiresInSeconds: ttlMs / 1000, attempts: attempt, totalDurationMs: Date.now() - started });
         return body.access_token;
       }
@@ -327,7 +328,13 @@ export class CriteoClient {
       }
       line(status, 'stop', problemFields(problem));
       const env = safeJson<ErrorEnvelope>(text);
-      const reason = env?.error ?? problem.code ?? `HTTP ${status}`;
+      if (status === 404 || status === 405 || env === undefined) {
+        // Not an OAuth answer at all: the URL is wrong, not the secret.
+        throw this.authenticationFailed(
+          new AuthenticationError(`no Criteo token endpoint at CRITEO_API_URL (${this.settings.apiUrl}/oauth2/token answered HTTP ${status}): check CRITEO_API_URL`, problem),
+        );
+      }
+      const reason = env.error ?? problem.code ?? `HTTP ${status}`;
       throw this.authenticationFailed(
         new AuthenticationError(`Criteo refused the client credentials (${reason}): check CRITEO_CLIENT_ID and CRITEO_CLIENT_SECRET`, problem),
       );

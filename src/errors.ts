@@ -1,3 +1,5 @@
+import { redactSecrets } from './logger.js';
+
 /**
  * The error taxonomy. Every failure the job can meet is one of these, and each
  * says what happens next: whether to retry, whether the list or the whole run
@@ -64,8 +66,8 @@ export class TransientError extends AudienceSyncError {
   }
 }
 
-/** One line for the operator: the message without a stack. */
+/** One line for the operator: the message without a stack, and without any secret the process knows. */
 export function oneLine(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);
-  return text.replace(/\s+/g, ' ').trim();
+  return redactSecrets(text.replace(/\s+/g, ' ').trim());
 }

@@ -64,6 +64,8 @@ export interface ListTarget {
   advertiserIds: string[];
   /** Every campaign feeding the list has ended its measurement period. */
   allEnded: boolean;
+  /** Campaigns whose measurement period ends before it starts: never active, worth a word to the operator. */
+  invertedCampaignIds: string[];
 }
 
 /** One row per Criteo list that at least one campaign points at. */
@@ -75,12 +77,14 @@ export async function findListTargets(db: Db, asOf: Date, segmentIds?: readonly 
     active_campaign_ids: string[];
     advertiser_ids: string[];
     all_ended: boolean;
+    inverted_campaign_ids: string[];
   }>`
     SELECT c.audience_segment_id::text AS segment_id,
            array_agg(c.campaign_id ORDER BY c.campaign_id) AS campaign_ids,
            coalesce(array_agg(c.campaign_id ORDER BY c.campaign_id) FILTER (WHERE ${isActive(asOf)}), '{}') AS active_campaign_ids,
            array_agg(DISTINCT c.advertiser_id::text) AS advertiser_ids,
-           bool_and(c.measurement_ends_at <= ${asOf}) AS all_ended
+           bool_and(c.measurement_ends_at <= ${asOf}) AS all_ended,
+           coalesce(array_agg(c.campaign_id ORDER BY c.campaign_id) FILTER (WHERE c.measurement_ends_at <= c.starts_at), '{}') AS inverted_campaign_ids
     FROM audience_sync.campaigns c
     ${filter}
     GROUP BY c.audience_segment_id
@@ -91,6 +95,7 @@ export async function findListTargets(db: Db, asOf: Date, segmentIds?: readonly 
     activeCampaignIds: r.active_campaign_ids,
     advertiserIds: r.advertiser_ids,
     allEnded: r.all_ended,
+    invertedCampaignIds: r.inverted_campaign_ids,
   }));
 }
 

@@ -247,6 +247,7 @@ async function syncList(deps: SyncDeps, job: ListJob): Promise<ListOutcome> {
     } finally {
       await discardPlan(db, listSyncId).catch(() => {});
     }
+    outcome.reason = withDatesNote(outcome.reason, target);
     await refreshOutcomeCounts(db, listSyncId, outcome);
     await finishListSync(db, listSyncId, outcome.status, {
       ...(outcome.reason ? { reason: outcome.reason } : {}),
@@ -480,6 +481,13 @@ async function refreshOutcomeCounts(db: Db, listSyncId: number, outcome: ListOut
   if (row) Object.assign(outcome, row);
 }
 
+/** Names campaigns whose dates are inverted: they are never active, and nothing else would say so. */
+function withDatesNote(reason: string | null, target: ListTarget): string | null {
+  if (target.invertedCampaignIds.length === 0) return reason;
+  const note = target.invertedCampaignIds.map((id) => `campaign ${id} ends before it starts (never active)`).join('; ');
+  return reason ? `${reason}; ${note}` : note;
+}
+
 function classify(error: unknown): { status: ListSyncStatus; reason: string; problem?: CriteoProblem } {
   const problem = (error as { problem?: CriteoProblem }).problem;
   const reason = oneLine(error);
@@ -544,7 +552,7 @@ function failedOutside(target: ListTarget, error: unknown): ListOutcome {
 
 function notFeedByAnyCampaign(segmentId: string): ListOutcome {
   return {
-    ...baseOutcome({ segmentId, campaignIds: [], activeCampaignIds: [], advertiserIds: [], allEnded: false }, 'sync'),
+    ...baseOutcome({ segmentId, campaignIds: [], activeCampaignIds: [], advertiserIds: [], allEnded: false, invertedCampaignIds: [] }, 'sync'),
     status: 'skipped',
     reason: `no campaign points at list ${segmentId}; left alone`,
   };
@@ -600,7 +608,7 @@ export async function planSync(
         action: needed ? 'empty' : 'none',
         ledgerBefore,
         toRemove: ledgerBefore,
-        note: needed ? 'measurement period ended: one DELETE empties the list' : 'measurement period ended; list already empty',
+        note: withDatesNote(needed ? 'measurement period ended: one DELETE empties the list' : 'measurement period ended; list already empty', target),
       });
       continue;
     }
@@ -616,7 +624,7 @@ export async function planSync(
         toAdd: plan.toAdd,
         toRemove: plan.toRemove,
         heldRemovals: plan.heldRemovals,
-        note: plan.heldReason ?? (target.activeCampaignIds.length === 0 ? 'no campaign active yet' : null),
+        note: withDatesNote(plan.heldReason ?? (target.activeCampaignIds.length === 0 ? 'no campaign active yet' : null), target),
       });
     } finally {
       await discardPlan(db, planId);

@@ -297,10 +297,9 @@ describe('the CLI in a bad environment', () => {
       expect(rows[0]!.n).toBe(0);
     });
 
-    // BUG(issue 7): a CRITEO_API_URL that is not Criteo (a typo, a proxy's error page) is
-    // reported as "Criteo refused the client credentials (HTTP 404)", sending the operator
-    // to rotate a secret that is fine. Flip to it() once fixed.
-    it.fails('a CRITEO_API_URL without a token endpoint is named as such, not as refused credentials', async () => {
+    // A CRITEO_API_URL that is not Criteo (a typo, a proxy's error page) must not send the
+    // operator to rotate a secret that is fine.
+    it('a CRITEO_API_URL without a token endpoint is named as such, not as refused credentials', async () => {
       const r = await runCli(['run', '--json'], { ...world.env, CRITEO_API_URL: notCriteoUrl });
       const s = JSON.parse(r.stdout) as { error: string | null };
       expect(s.error).toMatch(/CRITEO_API_URL/);
