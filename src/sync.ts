@@ -481,6 +481,17 @@ async function refreshOutcomeCounts(db: Db, listSyncId: number, outcome: ListOut
   if (row) Object.assign(outcome, row);
 }
 
+/** The database went away (restart, failover, network): the list is incomplete, and the next run resumes it. */
+function lostDatabase(error: unknown): boolean {
+  const e = error as { code?: string; message?: string };
+  const code = e.code ?? '';
+  return (
+    code.startsWith('08') || // connection exceptions
+    ['57P01', '57P02', '57P03', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'].includes(code) ||
+    /Connection terminated|connection timeout/i.test(e.message ?? '')
+  );
+}
+
 /** Names campaigns whose dates are inverted: they are never active, and nothing else would say so. */
 function withDatesNote(reason: string | null, target: ListTarget): string | null {
   if (target.invertedCampaignIds.length === 0) return reason;
@@ -491,7 +502,7 @@ function withDatesNote(reason: string | null, target: ListTarget): string | null
 function classify(error: unknown): { status: ListSyncStatus; reason: string; problem?: CriteoProblem } {
   const problem = (error as { problem?: CriteoProblem }).problem;
   const reason = oneLine(error);
-  if (error instanceof TransientError) return { status: 'incomplete', reason, ...(problem ? { problem } : {}) };
+  if (error instanceof TransientError || lostDatabase(error)) return { status: 'incomplete', reason, ...(problem ? { problem } : {}) };
   return { status: 'failed', reason, ...(problem ? { problem } : {}) };
 }
 
