@@ -40,16 +40,26 @@ export async function supersedeBatches(db: Db, batchIds: readonly number[]): Pro
     .execute();
 }
 
-/** Write-ahead: the batch and its identifiers are durable before the request leaves. */
+/**
+ * Write-ahead: the batch and its identifiers are durable before the request
+ * leaves. The identifiers are copied from the plan's key range in Postgres,
+ * so they never travel back from the job.
+ */
 export async function recordBatchIntent(
   db: Db,
-  batch: { listSyncId: number; segmentId: string; seq: number; operation: BatchOperation; identifiers: readonly string[] },
+  batch: { listSyncId: number; segmentId: string; seq: number; operation: 'add' | 'remove'; size: number; after: string | null; last: string },
 ): Promise<number> {
-  const { rows } = await sql<{ batch_id: number }>`
+  const { rows } = await sql<{ batch_id: number; copied: number }>`
     INSERT INTO audience_sync.batches (list_sync_id, audience_segment_id, seq, operation, size, payload)
-    VALUES (${batch.listSyncId}, ${batch.segmentId}::bigint, ${batch.seq}, ${batch.operation}, ${batch.identifiers.length},
-            ARRAY(SELECT decode(h, 'hex') FROM unnest(${batch.identifiers as string[]}::text[]) h))
-    RETURNING batch_id`.execute(db);
+    VALUES (${batch.listSyncId}, ${batch.segmentId}::bigint, ${batch.seq}, ${batch.operation}, ${batch.size},
+            ARRAY(SELECT p.identifier FROM audience_sync.plan_entries p
+                  WHERE p.list_sync_id = ${batch.listSyncId} AND p.operation = ${batch.operation}
+                    AND p.identifier <= decode(${batch.last}, 'hex')
+                    ${batch.after === null ? sql`` : sql`AND p.identifier > decode(${batch.after}, 'hex')`}
+                  ORDER BY p.identifier))
+    RETURNING batch_id, cardinality(payload) AS copied`.execute(db);
+  // The range must hold exactly what was read: anything else would make the record lie about the request.
+  if (rows[0]!.copied !== batch.size) throw new Error(`batch ${batch.seq}: plan range holds ${rows[0]!.copied} identifiers, ${batch.size} read`);
   return rows[0]!.batch_id;
 }
 

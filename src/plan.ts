@@ -121,6 +121,15 @@ export async function materializePlan(
   };
 }
 
+/** One batch of a plan: its identifiers, and the key range (after, last] they fill in plan_entries. */
+export interface PlannedBatch {
+  identifiers: string[];
+  /** Exclusive lower bound (64 hex), or null for the first batch. */
+  after: string | null;
+  /** Inclusive upper bound (64 hex). */
+  last: string;
+}
+
 /**
  * Reads a planned operation's identifiers as 64-hex strings, `batchSize` at
  * a time, each batch its own keyset query in identifier order: memory holds
@@ -133,22 +142,23 @@ export async function* streamPlannedBatches(
   listSyncId: number,
   operation: 'add' | 'remove',
   batchSize: number,
-): AsyncGenerator<string[]> {
-  let after: Buffer | null = null;
+): AsyncGenerator<PlannedBatch> {
+  let after: string | null = null;
   for (;;) {
-    const rows: { identifier: Buffer; id: string }[] = await db
+    const rows: { id: string }[] = await db
       .selectFrom('audience_sync.plan_entries')
-      .select(['identifier', sql<string>`encode(identifier, 'hex')`.as('id')])
+      .select(sql<string>`encode(identifier, 'hex')`.as('id'))
       .where('list_sync_id', '=', listSyncId)
       .where('operation', '=', operation)
-      .$if(after !== null, (q) => q.where('identifier', '>', after!))
+      .$if(after !== null, (q) => q.where('identifier', '>', sql<Buffer>`decode(${after}, 'hex')`))
       .orderBy('identifier')
       .limit(batchSize)
       .execute();
     if (rows.length === 0) return;
-    after = rows[rows.length - 1]!.identifier;
-    yield rows.map((r) => r.id);
+    const last = rows[rows.length - 1]!.id;
+    yield { identifiers: rows.map((r) => r.id), after, last };
     if (rows.length < batchSize) return;
+    after = last;
   }
 }
 

@@ -4,7 +4,7 @@ import type { Db } from './db.js';
 import { TransientError } from './errors.js';
 import { applyConfirmedAmendment, recordBatchFailure, recordBatchIntent } from './ledger.js';
 import type { Logger } from './logger.js';
-import { streamPlannedBatches } from './plan.js';
+import { streamPlannedBatches, type PlannedBatch } from './plan.js';
 
 /**
  * Streams one planned operation of a list to Criteo: batches of at most
@@ -42,8 +42,8 @@ export async function sendPlannedOperation(
   const outcome: SendOutcome = { confirmedBatches: 0, confirmedIdentifiers: 0, interrupted: false };
   const inflight = new Set<Promise<void>>();
 
-  const sendBatch = async (identifiers: string[], seq: number): Promise<void> => {
-    const batchId = await recordBatchIntent(ctx.db, { listSyncId, segmentId, seq, operation, identifiers });
+  const sendBatch = async ({ identifiers, after, last }: PlannedBatch, seq: number): Promise<void> => {
+    const batchId = await recordBatchIntent(ctx.db, { listSyncId, segmentId, seq, operation, size: identifiers.length, after, last });
     try {
       const out = await ctx.client.amendContactList(segmentId, operation, identifiers);
       await applyConfirmedAmendment(ctx.db, batchId, listSyncId, segmentId, operation, { httpStatus: out.status, ...pickCall(out) }, out.body);
@@ -63,14 +63,14 @@ export async function sendPlannedOperation(
   };
 
   try {
-    for await (const identifiers of streamPlannedBatches(ctx.db, listSyncId, operation, ctx.batchSize)) {
+    for await (const batch of streamPlannedBatches(ctx.db, listSyncId, operation, ctx.batchSize)) {
       if (outcome.error) break;
       if (ctx.signal?.aborted) {
         outcome.interrupted = true;
         break;
       }
       // A batch row the database refuses stops the list like any failure, not the loop: the batches in flight are still awaited.
-      const p: Promise<void> = sendBatch(identifiers, ctx.seq.next++).catch((error: unknown) => void (outcome.error ??= error)).finally(() => inflight.delete(p));
+      const p: Promise<void> = sendBatch(batch, ctx.seq.next++).catch((error: unknown) => void (outcome.error ??= error)).finally(() => inflight.delete(p));
       inflight.add(p);
       if (inflight.size >= ctx.prefetch) await Promise.race(inflight);
     }
