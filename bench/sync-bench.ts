@@ -1,0 +1,392 @@
+/**
+ * `npm run bench -- [--customers N] [--churn R] [--explain] [--rate-check]`
+ *
+ * The job against a real Postgres and the sandbox on loopback, each in its own
+ * process: generates N customers in Postgres, times an initial sync and, after
+ * a day of churn, a daily sync, split into plan, send and ledger phases; times
+ * the naive statement and the floor on the same tables; counts API calls
+ * against the minimum; records the job's peak RSS. Prints a table and writes
+ * bench/results/<timestamp>.json. See docs/BENCHMARKS.md.
+ */
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { connect } from '../src/db.js';
+import { migrateToLatest } from '../src/migrate.js';
+import { ADVERTISER, BIG_LIST, SCRATCH_LIST, SMALL_LIST, applyChurn, generateSource } from './generate.js';
+import { FROM_SOURCES, buildJob, idleJobRssMb, runJob } from './job-process.js';
+import type { RunPhases } from './phases.js';
+import { runRateCheck } from './rate-check.js';
+import { measureReferences } from './references.js';
+import { formatReport, judge, type BenchResult, type ApiCalls } from './report.js';
+import { BENCH_CLIENT, measureSandboxCeiling, startSandboxProcess, type SandboxCallRecord, type SandboxProcess } from './sandbox-process.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const BATCH = 50_000;
+
+const { values: args } = parseArgs({
+  options: {
+    customers: { type: 'string', default: '1000000' },
+    churn: { type: 'string', default: '0.01' },
+    'admin-url': { type: 'string', default: process.env.BENCH_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres' },
+    database: { type: 'string', default: 'as_bench' },
+    'sandbox-heap-mb': { type: 'string', default: '6144' },
+    explain: { type: 'boolean', default: false },
+    'rate-check': { type: 'boolean', default: false },
+    'rate-customers': { type: 'string', default: '33000' },
+    'rate-batch-size': { type: 'string', default: '50' },
+    keep: { type: 'boolean', default: false },
+    tsx: { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+
+const log = (s: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${s}\n`);
+const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
+async function timedMs(fn: () => Promise<unknown>): Promise<number> {
+  const t = performance.now();
+  await fn();
+  return performance.now() - t;
+}
+
+/**
+ * Drops and recreates the bench database; returns its URL. Every session on
+ * it reports each statement's CPU time (log_executor_stats, sent back to the
+ * client as a LOG notice: see bench/job-runner.ts); with `explain`, also
+ * auto_explain's plans of statements over 200 ms.
+ */
+async function freshDatabase(adminUrl: string, name: string, explain = false): Promise<string> {
+  if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`--database: ${name} is not a plain identifier`);
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  await admin.query(`CREATE DATABASE ${name}`);
+  const settings: [string, string][] = [
+    ['log_executor_stats', 'on'],
+    ['client_min_messages', 'log'],
+    ...(explain
+      ? ([
+          ['session_preload_libraries', 'auto_explain'],
+          ['auto_explain.log_min_duration', '200'],
+          ['auto_explain.log_analyze', 'on'],
+          ['auto_explain.log_buffers', 'on'],
+          ['auto_explain.log_level', 'info'],
+        ] as [string, string][])
+      : []),
+  ];
+  for (const [setting, value] of settings) await admin.query(`ALTER DATABASE ${name} SET ${setting} = '${value}'`);
+  await admin.end();
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+async function dropDatabase(adminUrl: string, name: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  await admin.end();
+}
+
+async function migrate(url: string): Promise<void> {
+  const handle = connect(url);
+  try {
+    await migrateToLatest(handle.db);
+  } finally {
+    await handle.close();
+  }
+}
+
+function countCalls(calls: SandboxCallRecord[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const c of calls) {
+    const key = c.operation === 'patch' ? `patch-${c.op ?? '?'}` : c.operation;
+    out[key] = (out[key] ?? 0) + 1;
+    if (c.status >= 400) out['errors'] = (out['errors'] ?? 0) + 1;
+  }
+  return out;
+}
+
+/** ceil(adds / 50,000) + ceil(removes / 50,000) per list, one DELETE per emptied list, one statistics read per touched list. */
+function minimumCalls(phases: RunPhases): Record<string, number> {
+  const out: Record<string, number> = { 'patch-add': 0, 'patch-remove': 0, delete: 0, statistics: 0 };
+  for (const l of phases.summary?.lists ?? []) {
+    const adds = Math.ceil(l.toAdd / BATCH);
+    if (l.action === 'empty') {
+      const needed = (l.ledgerBefore ?? 0) > 0;
+      out['delete']! += needed ? 1 : 0;
+      out['statistics']! += needed ? 1 : 0;
+      continue;
+    }
+    const removes = Math.ceil(l.toRemove / BATCH);
+    out['patch-add']! += adds;
+    out['patch-remove']! += removes;
+    out['statistics']! += adds + removes > 0 ? 1 : 0;
+  }
+  return out;
+}
+
+function apiCalls(sandboxCalls: SandboxCallRecord[], phases: RunPhases): ApiCalls {
+  const observed = countCalls(sandboxCalls);
+  const minimum = minimumCalls(phases);
+  const keys = ['patch-add', 'patch-remove', 'delete', 'statistics'];
+  const total = (r: Record<string, number>) => keys.reduce((s, k) => s + (r[k] ?? 0), 0);
+  const patches = sandboxCalls.filter((c) => c.operation === 'patch');
+  // The send rate is taken on the big list alone: the small one is sent while the big one is still planning.
+  const big = patches.filter((c) => c.segmentId === BIG_LIST);
+  const span = big.length ? Math.max(...big.map((c) => c.at + (c.durationMs ?? 0))) - Math.min(...big.map((c) => c.at)) : 0;
+  return {
+    observed,
+    minimum,
+    observedTotal: total(observed),
+    minimumTotal: total(minimum),
+    exact: keys.every((k) => (observed[k] ?? 0) === minimum[k]) && !observed['errors'],
+    identifiersSent: patches.reduce((s, c) => s + (c.identifiers ?? 0), 0),
+    bigListIdentifiers: big.reduce((s, c) => s + (c.identifiers ?? 0), 0),
+    patchSpanMs: span,
+    sandboxBusyMs: big.reduce((s, c) => s + (c.durationMs ?? 0), 0),
+  };
+}
+
+async function tableSizesMb(client: pg.Client): Promise<Record<string, number>> {
+  const { rows } = await client.query<{ name: string; mb: string }>(`
+    SELECT c.relname AS name, round(pg_total_relation_size(c.oid) / 1048576.0, 1) AS mb
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'audience_sync' AND c.relkind = 'r' ORDER BY pg_total_relation_size(c.oid) DESC`);
+  return Object.fromEntries(rows.map((r) => [r.name, Number(r.mb)]));
+}
+
+async function settings(client: pg.Client): Promise<Record<string, string>> {
+  const names = ['server_version', 'shared_buffers', 'work_mem', 'maintenance_work_mem', 'max_parallel_workers_per_gather', 'synchronous_commit', 'jit'];
+  const { rows } = await client.query<{ name: string; setting: string }>(
+    `SELECT name, current_setting(name) AS setting FROM pg_settings WHERE name = ANY($1)`,
+    [names],
+  );
+  return Object.fromEntries(rows.map((r) => [r.name, r.setting]));
+}
+
+/** Which job code was measured: a digest of src/ and migrations/ (others change them between runs). */
+function sourceDigest(): string {
+  const hash = createHash('sha256');
+  for (const dir of ['src', 'migrations']) {
+    for (const f of readdirSync(join(ROOT, dir)).filter((n) => n.endsWith('.ts')).sort()) {
+      hash.update(f).update(readFileSync(join(ROOT, dir, f)));
+    }
+  }
+  return hash.digest('hex').slice(0, 12);
+}
+
+/** The newest result at another size, for the RSS growth target. */
+function previousResult(customers: number, jobFrom: string): BenchResult | undefined {
+  const dir = join(ROOT, 'bench', 'results');
+  let files: string[] = [];
+  try {
+    files = readdirSync(dir).filter((f) => f.endsWith('.json')).sort().reverse();
+  } catch {
+    return undefined;
+  }
+  for (const f of files) {
+    try {
+      const r = JSON.parse(readFileSync(join(dir, f), 'utf8')) as BenchResult;
+      if (r.mode === 'sync' && r.meta.customers === customers && r.meta.jobFrom === jobFrom && !r.meta.explain) return r;
+    } catch {
+      /* skip */
+    }
+  }
+  return undefined;
+}
+
+function writeResult(result: object): string {
+  const dir = join(ROOT, 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+  return file;
+}
+
+async function syncBench(): Promise<void> {
+  const customers = Number(args.customers);
+  const churn = Number(args.churn);
+  if (!Number.isInteger(customers) || customers < 1000) throw new Error('--customers: a whole number of at least 1000');
+  if (!(churn > 0 && churn < 0.5)) throw new Error('--churn: a share between 0 and 0.5');
+  const explain = args.explain === true;
+  const work = mkdtempSync(join(tmpdir(), 'audience-sync-bench-'));
+  const startedAt = new Date();
+  const source = sourceDigest();
+  const load = [loadavg()];
+  log(`${customers.toLocaleString('en')} customers, churn ${churn}; work files in ${work}`);
+
+  const url = await freshDatabase(args['admin-url']!, args.database!, explain);
+  await migrate(url);
+  const client = new pg.Client({ connectionString: url, application_name: 'audience-sync-bench' });
+  await client.connect();
+  let sandbox: SandboxProcess | undefined;
+  try {
+    const pgSettings = await settings(client);
+    log('generating source data in Postgres');
+    const generateMs = await timedMs(() => generateSource(client, customers));
+    const vacuumMs = await timedMs(() => client.query('VACUUM (ANALYZE) audience_sync.customers, audience_sync.campaign_target_groups, audience_sync.campaigns'));
+    log(`generated in ${secs(generateMs)}, vacuum analyze ${secs(vacuumMs)}`);
+
+    sandbox = await startSandboxProcess({
+      root: ROOT,
+      dir: work,
+      segments: [BIG_LIST, SMALL_LIST, SCRATCH_LIST],
+      advertiserId: ADVERTISER,
+      rateLimitPerMinute: 0,
+      heapMb: Number(args['sandbox-heap-mb']),
+    });
+    const jobEnv = {
+      DATABASE_URL: url,
+      CRITEO_API_URL: sandbox.url,
+      CRITEO_CLIENT_ID: BENCH_CLIENT.clientId,
+      CRITEO_CLIENT_SECRET: BENCH_CLIENT.clientSecret,
+      // No limit of ours either: the send phase is bound by the sandbox, or by the job.
+      CRITEO_MAX_CALLS_PER_MINUTE: '1000000',
+      LOG_LEVEL: 'info',
+    };
+
+    const job = args.tsx ? FROM_SOURCES : buildJob(ROOT);
+    const idleRssMb = await idleJobRssMb(ROOT, job, work, jobEnv);
+    log(`idle job process: ${idleRssMb} MB peak RSS`);
+
+    log('initial sync');
+    let before = (await sandbox.calls()).length;
+    const initial = await runJob(ROOT, job, work, 'initial', jobEnv);
+    let calls = (await sandbox.calls()).slice(before);
+    const initialCalls = apiCalls(calls, initial);
+    log(`initial sync ${secs(initial.wallMs)} (plan ${secs(initial.planMs)}), peak RSS ${initial.peakRssMb} MB`);
+    // The sandbox's own speed, measured right after the initial send (same sandbox, same list sizes, nearest in time).
+    log('sandbox ceiling: 12 PATCHes of 50,000 at concurrency 4');
+    const ceiling = await measureSandboxCeiling(sandbox.url, SCRATCH_LIST, 12, BATCH, 4);
+    load.push(loadavg());
+
+    log('a day passes: churn, then VACUUM ANALYZE as autovacuum would have');
+    const churnStarted = performance.now();
+    const churnShape = await applyChurn(client, customers, churn);
+    const churnMs = performance.now() - churnStarted;
+    const dayVacuumMs = await timedMs(() => client.query('VACUUM (ANALYZE)'));
+
+    log('references: floor, then the naive statement');
+    const refs = await measureReferences(client, BIG_LIST, explain);
+    log(`floor ${secs(refs.floor.ms)}, naive ${secs(refs.naive.ms)}`);
+    load.push(loadavg());
+
+    log('daily sync');
+    before = (await sandbox.calls()).length;
+    const daily = await runJob(ROOT, job, work, 'daily', jobEnv);
+    calls = (await sandbox.calls()).slice(before);
+    const dailyCalls = apiCalls(calls, daily);
+    log(`daily sync ${secs(daily.wallMs)} (plan ${secs(daily.planMs)}), peak RSS ${daily.peakRssMb} MB`);
+    load.push(loadavg());
+
+    // Convergence, by sizes: the ledger, the sandbox and the naive statement's desired set agree.
+    const sizes = await sandbox.segmentSizes();
+    const ledger = await client.query<{ segment: string; n: string }>(
+      `SELECT audience_segment_id::text AS segment, count(*) AS n FROM audience_sync.list_members GROUP BY 1`,
+    );
+    const ledgerSizes = Object.fromEntries(ledger.rows.map((r) => [r.segment, Number(r.n)]));
+    const dailyBig = daily.summary?.lists.find((l) => l.segmentId === BIG_LIST);
+    const checks = {
+      ledgerBig: ledgerSizes[BIG_LIST] ?? 0,
+      sandboxBig: sizes[BIG_LIST] ?? 0,
+      naiveDesiredBig: refs.naive.rows['desired'] ?? NaN,
+      ledgerSmall: ledgerSizes[SMALL_LIST] ?? 0,
+      sandboxSmall: sizes[SMALL_LIST] ?? 0,
+      naiveAdds: refs.naive.rows['adds'] ?? NaN,
+      naiveRemoves: refs.naive.rows['removes'] ?? NaN,
+      jobAdds: dailyBig?.toAdd ?? NaN,
+      jobRemoves: dailyBig?.toRemove ?? NaN,
+      converged: false,
+    };
+    checks.converged =
+      checks.ledgerBig === checks.sandboxBig &&
+      checks.ledgerBig === checks.naiveDesiredBig &&
+      checks.ledgerSmall === 0 &&
+      checks.sandboxSmall === 0 &&
+      checks.naiveAdds === checks.jobAdds &&
+      checks.naiveRemoves === checks.jobRemoves;
+
+    const sandboxPeakRssMb = sandbox.peakRssMb();
+    const sizesMb = await tableSizesMb(client);
+    load.push(loadavg());
+
+    const result: BenchResult = {
+      mode: 'sync',
+      meta: {
+        customers,
+        churn,
+        explain,
+        source,
+        jobFrom: args.tsx ? 'sources via tsx' : 'compiled (tsc), plain node',
+        startedAt: startedAt.toISOString(),
+        finishedAt: new Date().toISOString(),
+        node: process.version,
+        cpus: cpus().length,
+        cpuModel: cpus()[0]?.model ?? '',
+        loadavg: load.map((l) => l.map((x) => Math.round(x * 100) / 100)),
+        postgres: pgSettings,
+      },
+      data: { generateMs, vacuumMs, churnMs, dayVacuumMs, churnShape, tableSizesMb: sizesMb, funnel: dailyBig?.funnel ?? null },
+      idleRssMb,
+      initial: { ...initial, apiCalls: initialCalls },
+      daily: { ...daily, apiCalls: dailyCalls },
+      references: refs,
+      sandbox: { ceiling, peakRssMb: sandboxPeakRssMb },
+      checks,
+      targets: [],
+    };
+    const other = previousResult(customers === 10_000_000 ? 1_000_000 : customers === 1_000_000 ? 10_000_000 : -1, result.meta.jobFrom);
+    result.targets = judge(result, other);
+    const file = writeResult(result);
+    process.stdout.write(`${formatReport(result)}\n`);
+    log(`written ${file}`);
+  } finally {
+    await sandbox?.stop();
+    await client.end();
+    if (!args.keep) {
+      await dropDatabase(args['admin-url']!, args.database!);
+      rmSync(work, { recursive: true, force: true });
+    } else {
+      log(`kept database ${args.database} and ${work}`);
+    }
+  }
+}
+
+async function rateBench(): Promise<void> {
+  const url = await freshDatabase(args['admin-url']!, args.database!);
+  await migrate(url);
+  const work = mkdtempSync(join(tmpdir(), 'audience-sync-rate-'));
+  try {
+    const result = await runRateCheck({
+      root: ROOT,
+      job: args.tsx ? FROM_SOURCES : buildJob(ROOT),
+      databaseUrl: url,
+      work,
+      customers: Number(args['rate-customers']),
+      batchSize: Number(args['rate-batch-size']),
+      log,
+    });
+    const file = writeResult(result);
+    process.stdout.write(`${formatReport(result)}\n`);
+    log(`written ${file}`);
+  } finally {
+    if (!args.keep) {
+      await dropDatabase(args['admin-url']!, args.database!);
+      rmSync(work, { recursive: true, force: true });
+    }
+  }
+}
+
+try {
+  if (args['rate-check']) await rateBench();
+  else await syncBench();
+} catch (error) {
+  process.stderr.write(`bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exitCode = 1;
+}
