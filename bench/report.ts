@@ -97,7 +97,9 @@ export function judge(r: BenchResult, other: BenchResult | undefined): Target[] 
     { name: 'initial plan / floor (reported)', value: x(r.initial.planMs / floor.ms), limit: '–', pass: null },
     { name: 'job peak RSS ≤ 256 MB (at 10M)', value: `${peak} MB`, limit: '256 MB', pass: big ? peak <= 256 : peak <= 256 ? true : null },
   ];
-  if (other) {
+  if (!other) {
+    targets.push({ name: 'peak RSS at 10M ≤ 1.3 × at 1M', value: 'needs a 1M and a 10M run of the same job source', limit: '1.30×', pass: null });
+  } else {
     const [small, large] = other.meta.customers < r.meta.customers ? [other, r] : [r, other];
     const a = Math.max(small.initial.peakRssMb, small.daily.peakRssMb);
     const b = Math.max(large.initial.peakRssMb, large.daily.peakRssMb);

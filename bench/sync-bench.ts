@@ -15,18 +15,16 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { connect } from '../src/db.js';
-import { migrateToLatest } from '../src/migrate.js';
+import { BATCH, apiCalls } from './api-calls.js';
+import { dropDatabase, freshDatabase, migrate, settings, tableSizesMb } from './database.js';
 import { ADVERTISER, BIG_LIST, SCRATCH_LIST, SMALL_LIST, applyChurn, generateSource } from './generate.js';
 import { FROM_SOURCES, buildJob, idleJobRssMb, runJob } from './job-process.js';
-import type { RunPhases } from './phases.js';
 import { runRateCheck } from './rate-check.js';
 import { measureReferences } from './references.js';
-import { formatReport, judge, type BenchResult, type ApiCalls } from './report.js';
-import { BENCH_CLIENT, measureSandboxCeiling, startSandboxProcess, type SandboxCallRecord, type SandboxProcess } from './sandbox-process.js';
+import { formatReport, judge, type BenchResult } from './report.js';
+import { BENCH_CLIENT, measureSandboxCeiling, startSandboxProcess, type SandboxProcess } from './sandbox-process.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const BATCH = 50_000;
 
 const { values: args } = parseArgs({
   options: {
@@ -54,122 +52,6 @@ async function timedMs(fn: () => Promise<unknown>): Promise<number> {
   return performance.now() - t;
 }
 
-/**
- * Drops and recreates the bench database; returns its URL. Every session on
- * it reports each statement's CPU time (log_executor_stats, sent back to the
- * client as a LOG notice: see bench/job-runner.ts); with `explain`, also
- * auto_explain's plans of statements over 200 ms.
- */
-async function freshDatabase(adminUrl: string, name: string, explain = false): Promise<string> {
-  if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`--database: ${name} is not a plain identifier`);
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${name}`);
-  const settings: [string, string][] = [
-    ['log_executor_stats', 'on'],
-    ['client_min_messages', 'log'],
-    ...(explain
-      ? ([
-          ['session_preload_libraries', 'auto_explain'],
-          ['auto_explain.log_min_duration', '200'],
-          ['auto_explain.log_analyze', 'on'],
-          ['auto_explain.log_buffers', 'on'],
-          ['auto_explain.log_level', 'info'],
-        ] as [string, string][])
-      : []),
-  ];
-  for (const [setting, value] of settings) await admin.query(`ALTER DATABASE ${name} SET ${setting} = '${value}'`);
-  await admin.end();
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  return url.toString();
-}
-
-async function dropDatabase(adminUrl: string, name: string): Promise<void> {
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  await admin.end();
-}
-
-async function migrate(url: string): Promise<void> {
-  const handle = connect(url);
-  try {
-    await migrateToLatest(handle.db);
-  } finally {
-    await handle.close();
-  }
-}
-
-function countCalls(calls: SandboxCallRecord[]): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const c of calls) {
-    const key = c.operation === 'patch' ? `patch-${c.op ?? '?'}` : c.operation;
-    out[key] = (out[key] ?? 0) + 1;
-    if (c.status >= 400) out['errors'] = (out['errors'] ?? 0) + 1;
-  }
-  return out;
-}
-
-/** ceil(adds / 50,000) + ceil(removes / 50,000) per list, one DELETE per emptied list, one statistics read per touched list. */
-function minimumCalls(phases: RunPhases): Record<string, number> {
-  const out: Record<string, number> = { 'patch-add': 0, 'patch-remove': 0, delete: 0, statistics: 0 };
-  for (const l of phases.summary?.lists ?? []) {
-    const adds = Math.ceil(l.toAdd / BATCH);
-    if (l.action === 'empty') {
-      const needed = (l.ledgerBefore ?? 0) > 0;
-      out['delete']! += needed ? 1 : 0;
-      out['statistics']! += needed ? 1 : 0;
-      continue;
-    }
-    const removes = Math.ceil(l.toRemove / BATCH);
-    out['patch-add']! += adds;
-    out['patch-remove']! += removes;
-    out['statistics']! += adds + removes > 0 ? 1 : 0;
-  }
-  return out;
-}
-
-function apiCalls(sandboxCalls: SandboxCallRecord[], phases: RunPhases): ApiCalls {
-  const observed = countCalls(sandboxCalls);
-  const minimum = minimumCalls(phases);
-  const keys = ['patch-add', 'patch-remove', 'delete', 'statistics'];
-  const total = (r: Record<string, number>) => keys.reduce((s, k) => s + (r[k] ?? 0), 0);
-  const patches = sandboxCalls.filter((c) => c.operation === 'patch');
-  // The send rate is taken on the big list alone: the small one is sent while the big one is still planning.
-  const big = patches.filter((c) => c.segmentId === BIG_LIST);
-  const span = big.length ? Math.max(...big.map((c) => c.at + (c.durationMs ?? 0))) - Math.min(...big.map((c) => c.at)) : 0;
-  return {
-    observed,
-    minimum,
-    observedTotal: total(observed),
-    minimumTotal: total(minimum),
-    exact: keys.every((k) => (observed[k] ?? 0) === minimum[k]) && !observed['errors'],
-    identifiersSent: patches.reduce((s, c) => s + (c.identifiers ?? 0), 0),
-    bigListIdentifiers: big.reduce((s, c) => s + (c.identifiers ?? 0), 0),
-    patchSpanMs: span,
-    sandboxBusyMs: big.reduce((s, c) => s + (c.durationMs ?? 0), 0),
-  };
-}
-
-async function tableSizesMb(client: pg.Client): Promise<Record<string, number>> {
-  const { rows } = await client.query<{ name: string; mb: string }>(`
-    SELECT c.relname AS name, round(pg_total_relation_size(c.oid) / 1048576.0, 1) AS mb
-    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname = 'audience_sync' AND c.relkind = 'r' ORDER BY pg_total_relation_size(c.oid) DESC`);
-  return Object.fromEntries(rows.map((r) => [r.name, Number(r.mb)]));
-}
-
-async function settings(client: pg.Client): Promise<Record<string, string>> {
-  const names = ['server_version', 'shared_buffers', 'work_mem', 'maintenance_work_mem', 'max_parallel_workers_per_gather', 'synchronous_commit', 'jit'];
-  const { rows } = await client.query<{ name: string; setting: string }>(
-    `SELECT name, current_setting(name) AS setting FROM pg_settings WHERE name = ANY($1)`,
-    [names],
-  );
-  return Object.fromEntries(rows.map((r) => [r.name, r.setting]));
-}
-
 /** Which job code was measured: a digest of src/ and migrations/ (others change them between runs). */
 function sourceDigest(): string {
   const hash = createHash('sha256');
@@ -181,8 +63,8 @@ function sourceDigest(): string {
   return hash.digest('hex').slice(0, 12);
 }
 
-/** The newest result at another size, for the RSS growth target. */
-function previousResult(customers: number, jobFrom: string): BenchResult | undefined {
+/** The newest result at the other size (1M or 10M) of the same job code, for the RSS growth target. */
+function previousResult(customers: number, jobFrom: string, source: string): BenchResult | undefined {
   const dir = join(ROOT, 'bench', 'results');
   let files: string[] = [];
   try {
@@ -193,7 +75,8 @@ function previousResult(customers: number, jobFrom: string): BenchResult | undef
   for (const f of files) {
     try {
       const r = JSON.parse(readFileSync(join(dir, f), 'utf8')) as BenchResult;
-      if (r.mode === 'sync' && r.meta.customers === customers && r.meta.jobFrom === jobFrom && !r.meta.explain) return r;
+      // Only the same job code, built the same way, is comparable.
+      if (r.mode === 'sync' && r.meta.customers === customers && r.meta.jobFrom === jobFrom && r.meta.source === source && !r.meta.explain) return r;
     } catch {
       /* skip */
     }
@@ -341,7 +224,7 @@ async function syncBench(): Promise<void> {
       checks,
       targets: [],
     };
-    const other = previousResult(customers === 10_000_000 ? 1_000_000 : customers === 1_000_000 ? 10_000_000 : -1, result.meta.jobFrom);
+    const other = previousResult(customers === 10_000_000 ? 1_000_000 : customers === 1_000_000 ? 10_000_000 : -1, result.meta.jobFrom, source);
     result.targets = judge(result, other);
     const file = writeResult(result);
     process.stdout.write(`${formatReport(result)}\n`);
