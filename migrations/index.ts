@@ -4,6 +4,7 @@ import * as heldAndCampaignFunnel from './0002-held-lists-and-campaign-funnel.js
 import * as campaignUniqueNullable from './0003-campaign-unique-identifiers-nullable.js';
 import * as asciiBeforeLowercase from './0004-ascii-before-lowercase.js';
 import * as planEntriesKeyset from './0005-plan-entries-keyset.js';
+import * as listSnapshots from './0006-list-snapshots.js';
 
 /** Numbered, forward-only, one change each. Static so a bundled build needs no file scanning. */
 export const migrations: Record<string, Migration> = {
@@ -12,4 +13,5 @@ export const migrations: Record<string, Migration> = {
   '0003-campaign-unique-identifiers-nullable': campaignUniqueNullable,
   '0004-ascii-before-lowercase': asciiBeforeLowercase,
   '0005-plan-entries-keyset': planEntriesKeyset,
+  '0006-list-snapshots': listSnapshots,
 };

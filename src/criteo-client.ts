@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { CriteoSettings } from './config.js';
@@ -54,6 +55,41 @@ export interface CallTrace {
    * undo an earlier attempt that may have gone through.
    */
   mayHaveApplied: boolean;
+}
+
+/**
+ * Identifiers already encoded for a JSON array, in parts: each part is a run
+ * of identifiers joined by '","' (no outer quotes), as Postgres returns them.
+ */
+export interface EncodedIdentifiers {
+  parts: readonly string[];
+  size: number;
+}
+
+/** A request body written part by part, so no batch is ever one multi-megabyte string or buffer. */
+interface StreamedBody {
+  length: number;
+  chunks: () => Iterable<string>;
+}
+
+/** The PATCH body around encoded identifiers, streamed: its parts are ASCII, so its length is their length. */
+function amendmentBody(operation: 'add' | 'remove', encoded: EncodedIdentifiers): StreamedBody {
+  const head = `{"data":{"type":"ContactlistAmendment","attributes":{"operation":${JSON.stringify(operation)},"identifierType":"email","identifiers":[`;
+  const tail = ']}}}';
+  const { parts } = encoded;
+  const quoted = parts.reduce((n, p) => n + p.length + 2, 0) + Math.max(0, parts.length - 1);
+  return {
+    length: head.length + quoted + tail.length,
+    *chunks() {
+      yield head;
+      for (let i = 0; i < parts.length; i++) yield i === 0 ? `"${parts[i]}"` : `,"${parts[i]}"`;
+      yield tail;
+    },
+  };
+}
+
+function isEncoded(x: readonly string[] | EncodedIdentifiers): x is EncodedIdentifiers {
+  return !Array.isArray(x);
 }
 
 export interface AmendmentResult {
@@ -153,13 +189,12 @@ export class CriteoClient {
   async amendContactList(
     segmentId: string,
     operation: 'add' | 'remove',
-    identifiers: readonly string[],
+    identifiers: readonly string[] | EncodedIdentifiers,
   ): Promise<CallOutcome<AmendmentResult>> {
-    const body = JSON.stringify({
-      data: { type: 'ContactlistAmendment', attributes: { operation, identifierType: 'email', identifiers } },
-    });
+    const encoded = isEncoded(identifiers) ? identifiers : { parts: identifiers.length ? [identifiers.join('","')] : [], size: identifiers.length };
+    const body = amendmentBody(operation, encoded);
     const out = await this.call<{ data?: { attributes?: Partial<AmendmentResult> } }>(
-      { operation: 'patch', segmentId, op: operation, size: identifiers.length },
+      { operation: 'patch', segmentId, op: operation, size: encoded.size },
       'PATCH',
       `audience-segments/${segmentId}/contact-list`,
       body,
@@ -387,7 +422,7 @@ export class CriteoClient {
   }
 
   /** One HTTP request: a concurrency slot, then a rate slot, then a fresh token, then the request. */
-  private attempt(method: Dispatcher.HttpMethod, url: string, body: string | undefined): Promise<AttemptResult> {
+  private attempt(method: Dispatcher.HttpMethod, url: string, body: string | StreamedBody | undefined): Promise<AttemptResult> {
     return this.inflight(async () => {
       const permit = await this.limiter.acquire();
       const queuedMs = permit.waitedMs;
@@ -404,8 +439,10 @@ export class CriteoClient {
             authorization: `Bearer ${token}`,
             accept: 'application/json',
             ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+            ...(typeof body === 'object' ? { 'content-length': String(body.length) } : {}),
           },
-          body,
+          // A streamed body starts afresh on every attempt.
+          body: typeof body === 'object' ? Readable.from(body.chunks(), { objectMode: false }) : body,
           signal: AbortSignal.timeout(this.attemptDeadlineMs()),
         });
         const text = await res.body.text();
@@ -421,7 +458,7 @@ export class CriteoClient {
     });
   }
 
-  private async call<T>(meta: CallMeta, method: Dispatcher.HttpMethod, path: string, body?: string): Promise<CallOutcome<T>> {
+  private async call<T>(meta: CallMeta, method: Dispatcher.HttpMethod, path: string, body?: string | StreamedBody): Promise<CallOutcome<T>> {
     const url = `${this.settings.apiUrl}/${this.settings.apiVersion}/marketing-solutions/${path}`;
     const started = Date.now();
     let attempts = 0; // HTTP requests made

@@ -4,13 +4,17 @@ import type { AmendmentResult } from './criteo-client.js';
 import type { CriteoProblem } from './errors.js';
 import type { BatchOperation } from './schema.js';
 import type { Uncertainty } from './plan.js';
+import { forgetSnapshot, markInStep } from './snapshot.js';
 
 /**
  * The ledger (list_members) and the batches that change it. The write-ahead
  * rule: a batch row with its identifiers is committed before its request
- * leaves, and the ledger changes only in the transaction that records
- * Criteo's confirmation. A crash between the two leaves an unsettled batch,
- * which the next plan treats as uncertain and re-sends.
+ * leaves; Criteo's confirmation settles it ('confirmed', identifiers kept),
+ * and the ledger takes confirmed batches in one sorted write per list
+ * (applyConfirmedBatches), which every list sync also does before it plans.
+ * So what a list holds is list_members plus its confirmed batches that still
+ * hold identifiers; a crash before the confirmation leaves an unsettled
+ * batch, which the next plan treats as uncertain and re-sends.
  */
 
 export async function countLedger(db: Db, segmentId: string): Promise<number> {
@@ -40,28 +44,53 @@ export async function supersedeBatches(db: Db, batchIds: readonly number[]): Pro
     .execute();
 }
 
-/**
- * Write-ahead: the batch and its identifiers are durable before the request
- * leaves. The identifiers are copied from the plan's key range in Postgres,
- * so they never travel back from the job.
- */
-export async function recordBatchIntent(
-  db: Db,
-  batch: { listSyncId: number; segmentId: string; seq: number; operation: 'add' | 'remove'; size: number; after: string | null; last: string },
-): Promise<number> {
-  const { rows } = await sql<{ batch_id: number; copied: number }>`
-    INSERT INTO audience_sync.batches (list_sync_id, audience_segment_id, seq, operation, size, payload)
-    VALUES (${batch.listSyncId}, ${batch.segmentId}::bigint, ${batch.seq}, ${batch.operation}, ${batch.size},
-            ARRAY(SELECT p.identifier FROM audience_sync.plan_entries p
-                  WHERE p.list_sync_id = ${batch.listSyncId} AND p.operation = ${batch.operation}
-                    AND p.identifier <= decode(${batch.last}, 'hex')
-                    ${batch.after === null ? sql`` : sql`AND p.identifier > decode(${batch.after}, 'hex')`}
-                  ORDER BY p.identifier))
-    RETURNING batch_id, cardinality(payload) AS copied`.execute(db);
-  // The range must hold exactly what was read: anything else would make the record lie about the request.
-  if (rows[0]!.copied !== batch.size) throw new Error(`batch ${batch.seq}: plan range holds ${rows[0]!.copied} identifiers, ${batch.size} read`);
-  return rows[0]!.batch_id;
+/** A claimed batch: its row, and its identifiers as 64-hex strings joined by '","', a thousand to a part, ready for the request body. */
+export interface ClaimedBatch {
+  batchId: number;
+  size: number;
+  parts: string[];
 }
+
+/**
+ * Write-ahead, in one statement: the batch row is written with the
+ * identifiers of its plan batch, and they come back encoded as the request
+ * needs them (fifty strings, not fifty thousand objects). Null when the plan
+ * batch is empty.
+ */
+export async function claimBatch(
+  db: Db,
+  batch: { listSyncId: number; segmentId: string; seq: number; operation: 'add' | 'remove'; batchNo: number },
+): Promise<ClaimedBatch | null> {
+  const { rows } = await sql<{ batch_id: number; size: number; part: string }>`
+    WITH picked AS (
+      SELECT p.identifier FROM audience_sync.plan_entries p
+      WHERE p.list_sync_id = ${batch.listSyncId} AND p.operation = ${batch.operation} AND p.batch_no = ${batch.batchNo}
+      ORDER BY p.identifier
+    ),
+    claimed AS (
+      INSERT INTO audience_sync.batches (list_sync_id, audience_segment_id, seq, operation, size, payload)
+      SELECT ${batch.listSyncId}, ${batch.segmentId}::bigint, ${batch.seq}, ${batch.operation}, count(*), array_agg(identifier)
+      FROM picked HAVING count(*) > 0
+      RETURNING batch_id, size
+    ),
+    parts AS (
+      SELECT k, string_agg(encode(identifier, 'hex'), '","' ORDER BY identifier) AS part
+      FROM (SELECT identifier, (row_number() OVER (ORDER BY identifier) - 1) / ${CLAIM_PART} AS k FROM picked) n
+      GROUP BY k
+    )
+    SELECT c.batch_id, c.size, p.part FROM claimed c CROSS JOIN parts p ORDER BY p.k`.execute(db);
+  const first = rows[0];
+  // Parts of a thousand identifiers: neither the driver nor the request ever holds one multi-megabyte string.
+  return first ? { batchId: first.batch_id, size: first.size, parts: rows.map((r) => r.part) } : null;
+}
+
+/** A claimed batch that never left (its list stopped first): no request, so no record. */
+export async function withdrawBatch(db: Db, batchId: number): Promise<void> {
+  await sql`DELETE FROM audience_sync.batches WHERE batch_id = ${batchId} AND status = 'sending'`.execute(db);
+}
+
+/** Identifiers per row of a claim's answer. */
+const CLAIM_PART = 1000;
 
 export interface BatchCall {
   httpStatus: number;
@@ -71,42 +100,80 @@ export interface BatchCall {
 }
 
 /**
- * Criteo confirmed an add or remove: apply the batch's identifiers to the
- * ledger and settle the batch, atomically.
+ * Criteo confirmed an add or remove: the batch is settled. It keeps its
+ * identifiers until applyConfirmedBatches moves them into the ledger, once
+ * per list in one sorted statement rather than one random-key write per
+ * batch; until then the ledger is the list_members rows plus these batches.
  */
-export async function applyConfirmedAmendment(
+export async function confirmBatch(
   db: Db,
   batchId: number,
   listSyncId: number,
-  segmentId: string,
   operation: 'add' | 'remove',
   call: BatchCall,
   result: AmendmentResult,
 ): Promise<void> {
-  await db.transaction().execute(async (tx) => {
-    if (operation === 'add') {
-      await sql`
-        INSERT INTO audience_sync.list_members (audience_segment_id, identifier)
-        SELECT ${segmentId}::bigint, unnest(payload) FROM audience_sync.batches WHERE batch_id = ${batchId}
-        ON CONFLICT DO NOTHING`.execute(tx);
-    } else {
-      await sql`
-        DELETE FROM audience_sync.list_members
-        WHERE audience_segment_id = ${segmentId}::bigint
-          AND identifier IN (SELECT unnest(payload) FROM audience_sync.batches WHERE batch_id = ${batchId})`.execute(tx);
-    }
-    const { rows } = await sql<{ size: number }>`
+  await sql`
+    WITH settled AS (
       UPDATE audience_sync.batches SET
-        status = 'confirmed', payload = NULL, http_status = ${call.httpStatus}, attempts = ${call.attempts},
+        status = 'confirmed', http_status = ${call.httpStatus}, attempts = ${call.attempts},
         waited_ms = ${call.waitedMs}, duration_ms = ${call.durationMs}, nb_valid = ${result.nbValidIdentifiers},
         nb_invalid = ${result.nbInvalidIdentifiers}, sample_invalid = ${result.sampleInvalidIdentifiers.slice(0, 10)}::text[],
         finished_at = now()
-      WHERE batch_id = ${batchId} RETURNING size`.execute(tx);
-    const size = rows[0]!.size;
-    await sql`
-      UPDATE audience_sync.list_syncs
-      SET added = added + ${operation === 'add' ? size : 0}, removed = removed + ${operation === 'remove' ? size : 0}
-      WHERE list_sync_id = ${listSyncId}`.execute(tx);
+      WHERE batch_id = ${batchId} RETURNING size
+    )
+    UPDATE audience_sync.list_syncs
+    SET added = added + CASE WHEN ${operation} = 'add' THEN (SELECT size FROM settled) ELSE 0 END,
+        removed = removed + CASE WHEN ${operation} = 'remove' THEN (SELECT size FROM settled) ELSE 0 END
+    WHERE list_sync_id = ${listSyncId}`.execute(db);
+}
+
+/**
+ * Moves every confirmed batch of a list that still holds its identifiers
+ * into the ledger, in one transaction: adds inserted and removes deleted in
+ * identifier order, list sync by list sync, and the payloads dropped.
+ */
+export async function applyConfirmedBatches(db: Db, segmentId: string): Promise<number> {
+  return db.transaction().execute(async (tx) => applyConfirmedBatchesIn(tx, segmentId));
+}
+
+async function applyConfirmedBatchesIn(tx: Db, segmentId: string): Promise<number> {
+  const { rows } = await sql<{ list_sync_id: number }>`
+    SELECT DISTINCT list_sync_id FROM audience_sync.batches
+    WHERE audience_segment_id = ${segmentId}::bigint AND status = 'confirmed' AND payload IS NOT NULL
+    ORDER BY list_sync_id`.execute(tx);
+  let applied = 0;
+  // A list sync's adds and removes never share an identifier; older list syncs go first.
+  for (const { list_sync_id: listSyncId } of rows) {
+    const pending = (operation: 'add' | 'remove') => sql`
+      SELECT unnest(payload) AS identifier FROM audience_sync.batches
+      WHERE list_sync_id = ${listSyncId} AND audience_segment_id = ${segmentId}::bigint AND operation = ${operation}
+        AND status = 'confirmed' AND payload IS NOT NULL`;
+    const added = await sql`
+      INSERT INTO audience_sync.list_members (audience_segment_id, identifier)
+      SELECT ${segmentId}::bigint, identifier FROM (${pending('add')}) p ORDER BY identifier
+      ON CONFLICT DO NOTHING`.execute(tx);
+    const removed = await sql`
+      DELETE FROM audience_sync.list_members
+      WHERE audience_segment_id = ${segmentId}::bigint AND identifier IN (${pending('remove')})`.execute(tx);
+    applied += Number(added.numAffectedRows ?? 0) + Number(removed.numAffectedRows ?? 0);
+  }
+  await sql`
+    UPDATE audience_sync.batches SET payload = NULL
+    WHERE audience_segment_id = ${segmentId}::bigint AND status = 'confirmed' AND payload IS NOT NULL`.execute(tx);
+  return applied;
+}
+
+/**
+ * Everything a list sync planned is confirmed: the ledger takes the
+ * confirmed batches, older unsettled batches are superseded (this sync
+ * re-sent their work), and the ledger is in step with the snapshot again.
+ */
+export async function settleInStep(db: Db, segmentId: string, supersededBatchIds: readonly number[]): Promise<void> {
+  await db.transaction().execute(async (tx) => {
+    await applyConfirmedBatchesIn(tx, segmentId);
+    await supersedeBatches(tx, supersededBatchIds);
+    await markInStep(tx, segmentId);
   });
 }
 
@@ -127,6 +194,10 @@ export async function applyConfirmedEmptying(
       UPDATE audience_sync.batches SET status = 'confirmed', payload = NULL, http_status = ${call.httpStatus},
         attempts = ${call.attempts}, waited_ms = ${call.waitedMs}, duration_ms = ${call.durationMs}, finished_at = now()
       WHERE batch_id = ${batchId}`.execute(tx);
+    await sql`
+      UPDATE audience_sync.batches SET payload = NULL
+      WHERE audience_segment_id = ${segmentId}::bigint AND status = 'confirmed' AND payload IS NOT NULL`.execute(tx);
+    await forgetSnapshot(tx, segmentId);
     const n = Number(removed.numAffectedRows ?? 0);
     await sql`UPDATE audience_sync.list_syncs SET removed = removed + ${n}, emptied = true WHERE list_sync_id = ${listSyncId}`.execute(tx);
     return n;

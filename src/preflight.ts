@@ -3,7 +3,7 @@ import type { CriteoClient } from './criteo-client.js';
 import type { Db } from './db.js';
 import { oneLine } from './errors.js';
 import { assertMigrated } from './migrate.js';
-import { findListTargets, refreshIdentifierCache } from './source.js';
+import { findListTargets } from './source.js';
 
 /**
  * Checks, before a run writes anything, what would make it fail: the
@@ -67,14 +67,13 @@ export async function preflight(db: Db, client: CriteoClient, asOf = new Date())
     }
   }
 
-  // Derived data only: brings the valid-email figures up to today's customers.
-  await refreshIdentifierCache(db);
+  // The recipe itself, in Postgres: a rare check, worth being exact about today's customers.
   const { rows } = await sql<{ campaign_id: string; tg: number; valid: number }>`
     SELECT c.campaign_id, count(tg.customer_id)::bigint AS tg,
-           count(*) FILTER (WHERE ci.email_state = 'valid')::bigint AS valid
+           count(*) FILTER (WHERE audience_sync.email_identifier(cu.email) IS NOT NULL)::bigint AS valid
     FROM audience_sync.campaigns c
     LEFT JOIN audience_sync.campaign_target_groups tg ON tg.campaign_id = c.campaign_id
-    LEFT JOIN audience_sync.customer_identifiers ci ON ci.customer_id = tg.customer_id
+    LEFT JOIN audience_sync.customers cu ON cu.customer_id = tg.customer_id
     WHERE c.starts_at <= ${asOf} AND ${asOf} < c.measurement_ends_at
     GROUP BY c.campaign_id ORDER BY c.campaign_id`.execute(db);
   for (const r of rows) {

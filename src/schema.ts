@@ -24,11 +24,27 @@ export interface CampaignTargetGroupsTable {
   customer_id: string;
 }
 
-export interface CustomerIdentifiersTable {
+export interface ListTargetsTable {
+  audience_segment_id: string;
   customer_id: string;
-  email_fingerprint: ColumnType<string | null, string | number | null, string | number | null>;
-  email_state: 'missing' | 'invalid' | 'valid';
+  campaign_id: string;
+  email_fingerprint: string | null;
+  email_state: 'no_customer' | 'missing' | 'invalid' | 'valid';
   identifier: Buffer | null;
+}
+
+export interface ListsTable {
+  audience_segment_id: string;
+  in_step: boolean;
+  identifiers: Count;
+  updated_at: Timestamp;
+}
+
+export interface ListTargetCountsTable {
+  audience_segment_id: string;
+  scope: string;
+  email_state: string;
+  n: Count;
 }
 
 export interface ListMembersTable {
@@ -109,6 +125,7 @@ export interface BatchesTable {
 export interface PlanEntriesTable {
   list_sync_id: number;
   operation: 'add' | 'remove';
+  batch_no: number;
   identifier: Buffer;
 }
 
@@ -126,7 +143,9 @@ export interface Database {
   'audience_sync.customers': CustomersTable;
   'audience_sync.campaigns': CampaignsTable;
   'audience_sync.campaign_target_groups': CampaignTargetGroupsTable;
-  'audience_sync.customer_identifiers': CustomerIdentifiersTable;
+  'audience_sync.list_targets': ListTargetsTable;
+  'audience_sync.lists': ListsTable;
+  'audience_sync.list_target_counts': ListTargetCountsTable;
   'audience_sync.list_members': ListMembersTable;
   'audience_sync.runs': RunsTable;
   'audience_sync.list_syncs': ListSyncsTable;

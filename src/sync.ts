@@ -6,7 +6,15 @@ import type { CriteoClient, ListStatistics } from './criteo-client.js';
 import { callTrace } from './criteo-client.js';
 import type { Db } from './db.js';
 import { AuthenticationError, ListRejectedError, TransientError, oneLine, type CriteoProblem } from './errors.js';
-import { applyConfirmedEmptying, countLedger, findUncertainty, recordBatchFailure, recordEmptyingIntent, supersedeBatches } from './ledger.js';
+import {
+  applyConfirmedBatches,
+  applyConfirmedEmptying,
+  countLedger,
+  findUncertainty,
+  recordBatchFailure,
+  recordEmptyingIntent,
+  settleInStep,
+} from './ledger.js';
 import type { Logger } from './logger.js';
 import { assertMigrated } from './migrate.js';
 import { discardOrphanedPlans, discardPlan, materializePlan, type PlanCounts, type Uncertainty } from './plan.js';
@@ -26,18 +34,22 @@ import {
 import type { ListSyncStatus, RunStatus } from './schema.js';
 import { sendPlannedOperation } from './send.js';
 import {
-  countSharedListFunnels,
-  findListTargets,
-  refreshIdentifierCache,
-  type CampaignFunnel,
-  type Funnel,
-  type ListTarget,
-} from './source.js';
+  applyChangedTargets,
+  applyCounterDeltas,
+  findChangedTargets,
+  findTouchedIdentifiers,
+  lockListState,
+  markOutOfStep,
+  readCounters,
+  recountCounters,
+  type SnapshotCounts,
+} from './snapshot.js';
+import { findListTargets, type CampaignFunnel, type Funnel, type ListTarget } from './source.js';
 import { sleep } from './rate-limiter.js';
 
 /**
- * One pass over every list (or the chosen ones): refresh identifiers, then per
- * list, under its advisory lock: plan the diff against the ledger, send adds
+ * One pass over every list (or the chosen ones), per list under its advisory
+ * lock: bring its snapshot up to the source and plan the diff against the ledger, send adds
  * then removes, or empty a list whose campaigns have all ended; read the
  * statistics of every list it touched. Lists run in parallel
  * (LIST_CONCURRENCY); the Criteo client bounds calls across all of them.
@@ -102,7 +114,6 @@ export interface RunSummary {
   startedAt: string;
   finishedAt: string;
   durationMs: number;
-  identifierCache: { upserted: number; deleted: number };
   lists: ListOutcome[];
   error: string | null;
 }
@@ -128,13 +139,10 @@ export async function runSync(deps: SyncDeps, options: SyncOptions): Promise<Run
   let runError: string | null = null;
   let status: RunStatus = 'succeeded';
   const lists: ListOutcome[] = [];
-  let cache = { upserted: 0, deleted: 0 };
   try {
     await runLock.query('SELECT pg_advisory_lock($1::int, $2::int)', [RUN_LOCK_CLASS, runId]);
     log.info({ trigger: options.trigger, asOf: asOf.toISOString() }, 'run started');
 
-    cache = await refreshIdentifierCache(db);
-    log.info(cache, 'identifier cache refreshed');
     const targets = await findListTargets(db, asOf, options.segmentIds);
     const unknown = (options.segmentIds ?? []).filter((id) => !targets.some((t) => t.segmentId === id));
     for (const id of unknown) lists.push(notFeedByAnyCampaign(id));
@@ -192,7 +200,6 @@ export async function runSync(deps: SyncDeps, options: SyncOptions): Promise<Run
     startedAt: started.toISOString(),
     finishedAt: finished.toISOString(),
     durationMs: finished.getTime() - started.getTime(),
-    identifierCache: cache,
     lists,
     error: runError,
   };
@@ -227,6 +234,8 @@ async function syncList(deps: SyncDeps, job: ListJob): Promise<ListOutcome> {
     }
     const listSyncId = await startListSync(db, listSyncStart(job, action));
     outcome.listSyncId = listSyncId;
+    // Batches an earlier sync had confirmed but not yet moved into the ledger (it was killed): the ledger takes them first.
+    await applyConfirmedBatches(db, target.segmentId);
     const uncertainty = await findUncertainty(db, target.segmentId);
     let touched = false;
     let authFailure: AuthenticationError | undefined;
@@ -245,6 +254,8 @@ async function syncList(deps: SyncDeps, job: ListJob): Promise<ListOutcome> {
       outcome.traceId = verdict.problem?.traceId ?? null;
       if (error instanceof AuthenticationError) authFailure = error;
     } finally {
+      // What Criteo confirmed goes into the ledger now, whatever stopped the list; if the database is gone, the next sync does it.
+      await applyConfirmedBatches(db, target.segmentId).catch(() => {});
       await discardPlan(db, listSyncId).catch(() => {});
     }
     outcome.reason = withDatesNote(outcome.reason, target);
@@ -286,7 +297,16 @@ async function syncMembers(
   await recordCampaignFunnels(db, listSyncId, plan.campaignFunnels);
   if (plan.heldRemovals > 0) await recordHeldRemovals(db, listSyncId, plan.heldRemovals);
   log.info(
-    { ...plan.funnel, ledgerBefore: plan.ledgerBefore, toAdd: plan.toAdd, toRemove: plan.toRemove, heldRemovals: plan.heldRemovals, uncertainBatches: uncertainty.batchIds.length },
+    {
+      ...plan.funnel,
+      ledgerBefore: plan.ledgerBefore,
+      changedRows: plan.changedRows,
+      incremental: plan.incremental,
+      toAdd: plan.toAdd,
+      toRemove: plan.toRemove,
+      heldRemovals: plan.heldRemovals,
+      uncertainBatches: uncertainty.batchIds.length,
+    },
     'list planned',
   );
 
@@ -297,7 +317,7 @@ async function syncMembers(
     client: deps.client,
     log,
     batchSize: config.criteo.batchSize,
-    prefetch: config.criteo.concurrency,
+    concurrency: config.criteo.concurrency,
     signal: job.signal,
     seq: { next: 1 },
     onBatchConfirmed: (_op: 'add' | 'remove', size: number) => {
@@ -307,7 +327,7 @@ async function syncMembers(
   };
   job.options.onProgress?.({ segmentId, planned, done });
   // Adds before removes: a list never dips below its desired members mid-sync.
-  const adds = await sendPlannedOperation(ctx, listSyncId, segmentId, 'add');
+  const adds = await sendPlannedOperation(ctx, listSyncId, segmentId, 'add', plan.toAdd);
   let touched = adds.confirmedBatches > 0;
   if (adds.error) throw Object.assign(asError(adds.error), { touched });
   if (adds.interrupted) return markInterrupted(outcome, touched);
@@ -317,78 +337,109 @@ async function syncMembers(
     log.warn({ heldRemovals: plan.heldRemovals, ledgerBefore: plan.ledgerBefore }, 'removals held by the mass-removal guard');
     return touched;
   }
-  const removes = await sendPlannedOperation(ctx, listSyncId, segmentId, 'remove');
+  const removes = await sendPlannedOperation(ctx, listSyncId, segmentId, 'remove', plan.toRemove);
   touched ||= removes.confirmedBatches > 0;
   if (removes.error) throw Object.assign(asError(removes.error), { touched });
   if (removes.interrupted) return markInterrupted(outcome, touched);
 
-  // Everything planned is confirmed: older unsettled batches have been re-sent.
-  await supersedeBatches(db, uncertainty.batchIds);
+  // Everything planned is confirmed: older unsettled batches have been re-sent, and the ledger is in step.
+  await settleInStep(db, segmentId, uncertainty.batchIds);
   outcome.status = 'succeeded';
   return touched;
 }
 
-export interface ListPlan extends Pick<PlanCounts, 'toAdd' | 'toRemove'> {
+export interface ListPlan extends PlanCounts {
   funnel: Funnel;
   campaignFunnels: CampaignFunnel[];
   ledgerBefore: number;
   /** Removals the mass-removal guard holds back (0 when none). */
   heldRemovals: number;
   heldReason: string | null;
+  /** Target-group rows new, gone or with a changed email since the list was last planned. */
+  changedRows: number;
+  /** The diff looked only at the identifiers those rows touch (the ledger was in step). */
+  incremental: boolean;
 }
 
 /**
- * What syncing a list means now: its funnel and its diff, written to
- * plan_entries under `planId`. `run` sends it; `plan` reports and discards it.
+ * What syncing a list means now: its snapshot brought up to the source, its
+ * funnel, and its diff written to plan_entries under `planId`, in one
+ * transaction. `run` commits it and sends the plan; `plan` (dryRun) rolls it
+ * all back, so a dry run changes nothing.
  */
 export async function planList(
   deps: Pick<SyncDeps, 'db' | 'config'>,
   job: Pick<ListJob, 'target' | 'asOf' | 'options'>,
   planId: number,
   uncertainty: Uncertainty,
+  { dryRun = false }: { dryRun?: boolean } = {},
 ): Promise<ListPlan> {
   const { db, config } = deps;
-  const segmentId = job.target.segmentId;
-  const ledgerBefore = await countLedger(db, segmentId);
-  // --full distrusts the whole ledger: every desired identifier is re-sent.
-  const effective = job.options.full ? { ...uncertainty, wholeList: true } : uncertainty;
-  const counts = await materializePlan(db, planId, segmentId, job.asOf, effective);
-  const shared = job.target.activeCampaignIds.length > 1;
-  // One campaign: the plan's own pass already counted the funnel. A shared
-  // list needs its customers counted once across campaigns, and per campaign.
-  const funnels = shared
-    ? await countSharedListFunnels(db, segmentId, job.asOf)
-    : {
-        list: { ...counts.rows, targetGroupSize: counts.rows.targetGroupRows },
-        campaigns: job.target.activeCampaignIds.map((campaignId) => ({
-          campaignId,
-          targetGroupSize: counts.rows.targetGroupRows,
-          missingCustomers: counts.rows.missingCustomers,
-          withoutEmail: counts.rows.withoutEmail,
-          invalidEmails: counts.rows.invalidEmails,
-          uniqueIdentifiers: counts.desired,
-        })),
+  const { segmentId, activeCampaignIds } = job.target;
+  let plan: ListPlan | undefined;
+  await db
+    .transaction()
+    .execute(async (tx) => {
+      const state = await lockListState(tx, segmentId);
+      // Only a ledger in step with the snapshot, nothing uncertain and no --full lets the diff look at today's changes alone.
+      const incremental = state.inStep && uncertainty.batchIds.length === 0 && !uncertainty.wholeList && !job.options.full;
+      const ledgerBefore = incremental ? state.identifiers : await countLedger(tx, segmentId);
+      const { changedRows } = await findChangedTargets(tx, segmentId, activeCampaignIds);
+      await applyChangedTargets(tx, segmentId);
+      let counts: PlanCounts;
+      if (incremental) {
+        await findTouchedIdentifiers(tx, segmentId);
+        counts = await materializePlan(tx, planId, segmentId, { kind: 'touched' }, config.criteo.batchSize);
+        // The ledger held exactly the snapshot's identifiers, and the diff moved exactly the ones that changed.
+        await applyCounterDeltas(tx, segmentId, ledgerBefore + counts.toAdd - counts.toRemove);
+      } else {
+        await recountCounters(tx, segmentId);
+        // --full distrusts the whole ledger: every desired identifier is re-sent.
+        const whole = job.options.full ? { ...uncertainty, wholeList: true } : uncertainty;
+        counts = await materializePlan(tx, planId, segmentId, { kind: 'whole', uncertainty: whole }, config.criteo.batchSize);
+      }
+      await markOutOfStep(tx, segmentId);
+      const { funnel, campaignFunnels } = funnelsOf(await readCounters(tx, segmentId), activeCampaignIds);
+      const ratio = ledgerBefore > 0 ? counts.toRemove / ledgerBefore : 0;
+      const held = !job.options.allowMassRemoval && ratio > config.maxRemovalRatio;
+      plan = {
+        ...counts,
+        funnel,
+        campaignFunnels,
+        ledgerBefore,
+        changedRows,
+        incremental,
+        heldRemovals: held ? counts.toRemove : 0,
+        heldReason: held
+          ? `held ${counts.toRemove} removals (${(ratio * 100).toFixed(0)}% of the list, over MAX_REMOVAL_RATIO ${config.maxRemovalRatio}): check the source data, then rerun with --allow-mass-removal`
+          : null,
       };
-  const funnel: Funnel = {
-    targetGroupSize: funnels.list.targetGroupSize,
-    missingCustomers: funnels.list.missingCustomers,
-    withoutEmail: funnels.list.withoutEmail,
-    invalidEmails: funnels.list.invalidEmails,
-    uniqueIdentifiers: counts.desired,
+      if (dryRun) throw DRY_RUN;
+    })
+    .catch((error: unknown) => {
+      if (error !== DRY_RUN) throw error;
+    });
+  return plan!;
+}
+
+/** Thrown to roll a dry run's plan transaction back. */
+const DRY_RUN = Symbol('dry run');
+
+function funnelsOf(counts: SnapshotCounts, activeCampaignIds: readonly string[]): { funnel: Funnel; campaignFunnels: CampaignFunnel[] } {
+  const stages = (scope: string) => {
+    const c = counts.byScope.get(scope) ?? { no_customer: 0, missing: 0, invalid: 0, valid: 0 };
+    return {
+      targetGroupSize: c.no_customer + c.missing + c.invalid + c.valid,
+      missingCustomers: c.no_customer,
+      withoutEmail: c.missing,
+      invalidEmails: c.invalid,
+    };
   };
-  const campaignFunnels = funnels.campaigns;
-  const ratio = ledgerBefore > 0 ? counts.toRemove / ledgerBefore : 0;
-  const held = !job.options.allowMassRemoval && ratio > config.maxRemovalRatio;
+  // A campaign's own distinct identifiers are known only when it feeds the list alone.
+  const lone = activeCampaignIds.length === 1;
   return {
-    funnel,
-    campaignFunnels,
-    ledgerBefore,
-    toAdd: counts.toAdd,
-    toRemove: counts.toRemove,
-    heldRemovals: held ? counts.toRemove : 0,
-    heldReason: held
-      ? `held ${counts.toRemove} removals (${(ratio * 100).toFixed(0)}% of the list, over MAX_REMOVAL_RATIO ${config.maxRemovalRatio}): check the source data, then rerun with --allow-mass-removal`
-      : null,
+    funnel: { ...stages(''), uniqueIdentifiers: counts.identifiers },
+    campaignFunnels: activeCampaignIds.map((campaignId) => ({ campaignId, ...stages(campaignId), uniqueIdentifiers: lone ? counts.identifiers : null })),
   };
 }
 
@@ -592,8 +643,8 @@ export interface PlanSummary {
 
 /**
  * What `run` would do now, list by list, through the same planning code,
- * sending nothing and changing neither Criteo nor the ledger. (It does
- * refresh the identifier cache, which is derived data.)
+ * sending nothing and changing nothing: each list's plan transaction is
+ * rolled back.
  */
 export async function planSync(
   deps: Pick<SyncDeps, 'db' | 'config' | 'log'>,
@@ -602,7 +653,6 @@ export async function planSync(
   const { db } = deps;
   const asOf = options.asOf ?? new Date();
   await assertMigrated(db);
-  await refreshIdentifierCache(db);
   const targets = await findListTargets(db, asOf, options.segmentIds);
   const lists: PlannedList[] = [];
   for (const id of options.segmentIds ?? []) {
@@ -626,7 +676,7 @@ export async function planSync(
     // A negative id never collides with a real list sync's plan.
     const planId = -Math.floor(Math.random() * 2 ** 47) - 1;
     try {
-      const plan = await planList(deps, { target, asOf, options: { trigger: 'plan', ...options } }, planId, uncertainty);
+      const plan = await planList(deps, { target, asOf, options: { trigger: 'plan', ...options } }, planId, uncertainty, { dryRun: true });
       lists.push({
         ...base,
         action: plan.toAdd + plan.toRemove > 0 ? 'sync' : 'none',

@@ -96,7 +96,7 @@ describe('hostile customer rows', () => {
 
     // Row by row, the job's verdict is the recipe's.
     const { rows: states } = await sql<{ customer_id: string; email_state: string; id: string | null }>`
-      SELECT customer_id, email_state, encode(identifier, 'hex') AS id FROM audience_sync.customer_identifiers`.execute(db);
+      SELECT customer_id, email_state, encode(identifier, 'hex') AS id FROM audience_sync.list_targets WHERE audience_segment_id = 801`.execute(db);
     const byId = new Map(states.map((s) => [s.customer_id, s]));
     const wrong = [...rows, ...idRows].flatMap((row) => {
       const want = classifyEmail(row.email);

@@ -77,24 +77,43 @@ describe('the identifier recipe (audience_sync.email_identifier)', () => {
     expect(referenceIdentifier(raw, createHash)).toBe(want);
   });
 
-  it('classifies customers as missing, invalid or valid, and shares one identifier between customers with one email', async () => {
+  /** Plans list 900 (fed by campaign k) through the job's own planList, committed, and returns the plan. */
+  async function planListNow() {
+    const { planList } = await import('../src/sync.js');
+    const config = { criteo: { batchSize: 50_000 }, maxRemovalRatio: 1 } as Parameters<typeof planList>[0]['config'];
+    const target = { segmentId: '900', campaignIds: ['k'], activeCampaignIds: ['k'], advertiserIds: ['1'], allEnded: false, invertedCampaignIds: [] };
+    return planList({ db: database.db, config }, { target, asOf: new Date(), options: { trigger: 'test' } }, -1, { batchIds: [], wholeList: false });
+  }
+
+  it('classifies target-group rows as missing, invalid or valid, and shares one identifier between customers with one email', async () => {
     await sql`INSERT INTO audience_sync.customers VALUES ('a', NULL), ('b', '  '), ('c', 'bad@nodot'), ('d', 'Same@Example.com'), ('e', ' same@example.com')`.execute(database.db);
-    const { refreshIdentifierCache } = await import('../src/source.js');
-    await refreshIdentifierCache(database.db);
+    await sql`INSERT INTO audience_sync.campaign_target_groups VALUES ('k', 'a'), ('k', 'b'), ('k', 'c'), ('k', 'd'), ('k', 'e'), ('k', 'ghost')`.execute(database.db);
+    const plan = await planListNow();
+    expect(plan.changedRows).toBe(6);
+    expect(plan.funnel).toEqual({ targetGroupSize: 6, missingCustomers: 1, withoutEmail: 2, invalidEmails: 1, uniqueIdentifiers: 1 });
     const { rows } = await sql<{ customer_id: string; email_state: string; id: string | null }>`
-      SELECT customer_id, email_state, encode(identifier, 'hex') AS id FROM audience_sync.customer_identifiers ORDER BY customer_id`.execute(database.db);
-    expect(rows.map((r) => r.email_state)).toEqual(['missing', 'missing', 'invalid', 'valid', 'valid']);
+      SELECT customer_id, email_state, encode(identifier, 'hex') AS id FROM audience_sync.list_targets ORDER BY customer_id`.execute(database.db);
+    expect(rows.map((r) => r.email_state)).toEqual(['missing', 'missing', 'invalid', 'valid', 'valid', 'no_customer']);
     expect(rows[3]!.id).toBe(sha('same@example.com'));
     expect(rows[4]!.id).toBe(rows[3]!.id);
   });
 
-  it('re-validates only customers whose email changed, and forgets customers that disappeared', async () => {
-    const { refreshIdentifierCache } = await import('../src/source.js');
-    expect(await refreshIdentifierCache(database.db)).toEqual({ upserted: 0, deleted: 0 });
+  it('re-validates only the rows whose email changed, appeared or disappeared', async () => {
+    expect((await planListNow()).changedRows).toBe(0);
     await sql`UPDATE audience_sync.customers SET email = 'fixed@example.com' WHERE customer_id = 'c'`.execute(database.db);
     await sql`DELETE FROM audience_sync.customers WHERE customer_id = 'a'`.execute(database.db);
-    expect(await refreshIdentifierCache(database.db)).toEqual({ upserted: 1, deleted: 1 });
-    const { rows } = await sql<{ email_state: string }>`SELECT email_state FROM audience_sync.customer_identifiers WHERE customer_id = 'c'`.execute(database.db);
-    expect(rows[0]!.email_state).toBe('valid');
+    await sql`DELETE FROM audience_sync.campaign_target_groups WHERE customer_id = 'b'`.execute(database.db);
+    const plan = await planListNow();
+    expect(plan.changedRows).toBe(3);
+    expect(plan.funnel).toEqual({ targetGroupSize: 5, missingCustomers: 2, withoutEmail: 0, invalidEmails: 0, uniqueIdentifiers: 2 });
+    const { rows } = await sql<{ customer_id: string; email_state: string }>`
+      SELECT customer_id, email_state FROM audience_sync.list_targets ORDER BY customer_id`.execute(database.db);
+    expect(rows).toEqual([
+      { customer_id: 'a', email_state: 'no_customer' },
+      { customer_id: 'c', email_state: 'valid' },
+      { customer_id: 'd', email_state: 'valid' },
+      { customer_id: 'e', email_state: 'valid' },
+      { customer_id: 'ghost', email_state: 'no_customer' },
+    ]);
   });
 });

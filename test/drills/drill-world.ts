@@ -255,10 +255,20 @@ export async function desiredIdentifiers(db: Db, segmentId: string, at = new Dat
   return out;
 }
 
+/** What the ledger says a list holds: list_members, then the confirmed batches it has not yet taken, in order. */
 export async function ledgerIdentifiers(db: Db, segmentId: string): Promise<Set<string>> {
   const { rows } = await sql<{ id: string }>`
     SELECT encode(identifier, 'hex') AS id FROM audience_sync.list_members WHERE audience_segment_id = ${segmentId}::bigint`.execute(db);
-  return new Set(rows.map((r) => r.id));
+  const ledger = new Set(rows.map((r) => r.id));
+  const { rows: pending } = await sql<{ id: string; operation: string }>`
+    SELECT encode(p, 'hex') AS id, b.operation FROM audience_sync.batches b CROSS JOIN LATERAL unnest(b.payload) p
+    WHERE b.audience_segment_id = ${segmentId}::bigint AND b.status = 'confirmed' AND b.payload IS NOT NULL
+    ORDER BY b.batch_id`.execute(db);
+  for (const r of pending) {
+    if (r.operation === 'add') ledger.add(r.id);
+    else ledger.delete(r.id);
+  }
+  return ledger;
 }
 
 const minus = (a: ReadonlySet<string>, b: ReadonlySet<string>) => {

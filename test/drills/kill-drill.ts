@@ -6,10 +6,10 @@
  *   npm run drill:kill -- [--trials 25] [--members 300000] [--seed N] [--batch-size 2000] [--private-postgres]
  *
  * Kill points, in rotation (each trial's details drawn from its seed):
- *   refresh       while the identifier refresh statement runs (held at it by a table lock)
+ *   refresh       while a list's snapshot takes the day's changes (held at it by a table lock)
  *   plan          while lists are being planned (held at the plan_entries insert)
  *   in-flight     with PATCHes in flight: Criteo has applied them, the answers are delayed
- *   after-answer  after Criteo answered, before the ledger commit (held at the ledger write)
+ *   after-answer  after Criteo answered, before the ledger takes the confirmed batches (held at the ledger write)
  *   delete        while list 7104 is being emptied: DELETE in flight or answered and not recorded
  *   random        at a uniformly random instant of the run
  * Between the kill and the rerun the source churns again, so the rerun wants
@@ -209,7 +209,7 @@ async function runTrial(world: DrillWorld, plan: TrialPlan): Promise<KillTrial> 
   const releaseAll = async () => {
     for (const l of locks.splice(0)) await l.release();
   };
-  if (mode === 'refresh' || mode === 'plan') locks.push(await holdTableLock(world.databaseUrl, 'customer_identifiers'));
+  if (mode === 'refresh' || mode === 'plan') locks.push(await holdTableLock(world.databaseUrl, 'list_targets'));
 
   const job = spawnJob(['run', '--json'], world.env(JOB_SETTINGS(plan.batchSize)));
   let phase = 'not reached: the run ended first';
@@ -231,9 +231,10 @@ async function runTrial(world: DrillWorld, plan: TrialPlan): Promise<KillTrial> 
   if (!sessionsGone) phase += ' (job sessions still open after 120 s)';
 
   const killedRun = (await lastRunId(db)) > runBefore ? await lastRunId(db) : null;
-  const answered = trialCalls().filter((c) => c.status >= 200 && c.status < 300).length;
+  // Writes Criteo applied (answered, or read and held unanswered at the kill: a delayed answer is applied at once) that the job never confirmed.
+  const applied = trialCalls().filter((c) => (c.status >= 200 && c.status < 300) || (c.status === 0 && c.identifiers !== undefined && c.fault !== 'hang')).length;
   const confirmed = killedRun === null ? 0 : await confirmedWrites(world, killedRun);
-  const lostResponses = Math.max(0, answered - confirmed);
+  const lostResponses = Math.max(0, applied - confirmed);
   const unsettledAfterKill = await unsettledBatches(db);
 
   // The source moves on before the rerun: the rerun's desired state is not the killed run's.
@@ -295,13 +296,13 @@ async function reachKillPoint(
   const LIMIT = 300_000;
   switch (mode) {
     case 'refresh': {
-      const blocked = await until(async () => ((await jobBlockedOn(db, 'customer_identifiers')) > 0 ? true : undefined), job, LIMIT, 20);
+      const blocked = await until(async () => ((await jobBlockedOn(db, 'list_targets')) > 0 ? true : undefined), job, LIMIT, 20);
       if (!blocked) return false;
-      setPhase('identifier refresh (cache upsert started, not committed)');
+      setPhase('snapshot refresh (changes found, not committed)');
       return true;
     }
     case 'plan': {
-      const atRefresh = await until(async () => ((await jobBlockedOn(db, 'customer_identifiers')) > 0 ? true : undefined), job, LIMIT, 20);
+      const atRefresh = await until(async () => ((await jobBlockedOn(db, 'list_targets')) > 0 ? true : undefined), job, LIMIT, 20);
       if (!atRefresh) return false;
       locks.push(await holdTableLock(world.databaseUrl, 'plan_entries'));
       await locks.shift()!.release(); // let the refresh through; planning will stop at plan_entries
@@ -347,10 +348,10 @@ async function reachKillPoint(
 }
 
 /**
- * Holds the ledger (list_members) so that a write Criteo answered cannot be
- * recorded, and waits until the job is blocked there: the ledger is written
- * only in the transaction that records an answer, so a blocked ledger write
- * is an answer received and not committed.
+ * Holds the ledger (list_members) so that a write Criteo answered cannot
+ * reach it, and waits until the job is blocked there: a PATCH's batch is
+ * then confirmed and not yet in list_members; a DELETE's answer is not yet
+ * recorded at all (its confirmation empties the ledger first).
  */
 async function heldAtLedgerCommit(
   world: DrillWorld,
@@ -365,14 +366,14 @@ async function heldAtLedgerCommit(
   const held = await until(async () => (answered() && (await jobBlockedOn(world.db, 'list_members')) > 0 ? true : undefined), job, 120_000, 5);
   if (!held) return false;
   await sleep(100); // let other answers arrive and block too
-  setPhase(`after Criteo's answer, before the ledger commit (${await jobBlockedOn(world.db, 'list_members')} confirmation(s) held, ${operation})`);
+  setPhase(`after Criteo's answer, before the ledger write (${await jobBlockedOn(world.db, 'list_members')} confirmation(s) held, ${operation})`);
   return true;
 }
 
 async function describePhase(world: DrillWorld, trialCalls: () => typeof world.sandbox.calls, pending: () => number): Promise<string> {
   const sessions = await jobSessions(world.db);
   const running = sessions.filter((s) => s.state === 'active').map((s) => s.query);
-  if (running.some((q) => q.includes('INSERT INTO audience_sync.customer_identifiers'))) return 'identifier refresh';
+  if (running.some((q) => q.includes('target_changes') || q.includes('audience_sync.list_targets'))) return 'snapshot refresh';
   if (running.some((q) => q.includes('INSERT INTO audience_sync.plan_entries'))) return 'planning';
   if (pending() > 0) return `sending (${pending()} write(s) in flight)`;
   if (running.some((q) => q.includes('list_members'))) return 'ledger commit';

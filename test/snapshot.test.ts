@@ -1,0 +1,188 @@
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, type DbHandle } from '../src/db.js';
+import { settleInStep } from '../src/ledger.js';
+import { migrateToLatest } from '../src/migrate.js';
+import { discardPlan } from '../src/plan.js';
+import { planList } from '../src/sync.js';
+import { createTestDatabase } from './helpers.js';
+
+/**
+ * The snapshot's incremental plan against an independent recomputation:
+ * after every day of random churn (emails changed, customers gone and new,
+ * target-group rows in and out, a campaign joining and leaving the list), the
+ * plan is applied to the ledger as a confirmed sync would, and then the
+ * ledger must equal the desired identifiers computed from the source by
+ * hand, and every funnel counter must equal a count taken from scratch.
+ */
+
+let database: DbHandle;
+let drop: () => Promise<void>;
+
+beforeAll(async () => {
+  const t = await createTestDatabase('snapshot');
+  drop = t.drop;
+  database = connect(t.url);
+  await migrateToLatest(database.db);
+});
+
+afterAll(async () => {
+  await database?.close();
+  await drop?.();
+});
+
+const SEGMENT = '900';
+const config = { criteo: { batchSize: 70 }, maxRemovalRatio: 1 } as Parameters<typeof planList>[0]['config'];
+
+/** A small deterministic generator, so a failure replays. */
+function random(seed: number) {
+  let s = seed >>> 0;
+  return () => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+/** Emails of every kind the recipe sorts: valid, shared, upper-case, padded, invalid, blank, NULL, already hashed. */
+function email(rnd: () => number, i: number): string | null {
+  const r = rnd();
+  if (r < 0.06) return null;
+  if (r < 0.1) return '  ';
+  if (r < 0.15) return `broken${i}@nodot`;
+  if (r < 0.2) return `shared${Math.floor(rnd() * 5)}@example.com`;
+  if (r < 0.25) return ` Mixed${i}@Example.COM `;
+  if (r < 0.27) return 'a'.repeat(63) + String(i % 10);
+  return `user${i}.${Math.floor(rnd() * 1000)}@example.com`;
+}
+
+async function activeCampaigns(): Promise<string[]> {
+  const { rows } = await sql<{ id: string }>`
+    SELECT campaign_id AS id FROM audience_sync.campaigns
+    WHERE audience_segment_id = ${SEGMENT}::bigint AND starts_at <= now() AND now() < measurement_ends_at ORDER BY 1`.execute(database.db);
+  return rows.map((r) => r.id);
+}
+
+/** Plans the list, then applies the plan to the ledger as a fully confirmed sync would. */
+async function syncOnce(planId: number) {
+  const activeCampaignIds = await activeCampaigns();
+  const target = { segmentId: SEGMENT, campaignIds: activeCampaignIds, activeCampaignIds, advertiserIds: ['1'], allEnded: false, invertedCampaignIds: [] };
+  const plan = await planList({ db: database.db, config }, { target, asOf: new Date(), options: { trigger: 'test' } }, planId, { batchIds: [], wholeList: false });
+  const { rows: batches } = await sql<{ n: number }>`
+    SELECT count(*)::int AS n FROM (SELECT DISTINCT operation, batch_no FROM audience_sync.plan_entries WHERE list_sync_id = ${planId}) b`.execute(database.db);
+  expect(batches[0]!.n).toBe(Math.ceil(plan.toAdd / 70) + Math.ceil(plan.toRemove / 70));
+  await sql`
+    INSERT INTO audience_sync.list_members (audience_segment_id, identifier)
+    SELECT ${SEGMENT}::bigint, identifier FROM audience_sync.plan_entries WHERE list_sync_id = ${planId} AND operation = 'add'`.execute(database.db);
+  await sql`
+    DELETE FROM audience_sync.list_members WHERE audience_segment_id = ${SEGMENT}::bigint
+      AND identifier IN (SELECT identifier FROM audience_sync.plan_entries WHERE list_sync_id = ${planId} AND operation = 'remove')`.execute(database.db);
+  await discardPlan(database.db, planId);
+  await settleInStep(database.db, SEGMENT, []);
+  return plan;
+}
+
+/** The truth, from the source tables alone, with the recipe applied to every row. */
+async function fromScratch() {
+  const rows = sql`
+    SELECT tg.campaign_id, tg.customer_id,
+           CASE WHEN cu.customer_id IS NULL THEN 'no_customer'
+                WHEN coalesce(btrim(cu.email, E' \\t\\n\\r\\f'), '') = '' THEN 'missing'
+                WHEN audience_sync.email_identifier(cu.email) IS NULL THEN 'invalid' ELSE 'valid' END AS state,
+           audience_sync.email_identifier(cu.email) AS identifier
+    FROM audience_sync.campaign_target_groups tg
+    JOIN audience_sync.campaigns c ON c.campaign_id = tg.campaign_id
+    LEFT JOIN audience_sync.customers cu ON cu.customer_id = tg.customer_id
+    WHERE c.audience_segment_id = ${SEGMENT}::bigint AND c.starts_at <= now() AND now() < c.measurement_ends_at`;
+  const { rows: counts } = await sql<{ scope: string; email_state: string; n: number }>`
+    WITH r AS (${rows})
+    SELECT campaign_id AS scope, state AS email_state, count(*)::int AS n FROM r GROUP BY 1, 2
+    UNION ALL
+    SELECT '', state, count(DISTINCT customer_id)::int FROM r GROUP BY 2
+    ORDER BY 1, 2`.execute(database.db);
+  const { rows: ids } = await sql<{ id: string }>`
+    WITH r AS (${rows}) SELECT DISTINCT encode(identifier, 'hex') AS id FROM r WHERE identifier IS NOT NULL ORDER BY 1`.execute(database.db);
+  return { counts, identifiers: ids.map((r) => r.id) };
+}
+
+async function kept() {
+  const { rows: counts } = await sql<{ scope: string; email_state: string; n: number }>`
+    SELECT scope, email_state, n::int AS n FROM audience_sync.list_target_counts
+    WHERE audience_segment_id = ${SEGMENT}::bigint ORDER BY 1, 2`.execute(database.db);
+  const { rows: ledger } = await sql<{ id: string }>`
+    SELECT encode(identifier, 'hex') AS id FROM audience_sync.list_members WHERE audience_segment_id = ${SEGMENT}::bigint ORDER BY 1`.execute(database.db);
+  const { rows: list } = await sql<{ identifiers: number; in_step: boolean }>`
+    SELECT identifiers::int AS identifiers, in_step FROM audience_sync.lists WHERE audience_segment_id = ${SEGMENT}::bigint`.execute(database.db);
+  return { counts, ledger: ledger.map((r) => r.id), identifiers: list[0]!.identifiers, inStep: list[0]!.in_step };
+}
+
+describe('the list snapshot', () => {
+  it('after every day of random churn, the incremental plan leaves the ledger and the funnel counters equal to a recount from scratch', async () => {
+    const seed = Number(process.env['SNAPSHOT_SEED'] ?? 20261125);
+    const rnd = random(seed);
+    const db = database.db;
+    const N = 1500;
+    const customers = Array.from({ length: N }, (_, i) => ({ customer_id: `c${i}`, email: email(rnd, i) }));
+    await db.insertInto('audience_sync.customers').values(customers).execute();
+    await sql`
+      INSERT INTO audience_sync.campaigns (campaign_id, name, advertiser_id, audience_segment_id, starts_at, measurement_ends_at) VALUES
+        ('k1', 'k1', 1, ${SEGMENT}, now() - interval '1 day', now() + interval '30 days'),
+        ('k2', 'k2', 1, ${SEGMENT}, now() - interval '1 day', now() + interval '30 days'),
+        ('k3', 'k3', 1, ${SEGMENT}, now() + interval '1 day', now() + interval '30 days')`.execute(db);
+    const tg = new Set<string>();
+    for (let i = 0; i < N * 1.1; i++) tg.add(`${rnd() < 0.6 ? 'k1' : rnd() < 0.7 ? 'k2' : 'k3'}|c${Math.floor(rnd() * N * 1.05)}`);
+    const rowsOf = (keys: Iterable<string>) => [...keys].map((k) => ({ campaign_id: k.split('|')[0]!, customer_id: k.split('|')[1]! }));
+    await db.insertInto('audience_sync.campaign_target_groups').values(rowsOf(tg)).execute();
+
+    const first = await syncOnce(-1);
+    expect(first.incremental).toBe(false);
+    let next = N;
+    for (let day = 1; day <= 8; day++) {
+      // Emails change (to other valid, invalid, shared, blank values), customers go and come, rows go and come.
+      for (let j = 0; j < 40; j++) {
+        const i = Math.floor(rnd() * N);
+        await sql`UPDATE audience_sync.customers SET email = ${email(rnd, i + day * N)} WHERE customer_id = ${`c${i}`}`.execute(db);
+      }
+      await sql`DELETE FROM audience_sync.customers WHERE customer_id = ANY(${Array.from({ length: 10 }, () => `c${Math.floor(rnd() * N)}`)}::text[])`.execute(db);
+      const fresh = Array.from({ length: 15 }, () => ({ customer_id: `c${next}`, email: email(rnd, next++) }));
+      await db.insertInto('audience_sync.customers').values(fresh).onConflict((oc) => oc.doNothing()).execute();
+      const gone = [...tg].filter(() => rnd() < 0.02);
+      for (const k of gone) tg.delete(k);
+      await sql`
+        DELETE FROM audience_sync.campaign_target_groups
+        WHERE (campaign_id || '|' || customer_id) = ANY(${gone}::text[])`.execute(db);
+      const added = Array.from({ length: 30 }, () => `${rnd() < 0.5 ? 'k1' : 'k2'}|c${Math.floor(rnd() * next * 1.02)}`).filter((k) => !tg.has(k));
+      for (const k of added) tg.add(k);
+      if (added.length) await db.insertInto('audience_sync.campaign_target_groups').values(rowsOf(new Set(added))).execute();
+      // Day 3 a campaign starts feeding the list; day 6 one stops.
+      if (day === 3) await sql`UPDATE audience_sync.campaigns SET starts_at = now() - interval '1 hour' WHERE campaign_id = 'k3'`.execute(db);
+      if (day === 6) await sql`UPDATE audience_sync.campaigns SET measurement_ends_at = now() - interval '1 hour' WHERE campaign_id = 'k2'`.execute(db);
+
+      const plan = await syncOnce(-1 - day);
+      const truth = await fromScratch();
+      const got = await kept();
+      expect(plan.incremental, `seed ${seed} day ${day}`).toBe(true);
+      expect(plan.changedRows, `seed ${seed} day ${day}`).toBeGreaterThan(0);
+      expect(got.inStep).toBe(true);
+      expect(got.ledger, `seed ${seed} day ${day}: ledger`).toEqual(truth.identifiers);
+      expect(got.identifiers, `seed ${seed} day ${day}: identifiers`).toBe(truth.identifiers.length);
+      expect(got.counts, `seed ${seed} day ${day}: counters`).toEqual(truth.counts);
+      expect(plan.funnel.uniqueIdentifiers).toBe(truth.identifiers.length);
+    }
+  });
+
+  it('a plan that is not committed (plan, run --dry-run) leaves the snapshot, the counters and the ledger as they were', async () => {
+    const before = await kept();
+    const { rows: snapshotBefore } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM audience_sync.list_targets`.execute(database.db);
+    await sql`UPDATE audience_sync.customers SET email = 'changed.for.dry.run@example.com' WHERE customer_id IN ('c1', 'c2', 'c3')`.execute(database.db);
+    await sql`DELETE FROM audience_sync.campaign_target_groups WHERE customer_id IN ('c4', 'c5', 'c6', 'c7')`.execute(database.db);
+    const activeCampaignIds = await activeCampaigns();
+    const target = { segmentId: SEGMENT, campaignIds: activeCampaignIds, activeCampaignIds, advertiserIds: ['1'], allEnded: false, invertedCampaignIds: [] };
+    const plan = await planList({ db: database.db, config }, { target, asOf: new Date(), options: { trigger: 'plan' } }, -99, { batchIds: [], wholeList: false }, { dryRun: true });
+    expect(plan.changedRows).toBeGreaterThan(0);
+    expect(await kept()).toEqual(before);
+    const { rows: snapshotAfter } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM audience_sync.list_targets`.execute(database.db);
+    expect(snapshotAfter).toEqual(snapshotBefore);
+    const { rows: entries } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM audience_sync.plan_entries`.execute(database.db);
+    expect(entries[0]!.n).toBe(0);
+  });
+});
