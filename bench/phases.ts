@@ -90,7 +90,8 @@ export interface RunPhases {
   planMs: number;
   /** When each list's plan was done, ms after the start. */
   listPlannedAtMs: Record<string, number>;
-  cacheRefreshMs: number;
+  /** The snapshot's one pass over the source (target groups, customers, snapshot) finding changed rows. */
+  snapshotPassMs: number;
   sendBusyMs: number;
   sendWallMs: number;
   ledgerBusyMs: number;
@@ -125,7 +126,6 @@ export interface ListOutcomeLike {
 
 export interface RunSummaryLike {
   status: string;
-  identifierCache: { upserted: number; deleted: number };
   lists: ListOutcomeLike[];
 }
 
@@ -134,14 +134,14 @@ const LEDGER_TABLES = new Set(['batches', 'list_members', 'list_syncs']);
 /** The job's statements we know by shape; anything else is named by verb and tables. */
 const KNOWN: [RegExp, string][] = [
   [/GROUP BY c\.audience_segment_id/i, 'SELECT list targets'],
-  [/GROUP BY tg\.campaign_id/i, 'SELECT campaign funnels'],
-  [/FILTER \(WHERE ci\.customer_id IS NULL\)/i, 'SELECT list funnel'],
   [/^SELECT count\(\*\)(::bigint)? AS n FROM audience_sync\.list_members/i, 'SELECT ledger count'],
 ];
 
 /** "INSERT plan_entries", "SELECT customers+customer_identifiers", "begin"… from a statement's text. */
 export function statementKind(sqlText: string): string {
   const s = sqlText.trim();
+  const created = /^create\s+temp\s+table\s+(\w+)/i.exec(s);
+  if (created) return `CREATE ${created[1]}`;
   const verb = /^(with\b.*?\)\s*)?(select|insert|update|delete|begin|commit|rollback)/is.exec(s);
   if (!verb) return s.slice(0, 30);
   const v = (verb[2] ?? '').toUpperCase();
@@ -179,8 +179,7 @@ export function analyseRun(eventsFile: string, stderrFile: string): RunPhases {
   const maxRssKb = Number(events.find((e) => e['ev'] === 'maxrss')?.['kb'] ?? 0);
 
   const planned = logs.filter((l) => l.msg === 'list planned');
-  const planEnd = planned.length > 0 ? Math.max(...planned.map((l) => l.time)) : (logs.find((l) => l.msg === 'identifier cache refreshed')?.time ?? start);
-  const cacheAt = logs.find((l) => l.msg === 'identifier cache refreshed')?.time ?? start;
+  const planEnd = planned.length > 0 ? Math.max(...planned.map((l) => l.time)) : start;
   const listPlannedAtMs: Record<string, number> = {};
   for (const l of planned) listPlannedAtMs[String(l.list)] = l.time - start;
 
@@ -244,7 +243,7 @@ export function analyseRun(eventsFile: string, stderrFile: string): RunPhases {
     wallMs: end - start,
     planMs: planEnd - start,
     listPlannedAtMs,
-    cacheRefreshMs: cacheAt - start,
+    snapshotPassMs: kinds.get('CREATE target_changes')?.totalMs ?? 0,
     sendBusyMs: unionLength(callIntervals),
     sendWallMs: end - Math.min(planEnd, firstCall),
     ledgerBusyMs: unionLength(ledgerIntervals),

@@ -57,35 +57,23 @@ export interface CallTrace {
   mayHaveApplied: boolean;
 }
 
-/**
- * Identifiers already encoded for a JSON array, in parts: each part is a run
- * of identifiers joined by '","' (no outer quotes), as Postgres returns them.
- */
+/** Identifiers already encoded as the bytes of a JSON array of strings, and how many it holds. */
 export interface EncodedIdentifiers {
-  parts: readonly string[];
+  json: Buffer;
   size: number;
 }
 
-/** A request body written part by part, so no batch is ever one multi-megabyte string or buffer. */
-interface StreamedBody {
+/** A request body sent as it stands on every attempt: a few buffers, never joined into one. */
+interface BufferedBody {
   length: number;
-  chunks: () => Iterable<string>;
+  chunks: readonly Buffer[];
 }
 
-/** The PATCH body around encoded identifiers, streamed: its parts are ASCII, so its length is their length. */
-function amendmentBody(operation: 'add' | 'remove', encoded: EncodedIdentifiers): StreamedBody {
-  const head = `{"data":{"type":"ContactlistAmendment","attributes":{"operation":${JSON.stringify(operation)},"identifierType":"email","identifiers":[`;
-  const tail = ']}}}';
-  const { parts } = encoded;
-  const quoted = parts.reduce((n, p) => n + p.length + 2, 0) + Math.max(0, parts.length - 1);
-  return {
-    length: head.length + quoted + tail.length,
-    *chunks() {
-      yield head;
-      for (let i = 0; i < parts.length; i++) yield i === 0 ? `"${parts[i]}"` : `,"${parts[i]}"`;
-      yield tail;
-    },
-  };
+/** The PATCH body around encoded identifiers. */
+function amendmentBody(operation: 'add' | 'remove', encoded: EncodedIdentifiers): BufferedBody {
+  const head = Buffer.from(`{"data":{"type":"ContactlistAmendment","attributes":{"operation":${JSON.stringify(operation)},"identifierType":"email","identifiers":`);
+  const tail = Buffer.from('}}}');
+  return { length: head.length + encoded.json.length + tail.length, chunks: [head, encoded.json, tail] };
 }
 
 function isEncoded(x: readonly string[] | EncodedIdentifiers): x is EncodedIdentifiers {
@@ -191,7 +179,7 @@ export class CriteoClient {
     operation: 'add' | 'remove',
     identifiers: readonly string[] | EncodedIdentifiers,
   ): Promise<CallOutcome<AmendmentResult>> {
-    const encoded = isEncoded(identifiers) ? identifiers : { parts: identifiers.length ? [identifiers.join('","')] : [], size: identifiers.length };
+    const encoded = isEncoded(identifiers) ? identifiers : { json: Buffer.from(JSON.stringify(identifiers)), size: identifiers.length };
     const body = amendmentBody(operation, encoded);
     const out = await this.call<{ data?: { attributes?: Partial<AmendmentResult> } }>(
       { operation: 'patch', segmentId, op: operation, size: encoded.size },
@@ -422,7 +410,7 @@ export class CriteoClient {
   }
 
   /** One HTTP request: a concurrency slot, then a rate slot, then a fresh token, then the request. */
-  private attempt(method: Dispatcher.HttpMethod, url: string, body: string | StreamedBody | undefined): Promise<AttemptResult> {
+  private attempt(method: Dispatcher.HttpMethod, url: string, body: string | BufferedBody | undefined): Promise<AttemptResult> {
     return this.inflight(async () => {
       const permit = await this.limiter.acquire();
       const queuedMs = permit.waitedMs;
@@ -441,8 +429,8 @@ export class CriteoClient {
             ...(body === undefined ? {} : { 'content-type': 'application/json' }),
             ...(typeof body === 'object' ? { 'content-length': String(body.length) } : {}),
           },
-          // A streamed body starts afresh on every attempt.
-          body: typeof body === 'object' ? Readable.from(body.chunks(), { objectMode: false }) : body,
+          // A fresh stream over the same buffers on every attempt.
+          body: typeof body === 'object' ? Readable.from(body.chunks, { objectMode: false }) : body,
           signal: AbortSignal.timeout(this.attemptDeadlineMs()),
         });
         const text = await res.body.text();
@@ -458,7 +446,7 @@ export class CriteoClient {
     });
   }
 
-  private async call<T>(meta: CallMeta, method: Dispatcher.HttpMethod, path: string, body?: string | StreamedBody): Promise<CallOutcome<T>> {
+  private async call<T>(meta: CallMeta, method: Dispatcher.HttpMethod, path: string, body?: string | BufferedBody): Promise<CallOutcome<T>> {
     const url = `${this.settings.apiUrl}/${this.settings.apiVersion}/marketing-solutions/${path}`;
     const started = Date.now();
     let attempts = 0; // HTTP requests made

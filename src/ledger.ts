@@ -44,11 +44,11 @@ export async function supersedeBatches(db: Db, batchIds: readonly number[]): Pro
     .execute();
 }
 
-/** A claimed batch: its row, and its identifiers as 64-hex strings joined by '","', a thousand to a part, ready for the request body. */
+/** A claimed batch: its row, and its identifiers as the bytes of a JSON array of 64-hex strings, ready for the request body. */
 export interface ClaimedBatch {
   batchId: number;
   size: number;
-  parts: string[];
+  json: Buffer;
 }
 
 /**
@@ -65,28 +65,48 @@ export async function claimBatch(
     WITH picked AS (
       SELECT p.identifier FROM audience_sync.plan_entries p
       WHERE p.list_sync_id = ${batch.listSyncId} AND p.operation = ${batch.operation} AND p.batch_no = ${batch.batchNo}
-      ORDER BY p.identifier
     ),
     claimed AS (
       INSERT INTO audience_sync.batches (list_sync_id, audience_segment_id, seq, operation, size, payload)
       SELECT ${batch.listSyncId}, ${batch.segmentId}::bigint, ${batch.seq}, ${batch.operation}, count(*), array_agg(identifier)
       FROM picked HAVING count(*) > 0
-      RETURNING batch_id, size
-    ),
-    parts AS (
-      SELECT k, string_agg(encode(identifier, 'hex'), '","' ORDER BY identifier) AS part
-      FROM (SELECT identifier, (row_number() OVER (ORDER BY identifier) - 1) / ${CLAIM_PART} AS k FROM picked) n
-      GROUP BY k
+      RETURNING batch_id, size, payload
     )
-    SELECT c.batch_id, c.size, p.part FROM claimed c CROSS JOIN parts p ORDER BY p.k`.execute(db);
+    -- The payload as it was written, a thousand identifiers to a row, each in bytea's hex output form.
+    SELECT c.batch_id, c.size, array_to_string(c.payload[i : i + ${CLAIM_PART - 1}], '') AS part
+    FROM claimed c, generate_series(1, c.size, ${CLAIM_PART}) i
+    ORDER BY i`.execute(db);
   const first = rows[0];
-  // Parts of a thousand identifiers: neither the driver nor the request ever holds one multi-megabyte string.
-  return first ? { batchId: first.batch_id, size: first.size, parts: rows.map((r) => r.part) } : null;
+  // Parts of a thousand identifiers, copied at once into one buffer: no multi-megabyte string is ever made, and the parts die young.
+  return first ? { batchId: first.batch_id, size: first.size, json: jsonStringArray(rows.map((r) => r.part), first.size) } : null;
 }
 
 /** A claimed batch that never left (its list stopped first): no request, so no record. */
 export async function withdrawBatch(db: Db, batchId: number): Promise<void> {
   await sql`DELETE FROM audience_sync.batches WHERE batch_id = ${batchId} AND status = 'sending'`.execute(db);
+}
+
+/** Characters of one identifier in bytea's hex output: `\x` and 64 hex digits. */
+const HEX_IDENTIFIER = 66;
+
+/** `["<hex>","<hex>",…]` as bytes, from parts that are runs of identifiers in bytea's hex output. */
+function jsonStringArray(parts: readonly string[], size: number): Buffer {
+  const out = Buffer.allocUnsafe(2 + size * 67 - (size > 0 ? 1 : 0));
+  let at = out.write('[', 0, 'latin1');
+  let n = 0;
+  for (const part of parts) {
+    if (part.length % HEX_IDENTIFIER !== 0) throw new Error('claimBatch: identifiers did not come back in bytea hex form');
+    const src = Buffer.from(part, 'latin1');
+    for (let from = 0; from < src.length; from += HEX_IDENTIFIER, n++) {
+      if (src[from] !== 0x5c || src[from + 1] !== 0x78) throw new Error('claimBatch: identifiers did not come back in bytea hex form');
+      at += out.write(n === 0 ? '"' : ',"', at, 'latin1');
+      at += src.copy(out, at, from + 2, from + HEX_IDENTIFIER);
+      at += out.write('"', at, 'latin1');
+    }
+  }
+  out.write(']', at, 'latin1');
+  if (n !== size) throw new Error(`claimBatch: ${n} identifiers came back for a batch of ${size}`);
+  return out;
 }
 
 /** Identifiers per row of a claim's answer. */

@@ -82,7 +82,8 @@ describe('the mass-removal guard', () => {
     await seedCampaigns(db, [{ id: 'g2', segmentId: '303' }]);
     await seedTargetGroup(db, 'g2', 0, 500);
     await world.run({ segmentIds: ['303'] });
-    await sql`UPDATE audience_sync.campaigns SET measurement_ends_at = now() WHERE campaign_id = 'g2'`.execute(db);
+    // A second ago: the run judges campaigns at a JavaScript instant, which has no microseconds.
+    await sql`UPDATE audience_sync.campaigns SET measurement_ends_at = now() - interval '1 second' WHERE campaign_id = 'g2'`.execute(db);
     const ended = await world.run({ segmentIds: ['303'] });
     expect(ended.lists[0]).toMatchObject({ status: 'succeeded', emptied: true, removed: 500 });
     expect(world.sandbox.members('303').size).toBe(0);

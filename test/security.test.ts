@@ -88,7 +88,7 @@ describe('a realistic flow leaks nothing', () => {
     expect((await cli('plan', ['plan', '--json'])).status).toBe(0);
     const first = await cli('run', ['run', '--json']);
     expect(first.status, first.stderr.slice(-1500)).toBe(1);
-    await sql`UPDATE audience_sync.campaigns SET measurement_ends_at = now() WHERE campaign_id = 'sec-ending'`.execute(world.database.db);
+    await sql`UPDATE audience_sync.campaigns SET measurement_ends_at = now() - interval '1 second' WHERE campaign_id = 'sec-ending'`.execute(world.database.db);
     const second = await cli('run after a campaign ended', ['run']);
     expect(second.status).toBe(1); // 902 still refused
     world.sandbox.setFaults(undefined);
