@@ -157,7 +157,8 @@ export async function applyConfirmedBatches(db: Db, segmentId: string): Promise<
   return db.transaction().execute(async (tx) => applyConfirmedBatchesIn(tx, segmentId));
 }
 
-async function applyConfirmedBatchesIn(tx: Db, segmentId: string): Promise<number> {
+/** The same, inside a transaction the caller holds (a dry run's plan, rolled back with it). */
+export async function applyConfirmedBatchesIn(tx: Db, segmentId: string): Promise<number> {
   const { rows } = await sql<{ list_sync_id: number }>`
     SELECT DISTINCT list_sync_id FROM audience_sync.batches
     WHERE audience_segment_id = ${segmentId}::bigint AND status = 'confirmed' AND payload IS NOT NULL

@@ -8,6 +8,7 @@ import type { Db } from './db.js';
 import { AuthenticationError, ListRejectedError, TransientError, oneLine, type CriteoProblem } from './errors.js';
 import {
   applyConfirmedBatches,
+  applyConfirmedBatchesIn,
   applyConfirmedEmptying,
   countLedger,
   findUncertainty,
@@ -380,6 +381,8 @@ export async function planList(
   await db
     .transaction()
     .execute(async (tx) => {
+      // A run has done this already; a dry run after a killed run needs it too, and rolls it back with the rest.
+      await applyConfirmedBatchesIn(tx, segmentId);
       const state = await lockListState(tx, segmentId);
       // Only a ledger in step with the snapshot, nothing uncertain and no --full lets the diff look at today's changes alone.
       const incremental = state.inStep && uncertainty.batchIds.length === 0 && !uncertainty.wholeList && !job.options.full;

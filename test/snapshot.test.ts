@@ -185,4 +185,34 @@ describe('the list snapshot', () => {
     const { rows: entries } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM audience_sync.plan_entries`.execute(database.db);
     expect(entries[0]!.n).toBe(0);
   });
+
+  it('a dry run counts a batch Criteo confirmed and the ledger has not yet taken (a killed run) as in the list', async () => {
+    await syncOnce(-200);
+    const db = database.db;
+    const { rows: ids } = await sql<{ id: Buffer }>`
+      SELECT identifier AS id FROM audience_sync.list_members WHERE audience_segment_id = ${SEGMENT}::bigint LIMIT 3`.execute(db);
+    const { rows: run } = await sql<{ run_id: number }>`INSERT INTO audience_sync.runs (trigger, as_of) VALUES ('killed', now()) RETURNING run_id`.execute(db);
+    const { rows: ls } = await sql<{ list_sync_id: number }>`
+      INSERT INTO audience_sync.list_syncs (run_id, audience_segment_id, campaign_ids, action, status)
+      VALUES (${run[0]!.run_id}, ${SEGMENT}::bigint, '{}', 'sync', 'sending') RETURNING list_sync_id`.execute(db);
+    // Confirmed by Criteo, the process killed before the ledger took them.
+    await sql`
+      INSERT INTO audience_sync.batches (list_sync_id, audience_segment_id, seq, operation, size, status, payload)
+      VALUES (${ls[0]!.list_sync_id}, ${SEGMENT}::bigint, 1, 'add', 3, 'confirmed', ${ids.map((r) => r.id)}::bytea[])`.execute(db);
+    await sql`DELETE FROM audience_sync.list_members WHERE identifier = ANY(${ids.map((r) => r.id)}::bytea[])`.execute(db);
+    // As a killed run leaves it: planned, so out of step.
+    await sql`UPDATE audience_sync.lists SET in_step = false WHERE audience_segment_id = ${SEGMENT}::bigint`.execute(db);
+
+    const activeCampaignIds = await activeCampaigns();
+    const target = { segmentId: SEGMENT, campaignIds: activeCampaignIds, activeCampaignIds, advertiserIds: ['1'], allEnded: false, invertedCampaignIds: [] };
+    const dry = await planList({ db, config }, { target, asOf: new Date(), options: { trigger: 'plan' } }, -201, { batchIds: [], wholeList: false }, { dryRun: true });
+    expect(dry).toMatchObject({ toAdd: 0, toRemove: 0 });
+    const { rows: still } = await sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM audience_sync.batches WHERE status = 'confirmed' AND payload IS NOT NULL`.execute(db);
+    expect(still[0]!.n).toBe(1); // rolled back with the dry run
+
+    const real = await syncOnce(-202);
+    expect(real).toMatchObject({ toAdd: 0, toRemove: 0 });
+    expect((await kept()).ledger).toEqual((await fromScratch()).identifiers);
+  });
 });
