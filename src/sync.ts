@@ -420,7 +420,13 @@ export async function planList(
       if (dryRun) throw DRY_RUN;
     })
     .catch((error: unknown) => {
-      if (error !== DRY_RUN) throw error;
+      if (error === DRY_RUN) return;
+      const e = error as { code?: string; constraint?: string };
+      if (e.code === '23505' && e.constraint === 'list_targets_pkey') {
+        // Only a source view can do this: the tables' own keys forbid it.
+        throw new Error(`the source repeats a target-group row or a customer id for list ${segmentId}: campaign_target_groups must be unique on (campaign_id, customer_id) and customers on customer_id`);
+      }
+      throw error;
     });
   return plan!;
 }

@@ -276,3 +276,37 @@ describe('source views with ids that are not numbers', () => {
     }
   });
 });
+
+describe('a source view that repeats a key', () => {
+  it('a customers view listing one customer twice fails that list in one line naming the contract, and the other lists sync', async () => {
+    const db = world.database.db;
+    await insertCustomers(Array.from({ length: 30 }, (_, i) => ({ customerId: `dup-${i}`, email: `dup.${i}@example.com` })));
+    await seedCampaigns(db, [
+      { id: 'dup-twice', segmentId: '806' },
+      { id: 'dup-fine', segmentId: '807' },
+    ]);
+    await targetGroup('dup-twice', ['dup-0', 'dup-1', 'dup-2']);
+    await targetGroup('dup-fine', ['dup-10', 'dup-11']);
+    await sql`ALTER TABLE audience_sync.customers RENAME TO customers_table`.execute(db);
+    // A view that repeats customer dup-1 with a second email (a join gone wrong upstream).
+    await sql`
+      CREATE VIEW audience_sync.customers AS
+      SELECT customer_id, email FROM audience_sync.customers_table
+      UNION ALL SELECT 'dup-1', 'other.dup.1@example.com'`.execute(db);
+    try {
+      const r = await runCli(['run', '--json', '--list', '806', '--list', '807'], world.env);
+      expect(r.status).toBe(1);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+      const summary = JSON.parse(r.stdout) as Summary;
+      expect(summary.lists.find((l) => l.segmentId === '806')).toMatchObject({
+        status: 'failed',
+        reason: expect.stringMatching(/^the source repeats a target-group row or a customer id for list 806: .*customers on customer_id/),
+      });
+      expect(summary.lists.find((l) => l.segmentId === '807')).toMatchObject({ status: 'succeeded' });
+      expect(world.sandbox.members('806').size).toBe(0);
+    } finally {
+      await sql`DROP VIEW audience_sync.customers`.execute(db);
+      await sql`ALTER TABLE audience_sync.customers_table RENAME TO customers`.execute(db);
+    }
+  });
+});
