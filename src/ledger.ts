@@ -179,10 +179,15 @@ export async function applyConfirmedBatchesIn(tx: Db, segmentId: string): Promis
       WHERE audience_segment_id = ${segmentId}::bigint AND identifier IN (${pending('remove')})`.execute(tx);
     applied += Number(added.numAffectedRows ?? 0) + Number(removed.numAffectedRows ?? 0);
   }
+  await dropConfirmedPayloads(tx, segmentId);
+  return applied;
+}
+
+/** The ledger holds what the list's confirmed batches said (or was emptied after them): they need their identifiers no more. */
+async function dropConfirmedPayloads(tx: Db, segmentId: string): Promise<void> {
   await sql`
     UPDATE audience_sync.batches SET payload = NULL
     WHERE audience_segment_id = ${segmentId}::bigint AND status = 'confirmed' AND payload IS NOT NULL`.execute(tx);
-  return applied;
 }
 
 /**
@@ -215,9 +220,7 @@ export async function applyConfirmedEmptying(
       UPDATE audience_sync.batches SET status = 'confirmed', payload = NULL, http_status = ${call.httpStatus},
         attempts = ${call.attempts}, waited_ms = ${call.waitedMs}, duration_ms = ${call.durationMs}, finished_at = now()
       WHERE batch_id = ${batchId}`.execute(tx);
-    await sql`
-      UPDATE audience_sync.batches SET payload = NULL
-      WHERE audience_segment_id = ${segmentId}::bigint AND status = 'confirmed' AND payload IS NOT NULL`.execute(tx);
+    await dropConfirmedPayloads(tx, segmentId);
     await forgetSnapshot(tx, segmentId);
     const n = Number(removed.numAffectedRows ?? 0);
     await sql`UPDATE audience_sync.list_syncs SET removed = removed + ${n}, emptied = true WHERE list_sync_id = ${listSyncId}`.execute(tx);

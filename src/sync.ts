@@ -235,8 +235,6 @@ async function syncList(deps: SyncDeps, job: ListJob): Promise<ListOutcome> {
     }
     const listSyncId = await startListSync(db, listSyncStart(job, action));
     outcome.listSyncId = listSyncId;
-    // Batches an earlier sync had confirmed but not yet moved into the ledger (it was killed): the ledger takes them first.
-    await applyConfirmedBatches(db, target.segmentId);
     const uncertainty = await findUncertainty(db, target.segmentId);
     let touched = false;
     let authFailure: AuthenticationError | undefined;
@@ -255,8 +253,9 @@ async function syncList(deps: SyncDeps, job: ListJob): Promise<ListOutcome> {
       outcome.traceId = verdict.problem?.traceId ?? null;
       if (error instanceof AuthenticationError) authFailure = error;
     } finally {
-      // What Criteo confirmed goes into the ledger now, whatever stopped the list; if the database is gone, the next sync does it.
-      await applyConfirmedBatches(db, target.segmentId).catch(() => {});
+      // What Criteo confirmed goes into the ledger now, whatever stopped the list (a finished list did it already);
+      // if the database is gone, the next sync of the list does it before it plans or empties.
+      if (outcome.status !== 'succeeded') await applyConfirmedBatches(db, target.segmentId).catch(() => {});
       await discardPlan(db, listSyncId).catch(() => {});
     }
     outcome.reason = withDatesNote(outcome.reason, target);
@@ -381,7 +380,8 @@ export async function planList(
   await db
     .transaction()
     .execute(async (tx) => {
-      // A run has done this already; a dry run after a killed run needs it too, and rolls it back with the rest.
+      // Batches an earlier sync had confirmed but not yet moved into the ledger (it was killed): the ledger takes
+      // them first, in this transaction, so a dry run rolls it back with the rest.
       await applyConfirmedBatchesIn(tx, segmentId);
       const state = await lockListState(tx, segmentId);
       // Only a ledger in step with the snapshot, nothing uncertain and no --full lets the diff look at today's changes alone.
@@ -462,6 +462,8 @@ async function emptyList(
 ): Promise<boolean> {
   const { db } = deps;
   const segmentId = job.target.segmentId;
+  // Batches an earlier sync had confirmed but not yet moved into the ledger (it was killed): the ledger takes them first.
+  await applyConfirmedBatches(db, segmentId);
   const ledgerBefore = await countLedger(db, segmentId);
   outcome.ledgerBefore = ledgerBefore;
   outcome.toRemove = ledgerBefore;
