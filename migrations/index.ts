@@ -5,6 +5,7 @@ import * as campaignUniqueNullable from './0003-campaign-unique-identifiers-null
 import * as asciiBeforeLowercase from './0004-ascii-before-lowercase.js';
 import * as planEntriesKeyset from './0005-plan-entries-keyset.js';
 import * as listSnapshots from './0006-list-snapshots.js';
+import * as sourceChangeLog from './0007-source-change-log.js';
 
 /** Numbered, forward-only, one change each. Static so a bundled build needs no file scanning. */
 export const migrations: Record<string, Migration> = {
@@ -14,4 +15,5 @@ export const migrations: Record<string, Migration> = {
   '0004-ascii-before-lowercase': asciiBeforeLowercase,
   '0005-plan-entries-keyset': planEntriesKeyset,
   '0006-list-snapshots': listSnapshots,
+  '0007-source-change-log': sourceChangeLog,
 };

@@ -53,6 +53,8 @@ const settingsSchema = z.object({
     .string()
     .regex(/^\d+(kB|MB|GB)$/, 'must look like 64MB')
     .optional(),
+  // Days a list may go on reading only the source change log before it reads its whole target group again; 0: always whole.
+  SOURCE_WHOLE_READ_DAYS: int(0, 365, 7),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -82,6 +84,7 @@ export interface Config {
   pushgatewayUrl: string | undefined;
   logLevel: string;
   pgWorkMem: string | undefined;
+  sourceWholeReadDays: number;
 }
 
 /** What a command needs: `migrate` needs no Criteo credentials. */
@@ -153,6 +156,7 @@ export function loadConfig(env: Env = process.env, needs: ConfigNeeds = { databa
     pushgatewayUrl: s.PUSHGATEWAY_URL,
     logLevel: s.LOG_LEVEL,
     pgWorkMem: s.PG_WORK_MEM,
+    sourceWholeReadDays: s.SOURCE_WHOLE_READ_DAYS,
   };
 }
 

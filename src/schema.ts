@@ -38,6 +38,19 @@ export interface ListsTable {
   in_step: boolean;
   identifiers: Count;
   updated_at: Timestamp;
+  /** pg_snapshot as text: every source change by a transaction visible in it is in the list's snapshot. */
+  changes_read_in: string | null;
+  snapshot_campaigns: string[] | null;
+  whole_read_at: Timestamp | null;
+  whole_read_due: Timestamp | null;
+}
+
+/** The source change log (migration 0007), written by triggers on customers and campaign_target_groups. */
+export interface SourceChangesTable {
+  xid: string;
+  logged_at: Timestamp;
+  campaign_id: string | null;
+  customer_id: string | null;
 }
 
 export interface ListTargetCountsTable {
@@ -145,6 +158,7 @@ export interface Database {
   'audience_sync.campaign_target_groups': CampaignTargetGroupsTable;
   'audience_sync.list_targets': ListTargetsTable;
   'audience_sync.lists': ListsTable;
+  'audience_sync.source_changes': SourceChangesTable;
   'audience_sync.list_target_counts': ListTargetCountsTable;
   'audience_sync.list_members': ListMembersTable;
   'audience_sync.runs': RunsTable;

@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { unreadChanges, type SourceRead } from './change-log.js';
 import type { Db } from './db.js';
 
 /**
@@ -35,11 +36,68 @@ export interface SnapshotChanges {
 
 /**
  * Finds the rows that differ between the source and the snapshot and writes
- * them to a temporary table. One statement, parallel: the list's target
+ * them to a temporary table: from the keys the change log names, or by
+ * reading the whole target group (see change-log.ts for which).
+ */
+export async function findChangedTargets(tx: Db, segmentId: string, activeCampaignIds: readonly string[], read: SourceRead): Promise<SnapshotChanges> {
+  // JIT compiling costs more than it saves at any size measured.
+  await sql`SET LOCAL jit = off`.execute(tx);
+  if (read.kind === 'changes') await compareLoggedKeys(tx, segmentId, activeCampaignIds, read);
+  else await compareWholeTargetGroup(tx, segmentId, activeCampaignIds);
+  // Statistics for the statements that read the changes: a handful of rows on most days, millions on the first.
+  await sql`ANALYZE ${CHANGES}`.execute(tx);
+  const { rows } = await sql<{ n: number }>`SELECT count(*)::bigint AS n FROM ${CHANGES}`.execute(tx);
+  return { changedRows: Number(rows[0]!.n) };
+}
+
+/** The fingerprint of customer row `cu`'s email, NULL when there is no such customer. */
+const fingerprint = sql`CASE WHEN cu.customer_id IS NOT NULL THEN hashtextextended(coalesce(cu.email, ''), 0) END`;
+
+/**
+ * The rows the change log names since the snapshot last read it: target-group
+ * rows written, and every snapshot row of a customer written. Each is looked
+ * up by key in the source and the snapshot, and kept if it is new, gone or
+ * its email changed; the same rows, with the same columns, the whole read
+ * would find.
+ */
+async function compareLoggedKeys(tx: Db, segmentId: string, activeCampaignIds: readonly string[], read: { from: string; seen: string }): Promise<void> {
+  // The window first, with its own statistics, so the planner looks the keys up by index however stale the log's are.
+  await sql`
+    CREATE TEMP TABLE logged_changes ON COMMIT DROP AS
+    SELECT DISTINCT campaign_id, customer_id FROM audience_sync.source_changes
+    WHERE ${unreadChanges(read)} AND customer_id IS NOT NULL`.execute(tx);
+  await sql`ANALYZE pg_temp.logged_changes`.execute(tx);
+  await sql`
+    CREATE TEMP TABLE logged_keys ON COMMIT DROP AS
+    SELECT campaign_id, customer_id FROM pg_temp.logged_changes WHERE campaign_id = ANY(${activeCampaignIds}::text[])
+    UNION
+    SELECT t.campaign_id, t.customer_id FROM pg_temp.logged_changes c
+    JOIN audience_sync.list_targets t ON t.audience_segment_id = ${segmentId}::bigint AND t.customer_id = c.customer_id
+    WHERE c.campaign_id IS NULL`.execute(tx);
+  await sql`ANALYZE pg_temp.logged_keys`.execute(tx);
+  await sql`
+    CREATE TEMP TABLE target_changes ON COMMIT DROP AS
+    SELECT k.campaign_id, k.customer_id, t.customer_id IS NOT NULL AS known, tg.customer_id IS NOT NULL AS present,
+           CASE WHEN tg.customer_id IS NOT NULL THEN ${fingerprint} END AS new_fingerprint,
+           CASE WHEN tg.customer_id IS NULL THEN NULL
+                WHEN cu.customer_id IS NULL THEN 'no_customer'
+                WHEN coalesce(btrim(cu.email, E' \t\n\r\f'), '') = '' THEN 'missing' END AS new_state,
+           CASE WHEN tg.customer_id IS NOT NULL THEN audience_sync.email_identifier(cu.email) END AS new_identifier
+    FROM pg_temp.logged_keys k
+    LEFT JOIN audience_sync.campaign_target_groups tg ON tg.campaign_id = k.campaign_id AND tg.customer_id = k.customer_id
+    LEFT JOIN audience_sync.customers cu ON cu.customer_id = k.customer_id
+    LEFT JOIN audience_sync.list_targets t
+      ON t.audience_segment_id = ${segmentId}::bigint AND t.customer_id = k.customer_id AND t.campaign_id = k.campaign_id
+    WHERE CASE WHEN tg.customer_id IS NULL THEN t.customer_id IS NOT NULL
+               ELSE t.customer_id IS NULL OR t.email_fingerprint IS DISTINCT FROM ${fingerprint} END`.execute(tx);
+}
+
+/**
+ * The whole target group, in one parallel statement: the list's target
  * groups joined to customers and to the snapshot, plus the snapshot rows
  * whose target-group row is gone (or whose campaign is no longer active).
  */
-export async function findChangedTargets(tx: Db, segmentId: string, activeCampaignIds: readonly string[]): Promise<SnapshotChanges> {
+async function compareWholeTargetGroup(tx: Db, segmentId: string, activeCampaignIds: readonly string[]): Promise<void> {
   // The changed rows are few and the planner cannot know it: cheap tuple
   // transfer lets it keep the pass parallel, as CREATE TABLE AS allows.
   // JIT compiling the pass costs more than it saves at any size measured.
@@ -69,10 +127,6 @@ export async function findChangedTargets(tx: Db, segmentId: string, activeCampai
                       WHERE tg.campaign_id = t.campaign_id AND tg.customer_id = t.customer_id
                         AND tg.campaign_id = ANY(${activeCampaignIds}::text[]))`.execute(tx);
   await sql`RESET parallel_tuple_cost`.execute(tx);
-  // Statistics for the statements that read the changes: a handful of rows on most days, millions on the first.
-  await sql`ANALYZE ${CHANGES}`.execute(tx);
-  const { rows } = await sql<{ n: number }>`SELECT count(*)::bigint AS n FROM ${CHANGES}`.execute(tx);
-  return { changedRows: Number(rows[0]!.n) };
 }
 
 /**
@@ -207,7 +261,8 @@ export async function forgetSnapshot(tx: Db, segmentId: string): Promise<void> {
   await sql`DELETE FROM audience_sync.list_target_counts WHERE audience_segment_id = ${segmentId}::bigint`.execute(tx);
   await sql`
     INSERT INTO audience_sync.lists AS l (audience_segment_id, in_step, identifiers) VALUES (${segmentId}::bigint, true, 0)
-    ON CONFLICT (audience_segment_id) DO UPDATE SET in_step = true, identifiers = 0, updated_at = now()`.execute(tx);
+    ON CONFLICT (audience_segment_id) DO UPDATE SET in_step = true, identifiers = 0, updated_at = now(),
+      changes_read_in = NULL, snapshot_campaigns = NULL, whole_read_at = NULL, whole_read_due = NULL`.execute(tx);
 }
 
 export interface SnapshotCounts {

@@ -34,6 +34,7 @@ import {
 } from './records.js';
 import type { ListSyncStatus, RunStatus } from './schema.js';
 import { sendPlannedOperation } from './send.js';
+import { chooseSourceRead, pruneChangeLog, recordSourceRead, takeSourceSnapshot } from './change-log.js';
 import {
   applyChangedTargets,
   applyCounterDeltas,
@@ -105,6 +106,9 @@ export interface ListOutcome {
   errorCode: string | null;
   traceId: string | null;
   statistics: ListStatistics | null;
+  /** A planned list: whether its source was read from the change log or whole, and why whole. */
+  sourceRead?: 'changes' | 'whole';
+  wholeReadReason?: string | null;
 }
 
 export interface RunSummary {
@@ -173,6 +177,11 @@ export async function runSync(deps: SyncDeps, options: SyncOptions): Promise<Run
     );
     options.signal?.removeEventListener('abort', onOuterAbort);
     lists.push(...outcomes);
+    // Housekeeping: a failure here loses nothing (the rows stay for the next run), so it never fails the run.
+    await pruneChangeLog(db).then(
+      (pruned) => pruned > 0 && log.info({ pruned }, 'change log pruned'),
+      (error: unknown) => log.warn({ error: oneLine(error) }, 'change log not pruned'),
+    );
 
     if (authFailure) {
       status = 'aborted';
@@ -301,6 +310,8 @@ async function syncMembers(
       ...plan.funnel,
       ledgerBefore: plan.ledgerBefore,
       changedRows: plan.changedRows,
+      sourceRead: plan.sourceRead,
+      ...(plan.wholeReadReason ? { wholeReadReason: plan.wholeReadReason } : {}),
       incremental: plan.incremental,
       toAdd: plan.toAdd,
       toRemove: plan.toRemove,
@@ -357,6 +368,10 @@ export interface ListPlan extends PlanCounts {
   heldReason: string | null;
   /** Target-group rows new, gone or with a changed email since the list was last planned. */
   changedRows: number;
+  /** How they were found: from the keys the source change log names, or by reading the whole target group. */
+  sourceRead: 'changes' | 'whole';
+  /** Why the whole target group was read. */
+  wholeReadReason: string | null;
   /** The diff looked only at the identifiers those rows touch (the ledger was in step). */
   incremental: boolean;
 }
@@ -387,8 +402,14 @@ export async function planList(
       // Only a ledger in step with the snapshot, nothing uncertain and no --full lets the diff look at today's changes alone.
       const incremental = state.inStep && uncertainty.batchIds.length === 0 && !uncertainty.wholeList && !job.options.full;
       const ledgerBefore = incremental ? state.identifiers : await countLedger(tx, segmentId);
-      const { changedRows } = await findChangedTargets(tx, segmentId, activeCampaignIds);
+      const seen = await takeSourceSnapshot(tx);
+      const read = await chooseSourceRead(tx, segmentId, activeCampaignIds, seen, {
+        full: job.options.full ?? false,
+        wholeReadDays: config.sourceWholeReadDays,
+      });
+      const { changedRows } = await findChangedTargets(tx, segmentId, activeCampaignIds, read);
       await applyChangedTargets(tx, segmentId);
+      await recordSourceRead(tx, segmentId, read, activeCampaignIds, config.sourceWholeReadDays);
       let counts: PlanCounts;
       if (incremental) {
         await findTouchedIdentifiers(tx, segmentId);
@@ -411,6 +432,8 @@ export async function planList(
         campaignFunnels,
         ledgerBefore,
         changedRows,
+        sourceRead: read.kind,
+        wholeReadReason: read.kind === 'whole' ? read.reason : null,
         incremental,
         heldRemovals: held ? counts.toRemove : 0,
         heldReason: held

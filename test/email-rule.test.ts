@@ -80,7 +80,7 @@ describe('the identifier recipe (audience_sync.email_identifier)', () => {
   /** Plans list 900 (fed by campaign k) through the job's own planList, committed, and returns the plan. */
   async function planListNow() {
     const { planList } = await import('../src/sync.js');
-    const config = { criteo: { batchSize: 50_000 }, maxRemovalRatio: 1 } as Parameters<typeof planList>[0]['config'];
+    const config = { criteo: { batchSize: 50_000 }, maxRemovalRatio: 1, sourceWholeReadDays: 7 } as Parameters<typeof planList>[0]['config'];
     const target = { segmentId: '900', campaignIds: ['k'], activeCampaignIds: ['k'], advertiserIds: ['1'], allEnded: false, invertedCampaignIds: [] };
     return planList({ db: database.db, config }, { target, asOf: new Date(), options: { trigger: 'test' } }, -1, { batchIds: [], wholeList: false });
   }

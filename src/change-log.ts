@@ -1,0 +1,142 @@
+import { sql } from 'kysely';
+import type { Db } from './db.js';
+
+/**
+ * The source change log (migration 0007): the keys each write to customers
+ * or campaign_target_groups touched, tagged with the writer's transaction id.
+ *
+ * A list's snapshot has read the log as of a Postgres snapshot
+ * (lists.changes_read_in): every change made by a transaction visible in it
+ * is in the list's snapshot. A plan takes a new Postgres snapshot before it
+ * reads anything and reads the log rows of the transactions that became
+ * visible in between. A committed transaction is visible in every snapshot
+ * taken after it, so each change reaches each list exactly once, whatever
+ * commits while the plan runs (those wait for the next plan, which then
+ * re-reads the current state of their keys).
+ *
+ * A plan reads the whole target group instead (the snapshot pass) whenever
+ * the log cannot be trusted or is not worth it: see chooseSourceRead.
+ */
+
+/** Advisory lock class: plans hold it shared from their horizon to their commit; pruning needs it alone. */
+const CHANGE_LOG_LOCK_CLASS = 0x41_53_03; // "AS" 3
+
+/** Postgres snapshots (pg_snapshot, as text): the log rows read are those of transactions visible in `seen` and not in `from`. */
+export type SourceRead =
+  | { kind: 'changes'; from: string; seen: string }
+  | { kind: 'whole'; seen: string; reason: string };
+
+/**
+ * The Postgres snapshot this plan reads the source as of, under the shared
+ * lock that keeps pruning away until the plan commits. Taken before the
+ * source is read.
+ */
+export async function takeSourceSnapshot(tx: Db): Promise<string> {
+  const { rows } = await sql<{ seen: string }>`
+    SELECT pg_advisory_xact_lock_shared(${CHANGE_LOG_LOCK_CLASS}::int, 0), pg_current_snapshot()::text AS seen`.execute(tx);
+  return rows[0]!.seen;
+}
+
+/** The log rows of transactions visible in `seen` and not in `from`: the changes a list has not read yet. */
+export function unreadChanges(read: { from: string; seen: string }) {
+  return sql`
+    xid >= pg_snapshot_xmin(${read.from}::pg_snapshot) AND xid < pg_snapshot_xmax(${read.seen}::pg_snapshot)
+    AND pg_visible_in_snapshot(xid, ${read.seen}::pg_snapshot) AND NOT pg_visible_in_snapshot(xid, ${read.from}::pg_snapshot)`;
+}
+
+/** The triggers each logged source table must carry, enabled ALWAYS. */
+const LOGGED_TABLES = ['customers', 'campaign_target_groups'];
+const LOG_TRIGGERS = ['log_insert', 'log_update', 'log_delete', 'log_truncate'];
+
+/**
+ * Whether the change log can stand in for reading the list's whole target
+ * group, cheapest checks first; the reason when it cannot.
+ */
+export async function chooseSourceRead(
+  tx: Db,
+  segmentId: string,
+  activeCampaignIds: readonly string[],
+  seen: string,
+  { full, wholeReadDays }: { full: boolean; wholeReadDays: number },
+): Promise<SourceRead> {
+  const whole = (reason: string): SourceRead => ({ kind: 'whole', seen, reason });
+  if (full) return whole('--full');
+  if (wholeReadDays === 0) return whole('SOURCE_WHOLE_READ_DAYS is 0');
+  const { rows: lists } = await sql<{ from: string | null; same_campaigns: boolean; stale: boolean; rows: string | null }>`
+    SELECT l.changes_read_in::text AS from,
+           coalesce(l.snapshot_campaigns @> ${activeCampaignIds}::text[] AND l.snapshot_campaigns <@ ${activeCampaignIds}::text[], false) AS same_campaigns,
+           coalesce(statement_timestamp() >= l.whole_read_due OR l.whole_read_at < statement_timestamp() - make_interval(days => ${wholeReadDays}::int), true) AS stale,
+           (SELECT sum(n) FROM audience_sync.list_target_counts k WHERE k.audience_segment_id = l.audience_segment_id AND k.scope <> '')::text AS rows
+    FROM audience_sync.lists l WHERE l.audience_segment_id = ${segmentId}::bigint`.execute(tx);
+  const list = lists[0];
+  if (!list?.from) return whole('the snapshot has not read the change log yet');
+  if (!list.same_campaigns) return whole('the list is fed by other campaigns than its snapshot holds');
+  if (list.stale) return whole(`the whole target group is read at least every ${wholeReadDays} days`);
+  if (!(await sourceIsLogged(tx))) return whole('a source table is a view, or its change-log triggers are missing or disabled');
+
+  // Past a tenth of the snapshot, looking every change up costs more than reading everything once.
+  const limit = Math.max(1000, Math.floor(Number(list.rows ?? 0) / 10));
+  const read = { from: list.from, seen };
+  const { rows: truncations } = await sql<{ truncated: boolean }>`
+    SELECT EXISTS (SELECT 1 FROM audience_sync.source_changes WHERE customer_id IS NULL AND ${unreadChanges(read)}) AS truncated`.execute(tx);
+  if (truncations[0]!.truncated) return whole('a source table was truncated');
+  const { rows: window } = await sql<{ n: number }>`
+    SELECT count(*)::int AS n FROM (
+      SELECT 1 FROM audience_sync.source_changes
+      WHERE ${unreadChanges(read)} AND (campaign_id IS NULL OR campaign_id = ANY(${activeCampaignIds}::text[]))
+      LIMIT ${limit + 1}) w`.execute(tx);
+  if (window[0]!.n > limit) return whole(`more than ${limit} source changes for the list since its last plan`);
+  return { kind: 'changes', ...read };
+}
+
+/** Both logged tables are ordinary tables carrying every log trigger, enabled ALWAYS. */
+async function sourceIsLogged(tx: Db): Promise<boolean> {
+  const { rows } = await sql<{ n: number }>`
+    SELECT count(*)::int AS n
+    FROM pg_catalog.pg_trigger t
+    JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+    JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace
+    WHERE s.nspname = 'audience_sync' AND c.relname = ANY(${LOGGED_TABLES}::text[]) AND c.relkind IN ('r', 'p')
+      AND t.tgname = ANY(${LOG_TRIGGERS}::text[]) AND t.tgenabled = 'A'`.execute(tx);
+  return rows[0]!.n === LOGGED_TABLES.length * LOG_TRIGGERS.length;
+}
+
+/** The list's snapshot now holds the source as of `read.seen`, for these campaigns. */
+export async function recordSourceRead(
+  tx: Db,
+  segmentId: string,
+  read: SourceRead,
+  activeCampaignIds: readonly string[],
+  wholeReadDays: number,
+): Promise<void> {
+  // Due dates are compared with statement_timestamp(), not the transaction's start: a plan whose transaction began
+  // before a pruning but took its lock after must see the due date the pruning saw as passed.
+  // The due date is stored, not recomputed from the setting: pruning then never depends on how another process is configured.
+  await sql`
+    UPDATE audience_sync.lists SET
+      changes_read_in = ${read.seen}::pg_snapshot,
+      snapshot_campaigns = ${activeCampaignIds}::text[],
+      whole_read_at = CASE WHEN ${read.kind === 'whole'} THEN now() ELSE whole_read_at END,
+      whole_read_due = CASE WHEN ${read.kind === 'whole'} THEN now() + make_interval(days => ${wholeReadDays}::int) ELSE whole_read_due END
+    WHERE audience_segment_id = ${segmentId}::bigint`.execute(tx);
+}
+
+/**
+ * Deletes the log rows every list that still reads the log has read: those
+ * of transactions older than each such list's snapshot (an emptied list, or
+ * one due for a whole read, reads none of it). Skipped while a plan holds the log.
+ */
+export async function pruneChangeLog(db: Db): Promise<number> {
+  return db.transaction().execute(async (tx) => {
+    const { rows } = await sql<{ locked: boolean }>`
+      SELECT pg_try_advisory_xact_lock(${CHANGE_LOG_LOCK_CLASS}::int, 0) AS locked`.execute(tx);
+    if (!rows[0]!.locked) return 0;
+    const pruned = await sql`
+      DELETE FROM audience_sync.source_changes
+      WHERE xid < coalesce(
+        (SELECT min(pg_snapshot_xmin(changes_read_in)) FROM audience_sync.lists
+         WHERE changes_read_in IS NOT NULL AND statement_timestamp() < whole_read_due),
+        pg_snapshot_xmin(pg_current_snapshot()))`.execute(tx);
+    return Number(pruned.numAffectedRows ?? 0);
+  });
+}

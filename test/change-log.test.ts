@@ -1,0 +1,167 @@
+import { sql } from 'kysely';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pruneChangeLog } from '../src/change-log.js';
+import { convergence, createWorld, seedCampaigns, seedCustomers, seedTargetGroup, type World } from './helpers.js';
+
+/**
+ * The source change log: a day's plan reads the keys the triggers logged
+ * rather than the whole target group, and falls back to the whole read
+ * whenever the log cannot be trusted. Every case ends with the list exact
+ * in the sandbox, so a log that missed a change would fail here.
+ */
+
+let world: World;
+let writer: pg.Client;
+
+beforeAll(async () => {
+  world = await createWorld('change_log', { segments: ['501', '502', '503', '504', '505', '506'].map((id) => ({ id, advertiserId: '1' })) });
+  await seedCustomers(world.database.db, 0, 6000);
+  writer = new pg.Client({ connectionString: world.databaseUrl });
+  await writer.connect();
+});
+
+afterAll(async () => {
+  await writer?.end();
+  await world?.close();
+});
+
+async function startList(segmentId: string, campaignId: string, from: number, to: number) {
+  await seedCampaigns(world.database.db, [{ id: campaignId, segmentId }]);
+  await seedTargetGroup(world.database.db, campaignId, from, to);
+  const first = await world.run({ segmentIds: [segmentId] });
+  expect(first.lists[0]).toMatchObject({ status: 'succeeded', sourceRead: 'whole', wholeReadReason: expect.stringContaining('not read the change log') });
+}
+
+async function runList(segmentId: string, env: Record<string, string> = {}, options: { full?: boolean } = {}) {
+  const run = await world.run({ segmentIds: [segmentId], ...options }, env);
+  expect(await convergence(world, segmentId)).toMatchObject({ exact: true });
+  return run.lists[0]!;
+}
+
+describe('the source change log', () => {
+  it('a day of changes is read from the log: emails changed, customers and rows gone and new; a no-op upsert logs nothing', async () => {
+    const db = world.database.db;
+    await startList('501', 'l1', 0, 1000);
+    // The upsert a daily loader runs over every row: nothing changes, nothing is logged.
+    const before = await sql<{ n: number }>`SELECT count(*)::int AS n FROM audience_sync.source_changes`.execute(db);
+    await seedCustomers(db, 0, 6000);
+    const after = await sql<{ n: number }>`SELECT count(*)::int AS n FROM audience_sync.source_changes`.execute(db);
+    expect(after.rows[0]!.n).toBe(before.rows[0]!.n);
+
+    await sql`UPDATE audience_sync.customers SET email = 'moved' || customer_id || '@example.org' WHERE customer_id IN ('c1', 'c2', 'c3')`.execute(db);
+    await sql`UPDATE audience_sync.customers SET email = 'not an email' WHERE customer_id = 'c4'`.execute(db);
+    await sql`DELETE FROM audience_sync.customers WHERE customer_id = 'c5'`.execute(db);
+    await sql`DELETE FROM audience_sync.campaign_target_groups WHERE campaign_id = 'l1' AND customer_id IN ('c6', 'c7')`.execute(db);
+    await seedTargetGroup(db, 'l1', 1000, 1010);
+    // A row whose customer arrives later, and a customer renamed to it.
+    await sql`INSERT INTO audience_sync.campaign_target_groups VALUES ('l1', 'late-1'), ('l1', 'late-2')`.execute(db);
+    await sql`INSERT INTO audience_sync.customers VALUES ('late-1', 'late1@example.com')`.execute(db);
+    await sql`UPDATE audience_sync.customers SET customer_id = 'late-2' WHERE customer_id = 'c8'`.execute(db);
+
+    const day = await runList('501');
+    expect(day).toMatchObject({ status: 'succeeded', sourceRead: 'changes', wholeReadReason: null });
+    // c1-c3 moved (3 in, 3 out), c4 and c5 out, c6 and c7 out, ten new rows and late-1 in; c8's email moved
+    // with its customer to late-2, a row of the list too, so that identifier stays.
+    expect(day).toMatchObject({ toAdd: 3 + 10 + 1, toRemove: 3 + 2 + 2 });
+    expect((await runList('501')).toAdd + (await runList('501')).toRemove).toBe(0);
+  });
+
+  it('reads a change committed while another transaction stays open, and one committed during a plan the next time, once', async () => {
+    const db = world.database.db;
+    await startList('502', 'l2', 1000, 2000);
+    // An open transaction with an older id, elsewhere in the cluster's eyes: it must not hold committed changes back.
+    await writer.query('BEGIN');
+    await writer.query(`UPDATE audience_sync.customers SET email = 'held' || customer_id || '@example.org' WHERE customer_id = 'c1500'`);
+    await sql`UPDATE audience_sync.customers SET email = 'fresh1400@example.org' WHERE customer_id = 'c1400'`.execute(db);
+    const during = await runList('502');
+    // The open write is not visible yet: the list is exact for what is committed, and c1500 is not read.
+    expect(during).toMatchObject({ sourceRead: 'changes', toAdd: 1, toRemove: 1 });
+    await writer.query('COMMIT');
+    expect(await runList('502')).toMatchObject({ sourceRead: 'changes', toAdd: 1, toRemove: 1 });
+    expect(await runList('502')).toMatchObject({ sourceRead: 'changes', toAdd: 0, toRemove: 0 });
+  });
+
+  it('reads the whole target group when the log cannot be trusted or is not worth it, saying why', async () => {
+    const db = world.database.db;
+    await startList('503', 'l3', 2000, 3000);
+
+    await sql`UPDATE audience_sync.customers SET email = 'x' || customer_id || '@example.org' WHERE customer_id = 'c2001'`.execute(db);
+    expect(await runList('503', {}, { full: true })).toMatchObject({ sourceRead: 'whole', wholeReadReason: '--full', toAdd: 1000 });
+
+    await sql`UPDATE audience_sync.customers SET email = 'y' || customer_id || '@example.org' WHERE customer_id = 'c2002'`.execute(db);
+    expect(await runList('503', { SOURCE_WHOLE_READ_DAYS: '0' })).toMatchObject({ sourceRead: 'whole', wholeReadReason: expect.stringContaining('SOURCE_WHOLE_READ_DAYS'), toAdd: 1 });
+    // A whole read is due again as many days after it as the setting said then: 0.
+    expect(await runList('503')).toMatchObject({ sourceRead: 'whole', wholeReadReason: expect.stringContaining('at least every 7 days') });
+
+    // More changed customers than a tenth of the snapshot (and at least a thousand), whichever lists they are in.
+    await sql`UPDATE audience_sync.customers SET email = 'z' || customer_id || '@example.org' WHERE customer_id IN (SELECT 'c' || i FROM generate_series(3500, 4500) i)`.execute(db);
+    await sql`UPDATE audience_sync.customers SET email = 'z' || customer_id || '@example.org' WHERE customer_id = 'c2003'`.execute(db);
+    expect(await runList('503')).toMatchObject({ sourceRead: 'whole', wholeReadReason: expect.stringContaining('more than 1000 source changes'), toAdd: 1, toRemove: 1 });
+    // Rows of campaigns feeding other lists do not count.
+    await seedCampaigns(db, [{ id: 'other', segmentId: '506' }]);
+    await seedTargetGroup(db, 'other', 0, 1500);
+    expect(await runList('503')).toMatchObject({ sourceRead: 'changes', toAdd: 0, toRemove: 0 });
+
+    await seedCampaigns(db, [{ id: 'l3b', segmentId: '503' }]);
+    await seedTargetGroup(db, 'l3b', 2500, 3500);
+    expect(await runList('503')).toMatchObject({ sourceRead: 'whole', wholeReadReason: expect.stringContaining('other campaigns'), toAdd: 500 });
+    expect(await runList('503')).toMatchObject({ sourceRead: 'changes', toAdd: 0, toRemove: 0 });
+  });
+
+  it('a truncated table, a disabled trigger and a view are read whole; replication-role writes are logged', async () => {
+    const db = world.database.db;
+    await startList('504', 'l4', 3000, 4000);
+
+    // A replica applying changes (logical replication) still fires the ALWAYS triggers.
+    await writer.query('BEGIN');
+    await writer.query('SET LOCAL session_replication_role = replica');
+    await writer.query(`UPDATE audience_sync.customers SET email = 'replicated@example.org' WHERE customer_id = 'c3001'`);
+    await writer.query('COMMIT');
+    expect(await runList('504')).toMatchObject({ sourceRead: 'changes', toAdd: 1, toRemove: 1 });
+
+    await sql`ALTER TABLE audience_sync.customers DISABLE TRIGGER log_update`.execute(db);
+    await sql`UPDATE audience_sync.customers SET email = 'unlogged@example.org' WHERE customer_id = 'c3002'`.execute(db);
+    expect(await runList('504')).toMatchObject({ sourceRead: 'whole', wholeReadReason: expect.stringContaining('triggers'), toAdd: 1, toRemove: 1 });
+    await sql`ALTER TABLE audience_sync.customers ENABLE ALWAYS TRIGGER log_update`.execute(db);
+
+    // A target group reloaded whole each day: TRUNCATE, then the rows again, fewer of them.
+    await sql`CREATE TABLE tg_copy AS SELECT * FROM audience_sync.campaign_target_groups`.execute(db);
+    await sql`TRUNCATE audience_sync.campaign_target_groups`.execute(db);
+    await sql`INSERT INTO audience_sync.campaign_target_groups SELECT * FROM tg_copy WHERE customer_id <> 'c3003'`.execute(db);
+    expect(await runList('504')).toMatchObject({ sourceRead: 'whole', wholeReadReason: 'a source table was truncated', toRemove: 1 });
+
+    // A view in place of the table: no triggers to log it.
+    await sql`ALTER TABLE audience_sync.campaign_target_groups RENAME TO campaign_target_groups_t`.execute(db);
+    await sql`CREATE VIEW audience_sync.campaign_target_groups AS SELECT * FROM audience_sync.campaign_target_groups_t`.execute(db);
+    try {
+      await sql`DELETE FROM audience_sync.campaign_target_groups_t WHERE customer_id = 'c3004'`.execute(db);
+      expect(await runList('504')).toMatchObject({ sourceRead: 'whole', wholeReadReason: expect.stringContaining('view'), toRemove: 1 });
+    } finally {
+      await sql`DROP VIEW audience_sync.campaign_target_groups`.execute(db);
+      await sql`ALTER TABLE audience_sync.campaign_target_groups_t RENAME TO campaign_target_groups`.execute(db);
+    }
+    expect(await runList('504')).toMatchObject({ sourceRead: 'changes' });
+  });
+
+  it('pruning keeps the rows a list has not read, and drops those every list has', async () => {
+    const db = world.database.db;
+    await startList('505', 'l5', 4000, 5000);
+    await startList('506', 'l6', 5000, 6000);
+    const { rows: update } = await sql<{ xid: string }>`
+      UPDATE audience_sync.customers SET email = 'p' || customer_id || '@example.org' WHERE customer_id IN ('c4001', 'c5001')
+      RETURNING pg_current_xact_id()::text AS xid`.execute(db);
+    const logged = async () =>
+      (await sql<{ n: number }>`SELECT count(*)::int AS n FROM audience_sync.source_changes WHERE xid = ${update[0]!.xid}::xid8`.execute(db)).rows[0]!.n;
+    // 505 reads the change and prunes after its run; 506 has not read it, so it stays for 506.
+    expect(await runList('505')).toMatchObject({ sourceRead: 'changes', toAdd: 1, toRemove: 1 });
+    expect(await logged()).toBe(2);
+    expect(await runList('506')).toMatchObject({ sourceRead: 'changes', toAdd: 1, toRemove: 1 });
+    await pruneChangeLog(db);
+    // What is left is what some list may still read: nothing older than every list's snapshot.
+    const { rows } = await sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM audience_sync.source_changes
+      WHERE xid < (SELECT min(pg_snapshot_xmin(changes_read_in)) FROM audience_sync.lists WHERE changes_read_in IS NOT NULL AND now() < whole_read_due)`.execute(db);
+    expect(rows[0]!.n).toBe(0);
+  });
+});
