@@ -91,7 +91,10 @@ export interface RunPhases {
   /** When each list's plan was done, ms after the start. */
   listPlannedAtMs: Record<string, number>;
   /** The snapshot's one pass over the source (target groups, customers, snapshot) finding changed rows. */
-  snapshotPassMs: number;
+  /** Finding the changed rows: the whole read (the snapshot pass) or the change log's keys looked up. */
+  sourceReadMs: number;
+  /** Per list: 'changes' (from the change log) or 'whole', as its 'list planned' line says. */
+  sourceRead: Record<string, string>;
   sendBusyMs: number;
   sendWallMs: number;
   ledgerBusyMs: number;
@@ -243,7 +246,8 @@ export function analyseRun(eventsFile: string, stderrFile: string): RunPhases {
     wallMs: end - start,
     planMs: planEnd - start,
     listPlannedAtMs,
-    snapshotPassMs: kinds.get('CREATE target_changes')?.totalMs ?? 0,
+    sourceReadMs: ['CREATE target_changes', 'CREATE logged_changes', 'CREATE logged_keys'].reduce((a, k) => a + (kinds.get(k)?.totalMs ?? 0), 0),
+    sourceRead: Object.fromEntries(planned.map((l) => [String(l.list), String(l.sourceRead)])),
     sendBusyMs: unionLength(callIntervals),
     sendWallMs: end - Math.min(planEnd, firstCall),
     ledgerBusyMs: unionLength(ledgerIntervals),

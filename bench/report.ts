@@ -151,7 +151,7 @@ function runRows(r: BenchResult): string[][] {
   both('wall', (p) => s(p.wallMs));
   both('plan (start → last list planned)', (p) => s(p.planMs));
   both('  its statements\' backend CPU', (p) => s(p.planCpuMs));
-  both('  of which the snapshot pass', (p) => s(p.snapshotPassMs));
+  both('  of which finding the changed rows', (p) => `${s(p.sourceReadMs)} (${Object.values(p.sourceRead).join(', ') || '–'})`);
   both('send: a Criteo call in flight', (p) => s(p.sendBusyMs));
   both('ledger writes (union / sum / CPU)', (p) => `${s(p.ledgerBusyMs)} / ${s(p.ledgerSumMs)} / ${s(p.ledgerCpuMs)}`);
   both('local work (wall − waiting on Criteo only)', (p) => s(p.localMs));

@@ -12,14 +12,17 @@ import { sql, type Kysely } from 'kysely';
  * it was logs nothing, so a loader that upserts every row daily logs only
  * the real changes.
  *
- * The triggers are ENABLE ALWAYS: they fire under session_replication_role
- * = replica too, so a source fed by logical replication is logged as well.
- * A source replaced by a view has no triggers, and the job then reads the
- * whole target group, as before (see change-log.ts).
+ * The triggers are ENABLE ALWAYS, so writes made under
+ * session_replication_role = replica (restore and sync tools) are logged
+ * too. The functions are SECURITY DEFINER: a loader role needs no grant on
+ * the log. A logical-replication apply worker fires no statement trigger,
+ * and a source replaced by a view has none: the job then reads the whole
+ * target group, as before (see change-log.ts for every such case).
  *
  * lists records how far each list's snapshot has read the log
  * (changes_read_in: the Postgres snapshot its last plan read the source in;
  * every change a transaction visible in it made is in the list's snapshot),
+ * a stamp of the source tables' and triggers' catalog rows as of that plan,
  * the campaigns the snapshot holds, when it last read the
  * whole target group and when it must again (until then the log keeps the
  * rows the list has not read).
@@ -38,35 +41,35 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
   // Spelled out, one statement each: the migration holds no SQL built from strings.
   await sql`
-    CREATE FUNCTION audience_sync.log_new_customers() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+    CREATE FUNCTION audience_sync.log_new_customers() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ BEGIN
       INSERT INTO audience_sync.source_changes (customer_id) SELECT customer_id FROM new_rows;
       RETURN NULL; END $$`.execute(db);
   await sql`
-    CREATE FUNCTION audience_sync.log_old_customers() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+    CREATE FUNCTION audience_sync.log_old_customers() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ BEGIN
       INSERT INTO audience_sync.source_changes (customer_id) SELECT customer_id FROM old_rows;
       RETURN NULL; END $$`.execute(db);
   await sql`
-    CREATE FUNCTION audience_sync.log_changed_customers() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+    CREATE FUNCTION audience_sync.log_changed_customers() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ BEGIN
       INSERT INTO audience_sync.source_changes (customer_id)
       SELECT customer_id FROM new_rows n FULL JOIN old_rows o USING (customer_id)
       WHERE n.customer_id IS NULL OR o.customer_id IS NULL OR n.email IS DISTINCT FROM o.email;
       RETURN NULL; END $$`.execute(db);
   await sql`
-    CREATE FUNCTION audience_sync.log_new_members() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+    CREATE FUNCTION audience_sync.log_new_members() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ BEGIN
       INSERT INTO audience_sync.source_changes (campaign_id, customer_id) SELECT campaign_id, customer_id FROM new_rows;
       RETURN NULL; END $$`.execute(db);
   await sql`
-    CREATE FUNCTION audience_sync.log_old_members() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+    CREATE FUNCTION audience_sync.log_old_members() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ BEGIN
       INSERT INTO audience_sync.source_changes (campaign_id, customer_id) SELECT campaign_id, customer_id FROM old_rows;
       RETURN NULL; END $$`.execute(db);
   await sql`
-    CREATE FUNCTION audience_sync.log_changed_members() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+    CREATE FUNCTION audience_sync.log_changed_members() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ BEGIN
       INSERT INTO audience_sync.source_changes (campaign_id, customer_id)
       SELECT campaign_id, customer_id FROM new_rows n FULL JOIN old_rows o USING (campaign_id, customer_id)
       WHERE n.customer_id IS NULL OR o.customer_id IS NULL;
       RETURN NULL; END $$`.execute(db);
   await sql`
-    CREATE FUNCTION audience_sync.log_truncated_source() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+    CREATE FUNCTION audience_sync.log_truncated_source() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ BEGIN
       INSERT INTO audience_sync.source_changes (campaign_id, customer_id) VALUES (NULL, NULL);
       RETURN NULL; END $$`.execute(db);
 
@@ -103,10 +106,15 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       ENABLE ALWAYS TRIGGER log_insert, ENABLE ALWAYS TRIGGER log_update,
       ENABLE ALWAYS TRIGGER log_delete, ENABLE ALWAYS TRIGGER log_truncate`.execute(db);
 
+  // How far the log has been pruned: a list that has not read that far reads whole.
+  await sql`CREATE TABLE audience_sync.change_log (pruned_below xid8 NOT NULL)`.execute(db);
+  await sql`INSERT INTO audience_sync.change_log VALUES ('0')`.execute(db);
+
   // NULL changes_read_in: the list has not read the log yet; its next plan reads the whole target group.
   await sql`
     ALTER TABLE audience_sync.lists
       ADD COLUMN changes_read_in pg_snapshot,
+      ADD COLUMN source_stamp text,
       ADD COLUMN snapshot_campaigns text[],
       ADD COLUMN whole_read_at timestamptz,
       ADD COLUMN whole_read_due timestamptz`.execute(db);

@@ -10,9 +10,10 @@ import type { Db } from './db.js';
  * is in the list's snapshot. A plan takes a new Postgres snapshot before it
  * reads anything and reads the log rows of the transactions that became
  * visible in between. A committed transaction is visible in every snapshot
- * taken after it, so each change reaches each list exactly once, whatever
- * commits while the plan runs (those wait for the next plan, which then
- * re-reads the current state of their keys).
+ * taken after it, so no change is missed, whatever commits while the plan
+ * runs: those are read by the next plan, which re-reads the current state of
+ * their keys (a whole read may have seen some already; reading a key twice
+ * is harmless).
  *
  * A plan reads the whole target group instead (the snapshot pass) whenever
  * the log cannot be trusted or is not worth it: see chooseSourceRead.
@@ -23,8 +24,8 @@ const CHANGE_LOG_LOCK_CLASS = 0x41_53_03; // "AS" 3
 
 /** Postgres snapshots (pg_snapshot, as text): the log rows read are those of transactions visible in `seen` and not in `from`. */
 export type SourceRead =
-  | { kind: 'changes'; from: string; seen: string }
-  | { kind: 'whole'; seen: string; reason: string };
+  | { kind: 'changes'; from: string; seen: string; stamp: string }
+  | { kind: 'whole'; seen: string; stamp: string | null; reason: string };
 
 /**
  * The Postgres snapshot this plan reads the source as of, under the shared
@@ -59,46 +60,81 @@ export async function chooseSourceRead(
   seen: string,
   { full, wholeReadDays }: { full: boolean; wholeReadDays: number },
 ): Promise<SourceRead> {
-  const whole = (reason: string): SourceRead => ({ kind: 'whole', seen, reason });
+  const stamp = await sourceStamp(tx);
+  const whole = (reason: string): SourceRead => ({ kind: 'whole', seen, stamp, reason });
   if (full) return whole('--full');
   if (wholeReadDays === 0) return whole('SOURCE_WHOLE_READ_DAYS is 0');
-  const { rows: lists } = await sql<{ from: string | null; same_campaigns: boolean; stale: boolean; rows: string | null }>`
+  if (!stamp) return whole('a source table is a view or replicated, or its change-log triggers are missing or not enabled ALWAYS');
+  const { rows: lists } = await sql<{
+    from: string | null;
+    same_source: boolean;
+    same_campaigns: boolean;
+    stale: boolean;
+    ids_went_back: boolean;
+    pruned_past: boolean;
+    rows: string | null;
+  }>`
     SELECT l.changes_read_in::text AS from,
+           coalesce(l.source_stamp = ${stamp}, false) AS same_source,
            coalesce(l.snapshot_campaigns @> ${activeCampaignIds}::text[] AND l.snapshot_campaigns <@ ${activeCampaignIds}::text[], false) AS same_campaigns,
            coalesce(statement_timestamp() >= l.whole_read_due OR l.whole_read_at < statement_timestamp() - make_interval(days => ${wholeReadDays}::int), true) AS stale,
+           coalesce(pg_snapshot_xmax(l.changes_read_in) > pg_snapshot_xmax(${seen}::pg_snapshot), false) AS ids_went_back,
+           coalesce((SELECT pruned_below FROM audience_sync.change_log) > pg_snapshot_xmin(l.changes_read_in), true) AS pruned_past,
            (SELECT sum(n) FROM audience_sync.list_target_counts k WHERE k.audience_segment_id = l.audience_segment_id AND k.scope <> '')::text AS rows
     FROM audience_sync.lists l WHERE l.audience_segment_id = ${segmentId}::bigint`.execute(tx);
   const list = lists[0];
   if (!list?.from) return whole('the snapshot has not read the change log yet');
-  if (!list.same_campaigns) return whole('the list is fed by other campaigns than its snapshot holds');
-  if (list.stale) return whole(`the whole target group is read at least every ${wholeReadDays} days`);
-  if (!(await sourceIsLogged(tx))) return whole('a source table is a view, or its change-log triggers are missing or disabled');
-
-  // Past a tenth of the snapshot, looking every change up costs more than reading everything once.
-  const limit = Math.max(1000, Math.floor(Number(list.rows ?? 0) / 10));
   const read = { from: list.from, seen };
+  // Said first, as the likeliest reason: a TRUNCATE also rewrites the table, which changes the stamp below.
   const { rows: truncations } = await sql<{ truncated: boolean }>`
     SELECT EXISTS (SELECT 1 FROM audience_sync.source_changes WHERE customer_id IS NULL AND ${unreadChanges(read)}) AS truncated`.execute(tx);
   if (truncations[0]!.truncated) return whole('a source table was truncated');
+  // A trigger disabled and enabled again, a table rewritten or swapped: writes in between may be unlogged.
+  if (!list.same_source) return whole('a source table or its change-log triggers changed since the last plan');
+  if (!list.same_campaigns) return whole('the list is fed by other campaigns than its snapshot holds');
+  if (list.stale) return whole(`the whole target group is read at least every ${wholeReadDays} days`);
+  if (list.ids_went_back) return whole('transaction ids went back since the last plan (a restored or moved database)');
+  if (list.pruned_past) return whole('the change log was pruned past what the list has read');
+
+  // Past a tenth of the snapshot, looking every change up costs more than reading everything once.
+  const limit = Math.max(1000, Math.floor(Number(list.rows ?? 0) / 10));
   const { rows: window } = await sql<{ n: number }>`
     SELECT count(*)::int AS n FROM (
       SELECT 1 FROM audience_sync.source_changes
       WHERE ${unreadChanges(read)} AND (campaign_id IS NULL OR campaign_id = ANY(${activeCampaignIds}::text[]))
       LIMIT ${limit + 1}) w`.execute(tx);
   if (window[0]!.n > limit) return whole(`more than ${limit} source changes for the list since its last plan`);
-  return { kind: 'changes', ...read };
+  return { kind: 'changes', ...read, stamp };
 }
 
-/** Both logged tables are ordinary tables carrying every log trigger, enabled ALWAYS. */
-async function sourceIsLogged(tx: Db): Promise<boolean> {
-  const { rows } = await sql<{ n: number }>`
-    SELECT count(*)::int AS n
-    FROM pg_catalog.pg_trigger t
-    JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
-    JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace
-    WHERE s.nspname = 'audience_sync' AND c.relname = ANY(${LOGGED_TABLES}::text[]) AND c.relkind IN ('r', 'p')
-      AND t.tgname = ANY(${LOG_TRIGGERS}::text[]) AND t.tgenabled = 'A'`.execute(tx);
-  return rows[0]!.n === LOGGED_TABLES.length * LOG_TRIGGERS.length;
+/**
+ * The source tables' and log triggers' catalog rows, as one stamp; null
+ * when the log cannot see every write: a table that is not an ordinary table
+ * (a view, or a partitioned table whose partitions can be written directly),
+ * a log trigger missing or not enabled ALWAYS, a table a subscription
+ * replicates into (apply workers fire no statement trigger). Disabling and
+ * re-enabling a trigger, replacing its function, or rewriting or swapping a
+ * table changes the stamp.
+ */
+async function sourceStamp(tx: Db): Promise<string | null> {
+  const { rows } = await sql<{ logged: boolean; stamp: string }>`
+    WITH t AS (
+      SELECT c.oid, c.relname, c.relkind, c.relfilenode
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace
+      WHERE s.nspname = 'audience_sync' AND c.relname = ANY(${LOGGED_TABLES}::text[])
+    ),
+    g AS (
+      SELECT tr.tgrelid, tr.tgname, tr.tgenabled, tr.oid, tr.xmin::text AS row_version, p.oid AS fn, p.xmin::text AS fn_version
+      FROM pg_catalog.pg_trigger tr JOIN pg_catalog.pg_proc p ON p.oid = tr.tgfoid
+      WHERE tr.tgrelid IN (SELECT oid FROM t) AND tr.tgname = ANY(${LOG_TRIGGERS}::text[])
+    )
+    SELECT (SELECT count(*) FROM t WHERE relkind = 'r') = ${LOGGED_TABLES.length}
+           AND (SELECT count(*) FROM g WHERE tgenabled = 'A') = ${LOGGED_TABLES.length * LOG_TRIGGERS.length}
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel r WHERE r.srrelid IN (SELECT oid FROM t)) AS logged,
+           md5(concat_ws('|',
+             (SELECT string_agg(concat_ws(':', relname, oid, relfilenode), ',' ORDER BY relname) FROM t),
+             (SELECT string_agg(concat_ws(':', tgrelid, tgname, oid, row_version, fn, fn_version), ',' ORDER BY tgrelid, tgname) FROM g))) AS stamp`.execute(tx);
+  return rows[0]!.logged ? rows[0]!.stamp : null;
 }
 
 /** The list's snapshot now holds the source as of `read.seen`, for these campaigns. */
@@ -115,6 +151,7 @@ export async function recordSourceRead(
   await sql`
     UPDATE audience_sync.lists SET
       changes_read_in = ${read.seen}::pg_snapshot,
+      source_stamp = ${read.stamp},
       snapshot_campaigns = ${activeCampaignIds}::text[],
       whole_read_at = CASE WHEN ${read.kind === 'whole'} THEN now() ELSE whole_read_at END,
       whole_read_due = CASE WHEN ${read.kind === 'whole'} THEN now() + make_interval(days => ${wholeReadDays}::int) ELSE whole_read_due END
@@ -131,12 +168,14 @@ export async function pruneChangeLog(db: Db): Promise<number> {
     const { rows } = await sql<{ locked: boolean }>`
       SELECT pg_try_advisory_xact_lock(${CHANGE_LOG_LOCK_CLASS}::int, 0) AS locked`.execute(tx);
     if (!rows[0]!.locked) return 0;
-    const pruned = await sql`
-      DELETE FROM audience_sync.source_changes
-      WHERE xid < coalesce(
+    // Recorded first: a list that has not read this far then reads whole, whatever the clocks said (see chooseSourceRead).
+    const { rows: bound } = await sql<{ below: string }>`
+      UPDATE audience_sync.change_log SET pruned_below = greatest(pruned_below, coalesce(
         (SELECT min(pg_snapshot_xmin(changes_read_in)) FROM audience_sync.lists
          WHERE changes_read_in IS NOT NULL AND statement_timestamp() < whole_read_due),
-        pg_snapshot_xmin(pg_current_snapshot()))`.execute(tx);
+        pg_snapshot_xmin(pg_current_snapshot())))
+      RETURNING pruned_below::text AS below`.execute(tx);
+    const pruned = await sql`DELETE FROM audience_sync.source_changes WHERE xid < ${bound[0]!.below}::xid8`.execute(tx);
     return Number(pruned.numAffectedRows ?? 0);
   });
 }

@@ -46,3 +46,17 @@ export function describeDatabaseUrl(url: string): string {
     return 'the configured database';
   }
 }
+
+/**
+ * Runs statements that look a few thousand keys up in tables of millions.
+ * The planner's default random_page_cost (4) prices an index probe as an
+ * uncached disk read, and then scans whole tables instead; a daily job's
+ * tables are cached, where a probe costs about a sequential page. Set for
+ * the transaction, reset after (an error rolls the setting back with it).
+ */
+export async function probingKeys<T>(tx: Db, run: () => Promise<T>): Promise<T> {
+  await sql`SET LOCAL random_page_cost = 1.1`.execute(tx);
+  const result = await run();
+  await sql`RESET random_page_cost`.execute(tx);
+  return result;
+}

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Db } from './db.js';
+import { probingKeys, type Db } from './db.js';
 
 /**
  * The diff of one list: desired members (valid identifiers of its active
@@ -70,7 +70,7 @@ export async function materializePlan(tx: Db, listSyncId: number, segmentId: str
         ) u GROUP BY identifier
       ) k ON k.identifier = d.identifier`;
   }
-  const { rows } = await sql<{ to_add: number; to_remove: number }>`
+  const write = () => sql<{ to_add: number; to_remove: number }>`
     WITH inserted AS (
       INSERT INTO audience_sync.plan_entries (list_sync_id, operation, batch_no, identifier)
       SELECT ${listSyncId}::bigint, operation,
@@ -82,6 +82,8 @@ export async function materializePlan(tx: Db, listSyncId: number, segmentId: str
     SELECT count(*) FILTER (WHERE operation = 'add')::bigint AS to_add,
            count(*) FILTER (WHERE operation = 'remove')::bigint AS to_remove
     FROM inserted`.execute(tx);
+  // The touched identifiers are few: each is looked up in the ledger's index.
+  const { rows } = scope.kind === 'touched' ? await probingKeys(tx, write) : await write();
   return { toAdd: Number(rows[0]!.to_add), toRemove: Number(rows[0]!.to_remove) };
 }
 

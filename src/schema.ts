@@ -40,6 +40,7 @@ export interface ListsTable {
   updated_at: Timestamp;
   /** pg_snapshot as text: every source change by a transaction visible in it is in the list's snapshot. */
   changes_read_in: string | null;
+  source_stamp: string | null;
   snapshot_campaigns: string[] | null;
   whole_read_at: Timestamp | null;
   whole_read_due: Timestamp | null;

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { unreadChanges, type SourceRead } from './change-log.js';
-import type { Db } from './db.js';
+import { probingKeys, type Db } from './db.js';
 
 /**
  * The snapshot of a list's target groups (list_targets): one row per active
@@ -42,7 +42,7 @@ export interface SnapshotChanges {
 export async function findChangedTargets(tx: Db, segmentId: string, activeCampaignIds: readonly string[], read: SourceRead): Promise<SnapshotChanges> {
   // JIT compiling costs more than it saves at any size measured.
   await sql`SET LOCAL jit = off`.execute(tx);
-  if (read.kind === 'changes') await compareLoggedKeys(tx, segmentId, activeCampaignIds, read);
+  if (read.kind === 'changes') await probingKeys(tx, () => compareLoggedKeys(tx, segmentId, activeCampaignIds, read));
   else await compareWholeTargetGroup(tx, segmentId, activeCampaignIds);
   // Statistics for the statements that read the changes: a handful of rows on most days, millions on the first.
   await sql`ANALYZE ${CHANGES}`.execute(tx);
@@ -262,7 +262,7 @@ export async function forgetSnapshot(tx: Db, segmentId: string): Promise<void> {
   await sql`
     INSERT INTO audience_sync.lists AS l (audience_segment_id, in_step, identifiers) VALUES (${segmentId}::bigint, true, 0)
     ON CONFLICT (audience_segment_id) DO UPDATE SET in_step = true, identifiers = 0, updated_at = now(),
-      changes_read_in = NULL, snapshot_campaigns = NULL, whole_read_at = NULL, whole_read_due = NULL`.execute(tx);
+      changes_read_in = NULL, source_stamp = NULL, snapshot_campaigns = NULL, whole_read_at = NULL, whole_read_due = NULL`.execute(tx);
 }
 
 export interface SnapshotCounts {

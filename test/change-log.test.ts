@@ -109,7 +109,7 @@ describe('the source change log', () => {
     expect(await runList('503')).toMatchObject({ sourceRead: 'changes', toAdd: 0, toRemove: 0 });
   });
 
-  it('a truncated table, a disabled trigger and a view are read whole; replication-role writes are logged', async () => {
+  it('a truncated table, a trigger disabled (even for a while), a view and a pruned log are read whole; replica-role writes are logged', async () => {
     const db = world.database.db;
     await startList('504', 'l4', 3000, 4000);
 
@@ -124,6 +124,17 @@ describe('the source change log', () => {
     await sql`UPDATE audience_sync.customers SET email = 'unlogged@example.org' WHERE customer_id = 'c3002'`.execute(db);
     expect(await runList('504')).toMatchObject({ sourceRead: 'whole', wholeReadReason: expect.stringContaining('triggers'), toAdd: 1, toRemove: 1 });
     await sql`ALTER TABLE audience_sync.customers ENABLE ALWAYS TRIGGER log_update`.execute(db);
+    expect(await runList('504')).toMatchObject({ sourceRead: 'whole', wholeReadReason: expect.stringContaining('changed since the last plan') });
+
+    // Disabled, written, enabled again between two plans: the log saw nothing, the catalog stamp did.
+    await sql`ALTER TABLE audience_sync.customers DISABLE TRIGGER log_update`.execute(db);
+    await sql`UPDATE audience_sync.customers SET email = 'gap@example.org' WHERE customer_id = 'c3005'`.execute(db);
+    await sql`ALTER TABLE audience_sync.customers ENABLE ALWAYS TRIGGER log_update`.execute(db);
+    expect(await runList('504')).toMatchObject({ sourceRead: 'whole', wholeReadReason: expect.stringContaining('changed since the last plan'), toAdd: 1, toRemove: 1 });
+
+    // Pruned past what the list has read (as a clock stepping back could make it): read whole, never a gap.
+    await sql`UPDATE audience_sync.change_log SET pruned_below = pg_snapshot_xmin(pg_current_snapshot())`.execute(db);
+    expect(await runList('504')).toMatchObject({ sourceRead: 'whole', wholeReadReason: expect.stringContaining('pruned past') });
 
     // A target group reloaded whole each day: TRUNCATE, then the rows again, fewer of them.
     await sql`CREATE TABLE tg_copy AS SELECT * FROM audience_sync.campaign_target_groups`.execute(db);
@@ -141,6 +152,8 @@ describe('the source change log', () => {
       await sql`DROP VIEW audience_sync.campaign_target_groups`.execute(db);
       await sql`ALTER TABLE audience_sync.campaign_target_groups_t RENAME TO campaign_target_groups`.execute(db);
     }
+    // The table back: its stamp is new to the list, so one more whole read, then the log again.
+    expect(await runList('504')).toMatchObject({ sourceRead: 'whole', wholeReadReason: expect.stringContaining('changed since the last plan') });
     expect(await runList('504')).toMatchObject({ sourceRead: 'changes' });
   });
 
