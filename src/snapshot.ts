@@ -73,7 +73,9 @@ async function compareLoggedKeys(tx: Db, segmentId: string, activeCampaignIds: r
     UNION
     SELECT t.campaign_id, t.customer_id FROM pg_temp.logged_changes c
     JOIN audience_sync.list_targets t ON t.audience_segment_id = ${segmentId}::bigint AND t.customer_id = c.customer_id
-    WHERE c.campaign_id IS NULL`.execute(tx);
+    WHERE c.campaign_id IS NULL
+    -- In key order, so that the probes below and the snapshot's own updates walk each index forward.
+    ORDER BY customer_id, campaign_id`.execute(tx);
   await sql`ANALYZE pg_temp.logged_keys`.execute(tx);
   await sql`
     CREATE TEMP TABLE target_changes ON COMMIT DROP AS
