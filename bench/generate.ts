@@ -97,24 +97,26 @@ export interface ChurnShape {
   emailChanges: number;
 }
 
-/** A day of churn (see above), and bench-c's measurement period ends. */
-export async function applyChurn(client: pg.Client, n: number, churn: number): Promise<ChurnShape> {
+/** A day of churn (see above); day 1 also ends bench-c's measurement period. Later days churn other customers. */
+export async function applyChurn(client: pg.Client, n: number, churn: number, day = 1): Promise<ChurnShape> {
   const leaveEvery = Math.max(1, Math.round(0.5 / (0.4 * churn))); // among customers 1..0.5N (bench-a only)
   const changeEvery = Math.max(1, Math.round(0.5 / (0.1 * churn))); // among 0.5N+1..N
   const joins = Math.floor(0.4 * churn * n);
+  const shift = day - 1;
+  const firstNew = n + shift * joins + 1;
   const left = await client.query(`
     DELETE FROM audience_sync.campaign_target_groups
     WHERE campaign_id = 'bench-a'
-      AND customer_id IN (SELECT ${customerId('i')} FROM generate_series(${leaveEvery}, ${Math.floor(0.5 * n)}, ${leaveEvery}) i)`);
+      AND customer_id IN (SELECT ${customerId('i')} FROM generate_series(${Math.max(1, leaveEvery - shift)}, ${Math.floor(0.5 * n)}, ${leaveEvery}) i)`);
   await client.query(`
     INSERT INTO audience_sync.customers (customer_id, email)
-    SELECT ${customerId('i')}, ${emailExpression('i')} FROM generate_series(${n + 1}, ${n + joins}) i`);
+    SELECT ${customerId('i')}, ${emailExpression('i')} FROM generate_series(${firstNew}, ${firstNew + joins - 1}) i`);
   await client.query(`
     INSERT INTO audience_sync.campaign_target_groups (campaign_id, customer_id)
-    SELECT 'bench-b', ${customerId('i')} FROM generate_series(${n + 1}, ${n + joins}) i`);
+    SELECT 'bench-b', ${customerId('i')} FROM generate_series(${firstNew}, ${firstNew + joins - 1}) i`);
   const changed = await client.query(`
-    UPDATE audience_sync.customers SET email = 'moved.' || substr(customer_id, 2) || '@example.org'
-    WHERE customer_id IN (SELECT ${customerId('i')} FROM generate_series(${Math.floor(0.5 * n) + changeEvery}, ${n}, ${changeEvery}) i)`);
-  await client.query(`UPDATE audience_sync.campaigns SET measurement_ends_at = now() - interval '1 minute' WHERE campaign_id = 'bench-c'`);
+    UPDATE audience_sync.customers SET email = 'moved${day}.' || substr(customer_id, 2) || '@example.org'
+    WHERE customer_id IN (SELECT ${customerId('i')} FROM generate_series(${Math.floor(0.5 * n) + Math.max(1, changeEvery - shift)}, ${n}, ${changeEvery}) i)`);
+  if (day === 1) await client.query(`UPDATE audience_sync.campaigns SET measurement_ends_at = now() - interval '1 minute' WHERE campaign_id = 'bench-c'`);
   return { leave: left.rowCount ?? 0, join: joins, emailChanges: changed.rowCount ?? 0 };
 }

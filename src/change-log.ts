@@ -179,3 +179,37 @@ export async function pruneChangeLog(db: Db): Promise<number> {
     return Number(pruned.numAffectedRows ?? 0);
   });
 }
+
+/**
+ * One line on whether runs can read the change log, and if not, what to do:
+ * for preflight. A source that is a view is fine (every run reads it whole);
+ * a trigger left enabled but not ALWAYS (what `ENABLE TRIGGER ALL` after a
+ * `pg_restore --disable-triggers` leaves) is named with its fix.
+ */
+export async function describeChangeLog(db: Db): Promise<string> {
+  const { rows } = await sql<{ relname: string; relkind: string; tgname: string | null; tgenabled: string | null; replicated: boolean }>`
+    SELECT c.relname, c.relkind, t.tgname, t.tgenabled,
+           EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel r WHERE r.srrelid = c.oid) AS replicated
+    FROM pg_catalog.pg_class c
+    JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace
+    LEFT JOIN pg_catalog.pg_trigger t ON t.tgrelid = c.oid AND t.tgname = ANY(${LOG_TRIGGERS}::text[])
+    WHERE s.nspname = 'audience_sync' AND c.relname = ANY(${LOGGED_TABLES}::text[])
+    ORDER BY c.relname, t.tgname`.execute(db);
+  const problems: string[] = [];
+  for (const table of LOGGED_TABLES) {
+    const mine = rows.filter((r) => r.relname === table);
+    if (mine[0]?.relkind !== 'r') {
+      problems.push(`${table} is not an ordinary table (a view?)`);
+      continue;
+    }
+    if (mine[0].replicated) problems.push(`${table} is replicated into by a subscription`);
+    for (const trigger of LOG_TRIGGERS) {
+      const t = mine.find((r) => r.tgname === trigger);
+      if (!t) problems.push(`${table} has no trigger ${trigger}`);
+      else if (t.tgenabled !== 'A') problems.push(`${table}.${trigger} is not enabled ALWAYS (ALTER TABLE audience_sync.${table} ENABLE ALWAYS TRIGGER ${trigger})`);
+    }
+  }
+  return problems.length === 0
+    ? 'in use: daily plans read the keys the source triggers logged'
+    : `not in use, every run reads whole target groups: ${problems.join('; ')}`;
+}

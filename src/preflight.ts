@@ -4,6 +4,7 @@ import type { Db } from './db.js';
 import { oneLine } from './errors.js';
 import { assertMigrated } from './migrate.js';
 import { findListTargets } from './source.js';
+import { describeChangeLog } from './change-log.js';
 
 /**
  * Checks, before a run writes anything, what would make it fail: the
@@ -42,6 +43,8 @@ export async function preflight(db: Db, client: CriteoClient, asOf = new Date())
   });
   if (!dbOk) return checks;
 
+  // Informational: without the log every run still converges, reading whole target groups.
+  await check('source change log', () => describeChangeLog(db));
   const targets = (await findListTargets(db, asOf)).filter((t) => t.activeCampaignIds.length > 0);
   if (tokenOk && targets.length > 0) {
     let visible = new Map<string, string | null>();

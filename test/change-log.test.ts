@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pruneChangeLog } from '../src/change-log.js';
+import { describeChangeLog, pruneChangeLog } from '../src/change-log.js';
 import { convergence, createWorld, seedCampaigns, seedCustomers, seedTargetGroup, type World } from './helpers.js';
 
 /**
@@ -142,11 +142,21 @@ describe('the source change log', () => {
     await sql`INSERT INTO audience_sync.campaign_target_groups SELECT * FROM tg_copy WHERE customer_id <> 'c3003'`.execute(db);
     expect(await runList('504')).toMatchObject({ sourceRead: 'whole', wholeReadReason: 'a source table was truncated', toRemove: 1 });
 
+    // What `ENABLE TRIGGER ALL` after `pg_restore --disable-triggers` leaves: enabled, not ALWAYS. Preflight names the fix.
+    await sql`ALTER TABLE audience_sync.customers ENABLE TRIGGER log_delete`.execute(db);
+    expect(await describeChangeLog(db)).toBe(
+      'not in use, every run reads whole target groups: customers.log_delete is not enabled ALWAYS (ALTER TABLE audience_sync.customers ENABLE ALWAYS TRIGGER log_delete)',
+    );
+    expect(await runList('504')).toMatchObject({ sourceRead: 'whole', wholeReadReason: expect.stringContaining('not enabled ALWAYS') });
+    await sql`ALTER TABLE audience_sync.customers ENABLE ALWAYS TRIGGER log_delete`.execute(db);
+    expect(await describeChangeLog(db)).toMatch(/^in use/);
+
     // A view in place of the table: no triggers to log it.
     await sql`ALTER TABLE audience_sync.campaign_target_groups RENAME TO campaign_target_groups_t`.execute(db);
     await sql`CREATE VIEW audience_sync.campaign_target_groups AS SELECT * FROM audience_sync.campaign_target_groups_t`.execute(db);
     try {
       await sql`DELETE FROM audience_sync.campaign_target_groups_t WHERE customer_id = 'c3004'`.execute(db);
+      expect(await describeChangeLog(db)).toContain('campaign_target_groups is not an ordinary table (a view?)');
       expect(await runList('504')).toMatchObject({ sourceRead: 'whole', wholeReadReason: expect.stringContaining('view'), toRemove: 1 });
     } finally {
       await sql`DROP VIEW audience_sync.campaign_target_groups`.execute(db);
