@@ -73,38 +73,39 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       INSERT INTO audience_sync.source_changes (campaign_id, customer_id) VALUES (NULL, NULL);
       RETURN NULL; END $$`.execute(db);
 
+  // Only on ordinary tables: a source an operator already replaced by a view gets no log (its lists read whole).
   await sql`
-    CREATE TRIGGER log_insert AFTER INSERT ON audience_sync.customers REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION audience_sync.log_new_customers()`.execute(db);
+    DO $do$ BEGIN
+      IF (SELECT relkind FROM pg_catalog.pg_class WHERE oid = 'audience_sync.customers'::regclass) = 'r' THEN
+        CREATE TRIGGER log_insert AFTER INSERT ON audience_sync.customers REFERENCING NEW TABLE AS new_rows
+          FOR EACH STATEMENT EXECUTE FUNCTION audience_sync.log_new_customers();
+        CREATE TRIGGER log_update AFTER UPDATE ON audience_sync.customers REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+          FOR EACH STATEMENT EXECUTE FUNCTION audience_sync.log_changed_customers();
+        CREATE TRIGGER log_delete AFTER DELETE ON audience_sync.customers REFERENCING OLD TABLE AS old_rows
+          FOR EACH STATEMENT EXECUTE FUNCTION audience_sync.log_old_customers();
+        CREATE TRIGGER log_truncate AFTER TRUNCATE ON audience_sync.customers
+          FOR EACH STATEMENT EXECUTE FUNCTION audience_sync.log_truncated_source();
+        ALTER TABLE audience_sync.customers
+          ENABLE ALWAYS TRIGGER log_insert, ENABLE ALWAYS TRIGGER log_update,
+          ENABLE ALWAYS TRIGGER log_delete, ENABLE ALWAYS TRIGGER log_truncate;
+      END IF;
+    END $do$`.execute(db);
   await sql`
-    CREATE TRIGGER log_update AFTER UPDATE ON audience_sync.customers REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION audience_sync.log_changed_customers()`.execute(db);
-  await sql`
-    CREATE TRIGGER log_delete AFTER DELETE ON audience_sync.customers REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION audience_sync.log_old_customers()`.execute(db);
-  await sql`
-    CREATE TRIGGER log_truncate AFTER TRUNCATE ON audience_sync.customers
-    FOR EACH STATEMENT EXECUTE FUNCTION audience_sync.log_truncated_source()`.execute(db);
-  await sql`
-    CREATE TRIGGER log_insert AFTER INSERT ON audience_sync.campaign_target_groups REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION audience_sync.log_new_members()`.execute(db);
-  await sql`
-    CREATE TRIGGER log_update AFTER UPDATE ON audience_sync.campaign_target_groups REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION audience_sync.log_changed_members()`.execute(db);
-  await sql`
-    CREATE TRIGGER log_delete AFTER DELETE ON audience_sync.campaign_target_groups REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION audience_sync.log_old_members()`.execute(db);
-  await sql`
-    CREATE TRIGGER log_truncate AFTER TRUNCATE ON audience_sync.campaign_target_groups
-    FOR EACH STATEMENT EXECUTE FUNCTION audience_sync.log_truncated_source()`.execute(db);
-  await sql`
-    ALTER TABLE audience_sync.customers
-      ENABLE ALWAYS TRIGGER log_insert, ENABLE ALWAYS TRIGGER log_update,
-      ENABLE ALWAYS TRIGGER log_delete, ENABLE ALWAYS TRIGGER log_truncate`.execute(db);
-  await sql`
-    ALTER TABLE audience_sync.campaign_target_groups
-      ENABLE ALWAYS TRIGGER log_insert, ENABLE ALWAYS TRIGGER log_update,
-      ENABLE ALWAYS TRIGGER log_delete, ENABLE ALWAYS TRIGGER log_truncate`.execute(db);
+    DO $do$ BEGIN
+      IF (SELECT relkind FROM pg_catalog.pg_class WHERE oid = 'audience_sync.campaign_target_groups'::regclass) = 'r' THEN
+        CREATE TRIGGER log_insert AFTER INSERT ON audience_sync.campaign_target_groups REFERENCING NEW TABLE AS new_rows
+          FOR EACH STATEMENT EXECUTE FUNCTION audience_sync.log_new_members();
+        CREATE TRIGGER log_update AFTER UPDATE ON audience_sync.campaign_target_groups REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+          FOR EACH STATEMENT EXECUTE FUNCTION audience_sync.log_changed_members();
+        CREATE TRIGGER log_delete AFTER DELETE ON audience_sync.campaign_target_groups REFERENCING OLD TABLE AS old_rows
+          FOR EACH STATEMENT EXECUTE FUNCTION audience_sync.log_old_members();
+        CREATE TRIGGER log_truncate AFTER TRUNCATE ON audience_sync.campaign_target_groups
+          FOR EACH STATEMENT EXECUTE FUNCTION audience_sync.log_truncated_source();
+        ALTER TABLE audience_sync.campaign_target_groups
+          ENABLE ALWAYS TRIGGER log_insert, ENABLE ALWAYS TRIGGER log_update,
+          ENABLE ALWAYS TRIGGER log_delete, ENABLE ALWAYS TRIGGER log_truncate;
+      END IF;
+    END $do$`.execute(db);
 
   // How far the log has been pruned: a list that has not read that far reads whole.
   await sql`CREATE TABLE audience_sync.change_log (pruned_below xid8 NOT NULL)`.execute(db);
