@@ -110,11 +110,13 @@ async function token(url: string, agent: Agent): Promise<string> {
  * each, bodies built beforehand, `concurrency` at a time, to a scratch list
  * (emptied after). What the job could at best reach against this sandbox.
  */
-export async function measureSandboxCeiling(url: string, segmentId: string, calls: number, size: number, concurrency: number) {
+export async function measureSandboxCeiling(url: string, segmentId: string, sizes: readonly number[], concurrency: number) {
+  const calls = sizes.length;
+  const size = Math.max(...sizes);
   const agent = new Agent({ connections: concurrency, keepAliveTimeout: 30_000 });
   const bearer = await token(url, agent);
-  const bodies = Array.from({ length: calls }, () => {
-    const identifiers = Array.from({ length: size }, () => randomBytes(32).toString('hex'));
+  const bodies = sizes.map((n) => {
+    const identifiers = Array.from({ length: n }, () => randomBytes(32).toString('hex'));
     return JSON.stringify({ data: { type: 'ContactlistAmendment', attributes: { operation: 'add', identifierType: 'email', identifiers } } });
   });
   const path = `${url}/${API_VERSION}/marketing-solutions/audience-segments/${segmentId}/contact-list`;
@@ -144,7 +146,7 @@ export async function measureSandboxCeiling(url: string, segmentId: string, call
     concurrency,
     wallMs,
     callsPerSecond: (calls / wallMs) * 1000,
-    identifiersPerSecond: ((calls * size) / wallMs) * 1000,
+    identifiersPerSecond: (sizes.reduce((x, y) => x + y, 0) / wallMs) * 1000,
     meanCallMs: durations.reduce((a, b) => a + b, 0) / durations.length,
   };
 }
