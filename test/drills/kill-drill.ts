@@ -84,7 +84,7 @@ export interface KillTrial {
   unsettledAfterKill: number;
   churnBeforeKill: Churn | null;
   churnBeforeRerun: Churn;
-  rerun: { exit: number | null; status: string; durationMs: number; added: number; removed: number; error?: string };
+  rerun: { exit: number | null; status: string; durationMs: number; added: number; removed: number; reads: string; error?: string };
   killedRunStatusAfterRerun: string | null;
   unsettledAfterRerun: number;
   lists: ListCheck[];
@@ -249,6 +249,8 @@ async function runTrial(world: DrillWorld, plan: TrialPlan): Promise<KillTrial> 
     durationMs: rr.durationMs,
     added: summary?.lists.reduce((n, l) => n + l.added, 0) ?? 0,
     removed: summary?.lists.reduce((n, l) => n + l.removed, 0) ?? 0,
+    // How each synced list found its changed rows: 'changes' (the source change log) or 'whole'.
+    reads: (summary?.lists ?? []).map((l) => l.sourceRead ?? '-').join(','),
     ...(rr.status !== 0 ? { error: (summary?.lists.filter((l) => l.status !== 'succeeded').map((l) => `${l.segmentId}: ${l.status} ${l.reason}`).join('; ') || rr.stderr.trim().split('\n').slice(-3).join(' | ')).slice(0, 800) } : {}),
   };
   const killedRunStatusAfterRerun = killedRun === null ? null : ((await db.selectFrom('audience_sync.runs').select('status').where('run_id', '=', killedRun).executeTakeFirst())?.status ?? null);
@@ -390,7 +392,7 @@ async function confirmedWrites(world: DrillWorld, runId: number): Promise<number
 
 interface SummaryLike {
   status: string;
-  lists: { segmentId: string; status: string; reason: string | null; added: number; removed: number }[];
+  lists: { segmentId: string; status: string; reason: string | null; added: number; removed: number; sourceRead?: string }[];
 }
 
 function parseSummary(stdout: string): SummaryLike | undefined {
@@ -409,7 +411,7 @@ function describeTrial(t: KillTrial, of: number): string {
     t.killed ? `killed at ${((t.killAfterMs ?? 0) / 1000).toFixed(1)}s: ${t.phase}` : `not killed: ${t.phase}`,
     `lost answers ${t.lostResponses}, unsettled ${t.unsettledAfterKill}`,
     `churn ${churn(t.churnBeforeKill)} then ${churn(t.churnBeforeRerun)}`,
-    `rerun ${t.rerun.status} (exit ${t.rerun.exit}, +${t.rerun.added} -${t.rerun.removed}, ${(t.rerun.durationMs / 1000).toFixed(1)}s)`,
+    `rerun ${t.rerun.status} (exit ${t.rerun.exit}, +${t.rerun.added} -${t.rerun.removed}, ${(t.rerun.durationMs / 1000).toFixed(1)}s, read ${t.rerun.reads})`,
     `lists exact ${exact}/${t.lists.length}${t.mismatches ? ` MISMATCHES ${t.mismatches}` : ''}`,
   ].join(' | ');
 }
