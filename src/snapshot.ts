@@ -52,6 +52,9 @@ export async function findChangedTargets(tx: Db, segmentId: string, activeCampai
 
 /** The fingerprint of customer row `cu`'s email, NULL when there is no such customer. */
 const fingerprint = sql`CASE WHEN cu.customer_id IS NOT NULL THEN hashtextextended(coalesce(cu.email, ''), 0) END`;
+/** A present row's state when it is not decided by its identifier (see newState): no customer `cu`, or no email. */
+const stateWithoutEmail = sql`
+  CASE WHEN cu.customer_id IS NULL THEN 'no_customer' WHEN coalesce(btrim(cu.email, E' \t\n\r\f'), '') = '' THEN 'missing' END`;
 
 /**
  * The rows the change log names since the snapshot last read it: target-group
@@ -81,9 +84,7 @@ async function compareLoggedKeys(tx: Db, segmentId: string, activeCampaignIds: r
     CREATE TEMP TABLE target_changes ON COMMIT DROP AS
     SELECT k.campaign_id, k.customer_id, t.customer_id IS NOT NULL AS known, tg.customer_id IS NOT NULL AS present,
            CASE WHEN tg.customer_id IS NOT NULL THEN ${fingerprint} END AS new_fingerprint,
-           CASE WHEN tg.customer_id IS NULL THEN NULL
-                WHEN cu.customer_id IS NULL THEN 'no_customer'
-                WHEN coalesce(btrim(cu.email, E' \t\n\r\f'), '') = '' THEN 'missing' END AS new_state,
+           CASE WHEN tg.customer_id IS NOT NULL THEN ${stateWithoutEmail} END AS new_state,
            CASE WHEN tg.customer_id IS NOT NULL THEN audience_sync.email_identifier(cu.email) END AS new_identifier
     FROM pg_temp.logged_keys k
     LEFT JOIN audience_sync.campaign_target_groups tg ON tg.campaign_id = k.campaign_id AND tg.customer_id = k.customer_id
@@ -102,15 +103,12 @@ async function compareLoggedKeys(tx: Db, segmentId: string, activeCampaignIds: r
 async function compareWholeTargetGroup(tx: Db, segmentId: string, activeCampaignIds: readonly string[]): Promise<void> {
   // The changed rows are few and the planner cannot know it: cheap tuple
   // transfer lets it keep the pass parallel, as CREATE TABLE AS allows.
-  // JIT compiling the pass costs more than it saves at any size measured.
   await sql`SET LOCAL parallel_tuple_cost = 0.001`.execute(tx);
-  await sql`SET LOCAL jit = off`.execute(tx);
   await sql`
     CREATE TEMP TABLE target_changes ON COMMIT DROP AS
     SELECT tg.campaign_id, tg.customer_id, t.customer_id IS NOT NULL AS known, true AS present,
-           CASE WHEN cu.customer_id IS NOT NULL THEN hashtextextended(coalesce(cu.email, ''), 0) END AS new_fingerprint,
-           CASE WHEN cu.customer_id IS NULL THEN 'no_customer'
-                WHEN coalesce(btrim(cu.email, E' \t\n\r\f'), '') = '' THEN 'missing' END AS new_state,
+           ${fingerprint} AS new_fingerprint,
+           ${stateWithoutEmail} AS new_state,
            audience_sync.email_identifier(cu.email) AS new_identifier
     FROM audience_sync.campaign_target_groups tg
     LEFT JOIN audience_sync.customers cu ON cu.customer_id = tg.customer_id
@@ -120,7 +118,7 @@ async function compareWholeTargetGroup(tx: Db, segmentId: string, activeCampaign
       ON t.customer_id = tg.customer_id AND t.campaign_id = tg.campaign_id
     WHERE tg.campaign_id = ANY(${activeCampaignIds}::text[])
       AND (t.customer_id IS NULL
-           OR t.email_fingerprint IS DISTINCT FROM CASE WHEN cu.customer_id IS NOT NULL THEN hashtextextended(coalesce(cu.email, ''), 0) END)
+           OR t.email_fingerprint IS DISTINCT FROM ${fingerprint})
     UNION ALL
     SELECT t.campaign_id, t.customer_id, true, false, NULL, NULL, NULL
     FROM audience_sync.list_targets t
