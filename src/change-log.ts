@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
 import type { Db } from './db.js';
 
@@ -109,32 +110,70 @@ export async function chooseSourceRead(
 
 /**
  * The source tables' and log triggers' catalog rows, as one stamp; null
- * when the log cannot see every write: a table that is not an ordinary table
- * (a view, or a partitioned table whose partitions can be written directly),
- * a log trigger missing or not enabled ALWAYS, a table a subscription
- * replicates into (apply workers fire no statement trigger). Disabling and
+ * when the log cannot see every write (see logProblems). Disabling and
  * re-enabling a trigger, replacing its function, or rewriting or swapping a
  * table changes the stamp.
  */
 async function sourceStamp(tx: Db): Promise<string | null> {
-  const { rows } = await sql<{ logged: boolean; stamp: string }>`
-    WITH t AS (
-      SELECT c.oid, c.relname, c.relkind, c.relfilenode
-      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace
-      WHERE s.nspname = 'audience_sync' AND c.relname = ANY(${LOGGED_TABLES}::text[])
-    ),
-    g AS (
-      SELECT tr.tgrelid, tr.tgname, tr.tgenabled, tr.oid, tr.xmin::text AS row_version, p.oid AS fn, p.xmin::text AS fn_version
-      FROM pg_catalog.pg_trigger tr JOIN pg_catalog.pg_proc p ON p.oid = tr.tgfoid
-      WHERE tr.tgrelid IN (SELECT oid FROM t) AND tr.tgname = ANY(${LOG_TRIGGERS}::text[])
-    )
-    SELECT (SELECT count(*) FROM t WHERE relkind = 'r') = ${LOGGED_TABLES.length}
-           AND (SELECT count(*) FROM g WHERE tgenabled = 'A') = ${LOGGED_TABLES.length * LOG_TRIGGERS.length}
-           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel r WHERE r.srrelid IN (SELECT oid FROM t)) AS logged,
-           md5(concat_ws('|',
-             (SELECT string_agg(concat_ws(':', relname, oid, relfilenode), ',' ORDER BY relname) FROM t),
-             (SELECT string_agg(concat_ws(':', tgrelid, tgname, oid, row_version, fn, fn_version), ',' ORDER BY tgrelid, tgname) FROM g))) AS stamp`.execute(tx);
-  return rows[0]!.logged ? rows[0]!.stamp : null;
+  const catalog = await readSourceCatalog(tx);
+  if (logProblems(catalog).length > 0) return null;
+  const hash = createHash('md5');
+  for (const r of catalog) hash.update([r.relname, r.oid, r.relfilenode, r.tgname, r.tgoid, r.tg_version, r.fn, r.fn_version].join(':') + '|');
+  return hash.digest('hex');
+}
+
+/** One row per logged source table and log trigger it carries (one with NULL trigger columns when it carries none). */
+interface SourceCatalogRow {
+  relname: string;
+  relkind: string;
+  oid: string;
+  relfilenode: string;
+  replicated: boolean;
+  tgname: string | null;
+  tgenabled: string | null;
+  tgoid: string | null;
+  tg_version: string | null;
+  fn: string | null;
+  fn_version: string | null;
+}
+
+async function readSourceCatalog(db: Db): Promise<SourceCatalogRow[]> {
+  const { rows } = await sql<SourceCatalogRow>`
+    SELECT c.relname, c.relkind, c.oid::text, c.relfilenode::text,
+           EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel r WHERE r.srrelid = c.oid) AS replicated,
+           t.tgname, t.tgenabled, t.oid::text AS tgoid, t.xmin::text AS tg_version, p.oid::text AS fn, p.xmin::text AS fn_version
+    FROM pg_catalog.pg_class c
+    JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace
+    LEFT JOIN pg_catalog.pg_trigger t ON t.tgrelid = c.oid AND t.tgname = ANY(${LOG_TRIGGERS}::text[])
+    LEFT JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+    WHERE s.nspname = 'audience_sync' AND c.relname = ANY(${LOGGED_TABLES}::text[])
+    ORDER BY c.relname, t.tgname`.execute(db);
+  return rows;
+}
+
+/**
+ * Why the log cannot see every write to the source, if it cannot: a table
+ * that is not an ordinary table (a view, or a partitioned table whose
+ * partitions can be written directly), a table a subscription replicates
+ * into (apply workers fire no statement trigger), a log trigger missing or
+ * not enabled ALWAYS. Empty when the log can stand in for the tables.
+ */
+function logProblems(catalog: readonly SourceCatalogRow[]): string[] {
+  const problems: string[] = [];
+  for (const table of LOGGED_TABLES) {
+    const mine = catalog.filter((r) => r.relname === table);
+    if (mine[0]?.relkind !== 'r') {
+      problems.push(`${table} is not an ordinary table (a view?)`);
+      continue;
+    }
+    if (mine[0].replicated) problems.push(`${table} is replicated into by a subscription`);
+    for (const trigger of LOG_TRIGGERS) {
+      const t = mine.find((r) => r.tgname === trigger);
+      if (!t) problems.push(`${table} has no trigger ${trigger}`);
+      else if (t.tgenabled !== 'A') problems.push(`${table}.${trigger} is not enabled ALWAYS (ALTER TABLE audience_sync.${table} ENABLE ALWAYS TRIGGER ${trigger})`);
+    }
+  }
+  return problems;
 }
 
 /** The list's snapshot now holds the source as of `read.seen`, for these campaigns. */
@@ -187,28 +226,7 @@ export async function pruneChangeLog(db: Db): Promise<number> {
  * `pg_restore --disable-triggers` leaves) is named with its fix.
  */
 export async function describeChangeLog(db: Db): Promise<string> {
-  const { rows } = await sql<{ relname: string; relkind: string; tgname: string | null; tgenabled: string | null; replicated: boolean }>`
-    SELECT c.relname, c.relkind, t.tgname, t.tgenabled,
-           EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel r WHERE r.srrelid = c.oid) AS replicated
-    FROM pg_catalog.pg_class c
-    JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace
-    LEFT JOIN pg_catalog.pg_trigger t ON t.tgrelid = c.oid AND t.tgname = ANY(${LOG_TRIGGERS}::text[])
-    WHERE s.nspname = 'audience_sync' AND c.relname = ANY(${LOGGED_TABLES}::text[])
-    ORDER BY c.relname, t.tgname`.execute(db);
-  const problems: string[] = [];
-  for (const table of LOGGED_TABLES) {
-    const mine = rows.filter((r) => r.relname === table);
-    if (mine[0]?.relkind !== 'r') {
-      problems.push(`${table} is not an ordinary table (a view?)`);
-      continue;
-    }
-    if (mine[0].replicated) problems.push(`${table} is replicated into by a subscription`);
-    for (const trigger of LOG_TRIGGERS) {
-      const t = mine.find((r) => r.tgname === trigger);
-      if (!t) problems.push(`${table} has no trigger ${trigger}`);
-      else if (t.tgenabled !== 'A') problems.push(`${table}.${trigger} is not enabled ALWAYS (ALTER TABLE audience_sync.${table} ENABLE ALWAYS TRIGGER ${trigger})`);
-    }
-  }
+  const problems = logProblems(await readSourceCatalog(db));
   return problems.length === 0
     ? 'in use: daily plans read the keys the source triggers logged'
     : `not in use, every run reads whole target groups: ${problems.join('; ')}`;
