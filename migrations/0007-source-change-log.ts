@@ -31,7 +31,6 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`
     CREATE TABLE audience_sync.source_changes (
       xid         xid8 NOT NULL DEFAULT pg_current_xact_id(),
-      logged_at   timestamptz NOT NULL DEFAULT now(),
       campaign_id text,
       customer_id text
     )`.execute(db);

@@ -49,7 +49,6 @@ export interface ListsTable {
 /** The source change log (migration 0007), written by triggers on customers and campaign_target_groups. */
 export interface SourceChangesTable {
   xid: string;
-  logged_at: Timestamp;
   campaign_id: string | null;
   customer_id: string | null;
 }
