@@ -90,7 +90,6 @@ export interface RunPhases {
   planMs: number;
   /** When each list's plan was done, ms after the start. */
   listPlannedAtMs: Record<string, number>;
-  /** The snapshot's one pass over the source (target groups, customers, snapshot) finding changed rows. */
   /** Finding the changed rows: the whole read (the snapshot pass) or the change log's keys looked up. */
   sourceReadMs: number;
   /** Per list: 'changes' (from the change log) or 'whole', as its 'list planned' line says. */

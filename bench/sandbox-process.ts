@@ -106,9 +106,10 @@ async function token(url: string, agent: Agent): Promise<string> {
 }
 
 /**
- * The sandbox's own speed: `calls` PATCH adds of `size` fresh identifiers
- * each, bodies built beforehand, `concurrency` at a time, to a scratch list
- * (emptied after). What the job could at best reach against this sandbox.
+ * The sandbox's own speed: one PATCH add per entry of `sizes`, of that many
+ * fresh identifiers, bodies built beforehand, `concurrency` at a time, to a
+ * scratch list (emptied after). What the job could at best reach against
+ * this sandbox with the same requests.
  */
 export async function measureSandboxCeiling(url: string, segmentId: string, sizes: readonly number[], concurrency: number) {
   const calls = sizes.length;

@@ -20,106 +20,106 @@ describe.each([
   { read: 'changes', title: 'read through the source change log' },
   { read: 'whole', title: 'read whole (the source change log disabled, as for a view)' },
 ] as const)('the list snapshot, $title', ({ read }) => {
-let database: DbHandle;
-let drop: () => Promise<void>;
+  let database: DbHandle;
+  let drop: () => Promise<void>;
 
-beforeAll(async () => {
-  const t = await createTestDatabase(`snapshot_${read}`);
-  drop = t.drop;
-  database = connect(t.url);
-  await migrateToLatest(database.db);
-  // A disabled trigger is what a view looks like to the job: no log to read.
-  if (read === 'whole') await sql`ALTER TABLE audience_sync.customers DISABLE TRIGGER log_update`.execute(database.db);
-});
+  beforeAll(async () => {
+    const t = await createTestDatabase(`snapshot_${read}`);
+    drop = t.drop;
+    database = connect(t.url);
+    await migrateToLatest(database.db);
+    // A disabled trigger is what a view looks like to the job: no log to read.
+    if (read === 'whole') await sql`ALTER TABLE audience_sync.customers DISABLE TRIGGER log_update`.execute(database.db);
+  });
 
-afterAll(async () => {
-  await database?.close();
-  await drop?.();
-});
+  afterAll(async () => {
+    await database?.close();
+    await drop?.();
+  });
 
-const SEGMENT = '900';
-const config = { criteo: { batchSize: 70 }, maxRemovalRatio: 1, sourceWholeReadDays: 7 } as Parameters<typeof planList>[0]['config'];
+  const SEGMENT = '900';
+  const config = { criteo: { batchSize: 70 }, maxRemovalRatio: 1, sourceWholeReadDays: 7 } as Parameters<typeof planList>[0]['config'];
 
-/** A small deterministic generator, so a failure replays. */
-function random(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
+  /** A small deterministic generator, so a failure replays. */
+  function random(seed: number) {
+    let s = seed >>> 0;
+    return () => {
+      s = (s * 1664525 + 1013904223) >>> 0;
+      return s / 2 ** 32;
+    };
+  }
 
-/** Emails of every kind the recipe sorts: valid, shared, upper-case, padded, invalid, blank, NULL, already hashed. */
-function email(rnd: () => number, i: number): string | null {
-  const r = rnd();
-  if (r < 0.06) return null;
-  if (r < 0.1) return '  ';
-  if (r < 0.15) return `broken${i}@nodot`;
-  if (r < 0.2) return `shared${Math.floor(rnd() * 5)}@example.com`;
-  if (r < 0.25) return ` Mixed${i}@Example.COM `;
-  if (r < 0.27) return 'a'.repeat(63) + String(i % 10);
-  return `user${i}.${Math.floor(rnd() * 1000)}@example.com`;
-}
+  /** Emails of every kind the recipe sorts: valid, shared, upper-case, padded, invalid, blank, NULL, already hashed. */
+  function email(rnd: () => number, i: number): string | null {
+    const r = rnd();
+    if (r < 0.06) return null;
+    if (r < 0.1) return '  ';
+    if (r < 0.15) return `broken${i}@nodot`;
+    if (r < 0.2) return `shared${Math.floor(rnd() * 5)}@example.com`;
+    if (r < 0.25) return ` Mixed${i}@Example.COM `;
+    if (r < 0.27) return 'a'.repeat(63) + String(i % 10);
+    return `user${i}.${Math.floor(rnd() * 1000)}@example.com`;
+  }
 
-async function activeCampaigns(): Promise<string[]> {
-  const { rows } = await sql<{ id: string }>`
-    SELECT campaign_id AS id FROM audience_sync.campaigns
-    WHERE audience_segment_id = ${SEGMENT}::bigint AND starts_at <= now() AND now() < measurement_ends_at ORDER BY 1`.execute(database.db);
-  return rows.map((r) => r.id);
-}
+  async function activeCampaigns(): Promise<string[]> {
+    const { rows } = await sql<{ id: string }>`
+      SELECT campaign_id AS id FROM audience_sync.campaigns
+      WHERE audience_segment_id = ${SEGMENT}::bigint AND starts_at <= now() AND now() < measurement_ends_at ORDER BY 1`.execute(database.db);
+    return rows.map((r) => r.id);
+  }
 
-/** Plans the list, then applies the plan to the ledger as a fully confirmed sync would. */
-async function syncOnce(planId: number) {
-  const activeCampaignIds = await activeCampaigns();
-  const target = { segmentId: SEGMENT, campaignIds: activeCampaignIds, activeCampaignIds, advertiserIds: ['1'], allEnded: false, invertedCampaignIds: [] };
-  const plan = await planList({ db: database.db, config }, { target, asOf: new Date(), options: { trigger: 'test' } }, planId, { batchIds: [], wholeList: false });
-  const { rows: batches } = await sql<{ n: number }>`
-    SELECT count(*)::int AS n FROM (SELECT DISTINCT operation, batch_no FROM audience_sync.plan_entries WHERE list_sync_id = ${planId}) b`.execute(database.db);
-  expect(batches[0]!.n).toBe(Math.ceil(plan.toAdd / 70) + Math.ceil(plan.toRemove / 70));
-  await sql`
-    INSERT INTO audience_sync.list_members (audience_segment_id, identifier)
-    SELECT ${SEGMENT}::bigint, identifier FROM audience_sync.plan_entries WHERE list_sync_id = ${planId} AND operation = 'add'`.execute(database.db);
-  await sql`
-    DELETE FROM audience_sync.list_members WHERE audience_segment_id = ${SEGMENT}::bigint
-      AND identifier IN (SELECT identifier FROM audience_sync.plan_entries WHERE list_sync_id = ${planId} AND operation = 'remove')`.execute(database.db);
-  await discardPlan(database.db, planId);
-  await settleInStep(database.db, SEGMENT, []);
-  return plan;
-}
+  /** Plans the list, then applies the plan to the ledger as a fully confirmed sync would. */
+  async function syncOnce(planId: number) {
+    const activeCampaignIds = await activeCampaigns();
+    const target = { segmentId: SEGMENT, campaignIds: activeCampaignIds, activeCampaignIds, advertiserIds: ['1'], allEnded: false, invertedCampaignIds: [] };
+    const plan = await planList({ db: database.db, config }, { target, asOf: new Date(), options: { trigger: 'test' } }, planId, { batchIds: [], wholeList: false });
+    const { rows: batches } = await sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM (SELECT DISTINCT operation, batch_no FROM audience_sync.plan_entries WHERE list_sync_id = ${planId}) b`.execute(database.db);
+    expect(batches[0]!.n).toBe(Math.ceil(plan.toAdd / 70) + Math.ceil(plan.toRemove / 70));
+    await sql`
+      INSERT INTO audience_sync.list_members (audience_segment_id, identifier)
+      SELECT ${SEGMENT}::bigint, identifier FROM audience_sync.plan_entries WHERE list_sync_id = ${planId} AND operation = 'add'`.execute(database.db);
+    await sql`
+      DELETE FROM audience_sync.list_members WHERE audience_segment_id = ${SEGMENT}::bigint
+        AND identifier IN (SELECT identifier FROM audience_sync.plan_entries WHERE list_sync_id = ${planId} AND operation = 'remove')`.execute(database.db);
+    await discardPlan(database.db, planId);
+    await settleInStep(database.db, SEGMENT, []);
+    return plan;
+  }
 
-/** The truth, from the source tables alone, with the recipe applied to every row. */
-async function fromScratch() {
-  const rows = sql`
-    SELECT tg.campaign_id, tg.customer_id,
-           CASE WHEN cu.customer_id IS NULL THEN 'no_customer'
-                WHEN coalesce(btrim(cu.email, E' \\t\\n\\r\\f'), '') = '' THEN 'missing'
-                WHEN audience_sync.email_identifier(cu.email) IS NULL THEN 'invalid' ELSE 'valid' END AS state,
-           audience_sync.email_identifier(cu.email) AS identifier
-    FROM audience_sync.campaign_target_groups tg
-    JOIN audience_sync.campaigns c ON c.campaign_id = tg.campaign_id
-    LEFT JOIN audience_sync.customers cu ON cu.customer_id = tg.customer_id
-    WHERE c.audience_segment_id = ${SEGMENT}::bigint AND c.starts_at <= now() AND now() < c.measurement_ends_at`;
-  const { rows: counts } = await sql<{ scope: string; email_state: string; n: number }>`
-    WITH r AS (${rows})
-    SELECT campaign_id AS scope, state AS email_state, count(*)::int AS n FROM r GROUP BY 1, 2
-    UNION ALL
-    SELECT '', state, count(DISTINCT customer_id)::int FROM r GROUP BY 2
-    ORDER BY 1, 2`.execute(database.db);
-  const { rows: ids } = await sql<{ id: string }>`
-    WITH r AS (${rows}) SELECT DISTINCT encode(identifier, 'hex') AS id FROM r WHERE identifier IS NOT NULL ORDER BY 1`.execute(database.db);
-  return { counts, identifiers: ids.map((r) => r.id) };
-}
+  /** The truth, from the source tables alone, with the recipe applied to every row. */
+  async function fromScratch() {
+    const rows = sql`
+      SELECT tg.campaign_id, tg.customer_id,
+             CASE WHEN cu.customer_id IS NULL THEN 'no_customer'
+                  WHEN coalesce(btrim(cu.email, E' \\t\\n\\r\\f'), '') = '' THEN 'missing'
+                  WHEN audience_sync.email_identifier(cu.email) IS NULL THEN 'invalid' ELSE 'valid' END AS state,
+             audience_sync.email_identifier(cu.email) AS identifier
+      FROM audience_sync.campaign_target_groups tg
+      JOIN audience_sync.campaigns c ON c.campaign_id = tg.campaign_id
+      LEFT JOIN audience_sync.customers cu ON cu.customer_id = tg.customer_id
+      WHERE c.audience_segment_id = ${SEGMENT}::bigint AND c.starts_at <= now() AND now() < c.measurement_ends_at`;
+    const { rows: counts } = await sql<{ scope: string; email_state: string; n: number }>`
+      WITH r AS (${rows})
+      SELECT campaign_id AS scope, state AS email_state, count(*)::int AS n FROM r GROUP BY 1, 2
+      UNION ALL
+      SELECT '', state, count(DISTINCT customer_id)::int FROM r GROUP BY 2
+      ORDER BY 1, 2`.execute(database.db);
+    const { rows: ids } = await sql<{ id: string }>`
+      WITH r AS (${rows}) SELECT DISTINCT encode(identifier, 'hex') AS id FROM r WHERE identifier IS NOT NULL ORDER BY 1`.execute(database.db);
+    return { counts, identifiers: ids.map((r) => r.id) };
+  }
 
-async function kept() {
-  const { rows: counts } = await sql<{ scope: string; email_state: string; n: number }>`
-    SELECT scope, email_state, n::int AS n FROM audience_sync.list_target_counts
-    WHERE audience_segment_id = ${SEGMENT}::bigint ORDER BY 1, 2`.execute(database.db);
-  const { rows: ledger } = await sql<{ id: string }>`
-    SELECT encode(identifier, 'hex') AS id FROM audience_sync.list_members WHERE audience_segment_id = ${SEGMENT}::bigint ORDER BY 1`.execute(database.db);
-  const { rows: list } = await sql<{ identifiers: number; in_step: boolean }>`
-    SELECT identifiers::int AS identifiers, in_step FROM audience_sync.lists WHERE audience_segment_id = ${SEGMENT}::bigint`.execute(database.db);
-  return { counts, ledger: ledger.map((r) => r.id), identifiers: list[0]!.identifiers, inStep: list[0]!.in_step };
-}
+  async function kept() {
+    const { rows: counts } = await sql<{ scope: string; email_state: string; n: number }>`
+      SELECT scope, email_state, n::int AS n FROM audience_sync.list_target_counts
+      WHERE audience_segment_id = ${SEGMENT}::bigint ORDER BY 1, 2`.execute(database.db);
+    const { rows: ledger } = await sql<{ id: string }>`
+      SELECT encode(identifier, 'hex') AS id FROM audience_sync.list_members WHERE audience_segment_id = ${SEGMENT}::bigint ORDER BY 1`.execute(database.db);
+    const { rows: list } = await sql<{ identifiers: number; in_step: boolean }>`
+      SELECT identifiers::int AS identifiers, in_step FROM audience_sync.lists WHERE audience_segment_id = ${SEGMENT}::bigint`.execute(database.db);
+    return { counts, ledger: ledger.map((r) => r.id), identifiers: list[0]!.identifiers, inStep: list[0]!.in_step };
+  }
 
   it('after every day of random churn, the incremental plan leaves the ledger and the funnel counters equal to a recount from scratch', async () => {
     const seed = Number(process.env['SNAPSHOT_SEED'] ?? 20261125);
