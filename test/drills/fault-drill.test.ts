@@ -1,4 +1,5 @@
 import { beforeAll, expect, it } from 'vitest';
+import { embeddedPostgresBlocker } from '../../src/embedded-postgres.js';
 import { runFaultDrill, type FaultDrillReport } from './fault-drill.js';
 
 /**
@@ -9,13 +10,17 @@ import { runFaultDrill, type FaultDrillReport } from './fault-drill.js';
 const seed = Number(process.env.DRILL_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const lines: string[] = [];
 let report: FaultDrillReport;
+// The drill needs a private Postgres of its own; where it cannot start (a checkout others cannot enter, as root), the drill skips and says why.
+const blocker = embeddedPostgresBlocker();
+if (blocker) console.warn(`fault drill skipped: ${blocker}`);
 
 beforeAll(async () => {
+  if (blocker) return;
   report = await runFaultDrill({ trials: 2, members: 4000, batchSize: 100, restartShare: 0, migrateEachTrial: false, seed, log: (l) => lines.push(l) });
   console.log(lines.join('\n'));
 }, 170_000);
 
-it('under Criteo faults and a Postgres restart, the ledger never claims what Criteo did not confirm, and the next clean run converges exactly', () => {
+it.skipIf(blocker)('under Criteo faults and a Postgres restart, the ledger never claims what Criteo did not confirm, and the next clean run converges exactly', () => {
   expect(report.postgresRestarts, `seed ${seed}`).toBeGreaterThanOrEqual(1);
   expect(Object.keys(report.faultsInjected).length, `seed ${seed}`).toBeGreaterThanOrEqual(3);
   expect(report.ledgerClaimsUnconfirmed, `seed ${seed}`).toBe(0);
@@ -25,6 +30,6 @@ it('under Criteo faults and a Postgres restart, the ledger never claims what Cri
 });
 
 // A Postgres restart mid-run: the run ends recorded, naming what is left, never with a stack trace.
-it('every faulted run converges or names what is left (no crash)', () => {
+it.skipIf(blocker)('every faulted run converges or names what is left (no crash)', () => {
   expect(report.outcomes['crashed'] ?? 0, `seed ${seed}`).toBe(0);
 });

