@@ -1,17 +1,18 @@
 # syntax=docker/dockerfile:1
 # Build: compile TypeScript, then keep production dependencies only.
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 # No install scripts: the build needs neither the demo's embedded Postgres nor esbuild's binary check.
 RUN npm ci --ignore-scripts --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json tsconfig.build.json .node-version ./
+COPY scripts ./scripts
 COPY src ./src
 COPY migrations ./migrations
 RUN npm run build && npm prune --omit=dev --ignore-scripts
 
-# Run: Node LTS, non-root, no build tools.
-FROM node:20-bookworm-slim
+# Run: Node 24 LTS, non-root, no build tools.
+FROM node:24-bookworm-slim
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build --chown=root:root /app/node_modules ./node_modules

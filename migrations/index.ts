@@ -1,4 +1,4 @@
-import type { Migration } from 'kysely';
+import type { Migration } from 'kysely/migration';
 import * as initial from './0001-initial.js';
 import * as heldAndCampaignFunnel from './0002-held-lists-and-campaign-funnel.js';
 import * as campaignUniqueNullable from './0003-campaign-unique-identifiers-nullable.js';

@@ -15,6 +15,7 @@ declare module 'vitest' {
 let stopContainer: (() => Promise<unknown>) | undefined;
 
 export async function setup(project: TestProject): Promise<void> {
+  console.log(`tests run on Node ${process.version}`);
   const fromEnv = process.env.TEST_DATABASE_URL || process.env.DATABASE_URL;
   if (fromEnv) {
     project.provide('adminDatabaseUrl', fromEnv);
