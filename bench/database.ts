@@ -1,6 +1,6 @@
 import pg from 'pg';
-import { connect } from '../src/db.js';
-import { migrateToLatest } from '../src/migrate.js';
+import { connect } from '../src/db/connection.js';
+import { migrateToLatest } from '../src/db/migrate.js';
 
 /** The bench's own database: created fresh for each run, migrated, described, dropped. */
 

@@ -19,10 +19,10 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { Kysely, PostgresDialect, type LogEvent } from 'kysely';
 import type pg from 'pg';
-import { withApp } from '../src/app.js';
-import type { Db } from '../src/db.js';
-import type { Database } from '../src/schema.js';
-import { runSync } from '../src/sync.js';
+import { withApp } from '../src/core/app.js';
+import type { Db } from '../src/db/connection.js';
+import type { Database } from '../src/db/schema.js';
+import { runSync } from '../src/sync/run.js';
 
 const eventsPath = process.env.BENCH_EVENTS_FILE;
 if (!eventsPath) throw new Error('job-runner: BENCH_EVENTS_FILE is not set');

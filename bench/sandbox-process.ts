@@ -34,7 +34,7 @@ export interface SandboxProcess {
 }
 
 export async function startSandboxProcess(opts: {
-  /** The repository root (src/cli.ts is run from there). */
+  /** The repository root (src/cli/main.ts is run from there). */
   root: string;
   dir: string;
   segments: string[];
@@ -53,7 +53,7 @@ export async function startSandboxProcess(opts: {
   );
   const child: ChildProcess = spawn(
     process.execPath,
-    [`--max-old-space-size=${opts.heapMb}`, '--import', 'tsx', 'src/cli.ts', 'sandbox', '--port', '0', '--config', config],
+    [`--max-old-space-size=${opts.heapMb}`, '--import', 'tsx', 'src/cli/main.ts', 'sandbox', '--port', '0', '--config', config],
     { cwd: opts.root, stdio: ['ignore', 'pipe', 'inherit'], env: { PATH: process.env.PATH ?? '' } },
   );
   const url = await new Promise<string>((resolve, reject) => {

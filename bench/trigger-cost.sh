@@ -9,7 +9,7 @@ ADMIN="${BENCH_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 DB=as_trigger_cost
 psql -q "$ADMIN" -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
 URL="${ADMIN%/*}/$DB"
-DATABASE_URL="$URL" npx tsx src/cli.ts migrate >/dev/null
+DATABASE_URL="$URL" npx tsx src/cli/main.ts migrate >/dev/null
 time_it() { # label, sql
   local ms
   ms=$(psql -qAt "$URL" -c '\timing on' -c "$2" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -1)

@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../src/config.js';
-import { ConfigError } from '../src/errors.js';
+import { loadConfig } from '../src/core/config.js';
+import { ConfigError } from '../src/core/errors.js';
 import { startOutageProxy } from './drills/outage-proxy.js';
 import { convergence, createTestDatabase, createWorld, ledgerOf, runCli, seedCampaigns, seedCustomers, seedTargetGroup, startCli, type World } from './helpers.js';
 

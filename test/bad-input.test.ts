@@ -2,8 +2,8 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CASE_FOLDING_ROWS, HOSTILE_CUSTOMER_IDS, expectedOf, hostileRows, type HostileRow } from './drills/hostile-rows.js';
 import { classifyEmail } from './drills/reference.js';
-import { silentLogger } from '../src/logger.js';
-import { planSync } from '../src/sync.js';
+import { silentLogger } from '../src/core/logger.js';
+import { planSync } from '../src/sync/run.js';
 import { createWorld, runCli, seedCampaigns, type World } from './helpers.js';
 import { LeakScanner } from './leak-scan.js';
 

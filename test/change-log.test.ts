@@ -2,9 +2,9 @@ import { sql } from 'kysely';
 import { Migrator } from 'kysely/migration';
 import pg from 'pg';
 import { migrations } from '../migrations/index.js';
-import { connect } from '../src/db.js';
+import { connect } from '../src/db/connection.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { describeChangeLog, pruneChangeLog } from '../src/change-log.js';
+import { describeChangeLog, pruneChangeLog } from '../src/source/change-log.js';
 import { convergence, createTestDatabase, createWorld, seedCampaigns, seedCustomers, seedTargetGroup, type World } from './helpers.js';
 
 /**

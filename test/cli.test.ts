@@ -1,8 +1,8 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrations } from '../migrations/index.js';
-import { connect, type DbHandle } from '../src/db.js';
-import { startSandbox, type Sandbox } from '../src/sandbox.js';
+import { connect, type DbHandle } from '../src/db/connection.js';
+import { startSandbox, type Sandbox } from '../src/sandbox/server.js';
 import { CLIENT_ID, CLIENT_SECRET, createTestDatabase, runCli, seedCampaigns, seedCustomers, seedTargetGroup } from './helpers.js';
 
 /** The commands as an operator runs them: real processes, a fresh database, the sandbox over HTTP. */

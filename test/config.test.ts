@@ -3,8 +3,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../src/config.js';
-import { ConfigError } from '../src/errors.js';
+import { loadConfig } from '../src/core/config.js';
+import { ConfigError } from '../src/core/errors.js';
 
 const good = {
   DATABASE_URL: 'postgres://u:pw@127.0.0.1:5432/db',
@@ -58,7 +58,7 @@ describe('configuration', () => {
 
 describe('the CLI on bad configuration', () => {
   const cli = (args: string[], env: Record<string, string>) =>
-    spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
+    spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
       env: { PATH: process.env.PATH ?? '', ...env },
       encoding: 'utf8',
       timeout: 60_000,

@@ -12,7 +12,7 @@ describe('the vendored Criteo contract', () => {
 
   it('is Criteo API version 2026-07, the version the client defaults to', async () => {
     const doc = JSON.parse(readFileSync(vendored, 'utf8')) as { info: { version: string } };
-    const { loadConfig } = await import('../src/config.js');
+    const { loadConfig } = await import('../src/core/config.js');
     expect(doc.info.version).toBe(loadConfig({}, {}).criteo.apiVersion);
   });
 });

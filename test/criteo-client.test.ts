@@ -3,12 +3,12 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { loadConfig, type CriteoSettings } from '../src/config.js';
-import { CriteoClient, callTrace } from '../src/criteo-client.js';
-import { AuthenticationError, ListRejectedError, TransientError } from '../src/errors.js';
-import type { Logger } from '../src/logger.js';
-import { RateLimiter } from '../src/rate-limiter.js';
-import { startSandbox, type Sandbox, type SandboxCall, type SandboxOptions } from '../src/sandbox.js';
+import { loadConfig, type CriteoSettings } from '../src/core/config.js';
+import { CriteoClient, callTrace } from '../src/criteo/client.js';
+import { AuthenticationError, ListRejectedError, TransientError } from '../src/core/errors.js';
+import type { Logger } from '../src/core/logger.js';
+import { RateLimiter } from '../src/criteo/rate-limiter.js';
+import { startSandbox, type Sandbox, type SandboxCall, type SandboxOptions } from '../src/sandbox/server.js';
 import { captureLog, startTcpProxy, watchTokens, type TcpProxy } from './observe.js';
 
 /**

@@ -1,8 +1,8 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { RateLimiter } from '../src/rate-limiter.js';
-import type { RunSummary } from '../src/sync.js';
-import type { FaultPlan, SandboxCall } from '../src/sandbox.js';
+import { RateLimiter } from '../src/criteo/rate-limiter.js';
+import type { RunSummary } from '../src/sync/run.js';
+import type { FaultPlan, SandboxCall } from '../src/sandbox/server.js';
 import { CLIENT_ID, CLIENT_SECRET, convergence, createWorld, seedCampaigns, seedCustomers, seedTargetGroup, type World } from './helpers.js';
 import { captureLog, startTcpProxy, watchTokens } from './observe.js';
 

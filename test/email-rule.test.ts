@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type DbHandle } from '../src/db.js';
-import { migrateToLatest } from '../src/migrate.js';
+import { connect, type DbHandle } from '../src/db/connection.js';
+import { migrateToLatest } from '../src/db/migrate.js';
 import { createTestDatabase, referenceIdentifier } from './helpers.js';
 
 const sha = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex');
@@ -79,7 +79,7 @@ describe('the identifier recipe (audience_sync.email_identifier)', () => {
 
   /** Plans list 900 (fed by campaign k) through the job's own planList, committed, and returns the plan. */
   async function planListNow() {
-    const { planList } = await import('../src/sync.js');
+    const { planList } = await import('../src/sync/run.js');
     const config = { criteo: { batchSize: 50_000 }, maxRemovalRatio: 1, sourceWholeReadDays: 7 } as Parameters<typeof planList>[0]['config'];
     const target = { segmentId: '900', campaignIds: ['k'], activeCampaignIds: ['k'], advertiserIds: ['1'], allEnded: false, invertedCampaignIds: [] };
     return planList({ db: database.db, config }, { target, asOf: new Date(), options: { trigger: 'test' } }, -1, { batchIds: [], wholeList: false });

@@ -3,14 +3,14 @@ import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { inject } from 'vitest';
-import { loadConfig, type Config } from '../src/config.js';
-import { CriteoClient } from '../src/criteo-client.js';
-import type { RateLimiter } from '../src/rate-limiter.js';
-import { connect, type DbHandle } from '../src/db.js';
-import { silentLogger, type Logger } from '../src/logger.js';
-import { migrateToLatest } from '../src/migrate.js';
-import { startSandbox, type Sandbox, type SandboxOptions } from '../src/sandbox.js';
-import { runSync, type RunSummary, type SyncOptions } from '../src/sync.js';
+import { loadConfig, type Config } from '../src/core/config.js';
+import { CriteoClient } from '../src/criteo/client.js';
+import type { RateLimiter } from '../src/criteo/rate-limiter.js';
+import { connect, type DbHandle } from '../src/db/connection.js';
+import { silentLogger, type Logger } from '../src/core/logger.js';
+import { migrateToLatest } from '../src/db/migrate.js';
+import { startSandbox, type Sandbox, type SandboxOptions } from '../src/sandbox/server.js';
+import { runSync, type RunSummary, type SyncOptions } from '../src/sync/run.js';
 
 /** A database of its own for one test file, created from the shared server and dropped after. */
 export async function createTestDatabase(label: string): Promise<{ url: string; drop: () => Promise<void> }> {
@@ -222,7 +222,7 @@ export interface CliResult {
 
 /** Starts `audience-sync <args>` as its own process (asynchronously: the in-process sandbox must keep answering). */
 export function startCli(args: string[], env: Record<string, string>) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,7 +1,7 @@
 import { createServer, createConnection, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { sql } from 'kysely';
-import type { Db } from '../src/db.js';
+import type { Db } from '../src/db/connection.js';
 
 /**
  * The leak check any test can run over what it captured: process output,

@@ -2,7 +2,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { createConnection, createServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
-import type { Logger } from '../src/logger.js';
+import type { Logger } from '../src/core/logger.js';
 
 /** Test instruments for the Criteo client: captured logs, the tokens it sent, a TCP proxy. */
 

@@ -1,9 +1,9 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CriteoClient } from '../src/criteo-client.js';
-import { silentLogger } from '../src/logger.js';
-import { preflight } from '../src/preflight.js';
-import { planSync } from '../src/sync.js';
+import { CriteoClient } from '../src/criteo/client.js';
+import { silentLogger } from '../src/core/logger.js';
+import { preflight } from '../src/sync/preflight.js';
+import { planSync } from '../src/sync/run.js';
 import { convergence, createWorld, runCli, seedCampaigns, seedCustomers, seedTargetGroup, startCli, type World } from './helpers.js';
 
 let world: World;

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { rateLimitDelay } from '../src/criteo-client.js';
-import { RateLimiter, sleep } from '../src/rate-limiter.js';
+import { rateLimitDelay } from '../src/criteo/client.js';
+import { RateLimiter, sleep } from '../src/criteo/rate-limiter.js';
 
 /**
  * The limiter on a fake clock: Date.now and setTimeout are vitest's, so

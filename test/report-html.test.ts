@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CriteoClient } from '../src/criteo-client.js';
-import { silentLogger } from '../src/logger.js';
-import type { CoverageReport } from '../src/report.js';
-import { SAMPLE_SEGMENTS, applySampleChurn, loadSampleData } from '../src/sample-data.js';
+import { CriteoClient } from '../src/criteo/client.js';
+import { silentLogger } from '../src/core/logger.js';
+import type { CoverageReport } from '../src/report/build.js';
+import { SAMPLE_SEGMENTS, applySampleChurn, loadSampleData } from '../src/source/sample-data.js';
 import { createWorld, runCli, type World } from './helpers.js';
 
 /**

@@ -1,11 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { freePort } from '../src/free-port.js';
+import { freePort } from '../dev/free-port.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildCoverageReport } from '../src/report.js';
-import type { RunSummary } from '../src/sync.js';
+import { buildCoverageReport } from '../src/report/build.js';
+import type { RunSummary } from '../src/sync/run.js';
 import { createWorld, runCli, seedCampaigns, seedCustomers, seedTargetGroup, startCli, type World } from './helpers.js';
 
 /**

@@ -4,12 +4,12 @@ import { join } from 'node:path';
 import { sql } from 'kysely';
 import { parse } from 'csv-parse/sync';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CriteoClient } from '../src/criteo-client.js';
-import { silentLogger } from '../src/logger.js';
-import { buildCoverageReport, coverageByList, type CoverageReport } from '../src/report.js';
-import { CSV_COLUMNS } from '../src/report-csv.js';
-import { matchScore } from '../src/sandbox.js';
-import type { Db } from '../src/db.js';
+import { CriteoClient } from '../src/criteo/client.js';
+import { silentLogger } from '../src/core/logger.js';
+import { buildCoverageReport, coverageByList, type CoverageReport } from '../src/report/build.js';
+import { CSV_COLUMNS } from '../src/report/render-csv.js';
+import { matchScore } from '../src/sandbox/server.js';
+import type { Db } from '../src/db/connection.js';
 import { createWorld, runCli, seedCampaigns, seedCustomers, seedTargetGroup, type World } from './helpers.js';
 
 /**

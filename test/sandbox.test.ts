@@ -10,8 +10,8 @@ import {
   startSandbox,
   type Sandbox,
   type SandboxOptions,
-} from '../src/sandbox.js';
-import { parseFaultPlan } from '../src/sandbox-faults.js';
+} from '../src/sandbox/server.js';
+import { parseFaultPlan } from '../src/sandbox/faults.js';
 
 // ---------------------------------------------------------------------------
 // helpers

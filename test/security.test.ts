@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger, redactValue } from '../src/logger.js';
+import { createLogger, redactValue } from '../src/core/logger.js';
 import { hostileRows } from './drills/hostile-rows.js';
 import { createWorld, runCli, seedCampaigns, seedCustomers, seedTargetGroup, type CliResult, type World } from './helpers.js';
 import { LeakScanner, issuedTokens, startWiretap, type Wiretap } from './leak-scan.js';
@@ -198,18 +198,18 @@ describe('secrets and SQL in the source', () => {
     readdirSync(dir, { recursive: true, encoding: 'utf8' })
       .filter((f) => f.endsWith('.ts'))
       .map((f) => ({ path: join(dir, f), text: readFileSync(join(dir, f), 'utf8') }));
-  const source = [...files('src'), ...files('migrations')];
+  const source = [...files('src'), ...files('migrations'), ...files('dev')];
 
   it('no command takes a secret as a flag: secrets come from the environment or *_FILE only', () => {
-    const cli = readFileSync('src/cli.ts', 'utf8');
+    const cli = readFileSync('src/cli/main.ts', 'utf8');
     const flags = [...cli.matchAll(/(?:\.option|new Option)\(\s*'([^']+)'/g)].map((m) => m[1]!);
     expect(flags.length).toBeGreaterThan(10);
     // (--token-ttl is the sandbox's token lifetime, not a token.)
     expect(flags.filter((f) => f !== '--token-ttl <seconds>' && /secret|password|passwd|token|credential|database|dsn|url/i.test(f))).toEqual([]);
     // Only config.ts reads settings from the environment (and logger's default level, the demo's log level).
     const readers = source.filter((f) => /process\.env\b/.test(f.text)).map((f) => f.path);
-    expect(readers.sort()).toEqual(['src/app.ts', 'src/config.ts', 'src/demo.ts', 'src/logger.ts']);
-    for (const f of source.filter((x) => x.path !== 'src/config.ts')) {
+    expect(readers.sort()).toEqual(['dev/demo.ts', 'src/core/app.ts', 'src/core/config.ts', 'src/core/logger.ts']);
+    for (const f of source.filter((x) => x.path !== 'src/core/config.ts')) {
       expect(f.text, f.path).not.toMatch(/process\.env(\.|\[')(CRITEO_CLIENT_SECRET|DATABASE_URL)/);
     }
   });

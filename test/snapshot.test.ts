@@ -1,10 +1,10 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type DbHandle } from '../src/db.js';
-import { settleInStep } from '../src/ledger.js';
-import { migrateToLatest } from '../src/migrate.js';
-import { discardPlan } from '../src/plan.js';
-import { planList } from '../src/sync.js';
+import { connect, type DbHandle } from '../src/db/connection.js';
+import { settleInStep } from '../src/sync/ledger.js';
+import { migrateToLatest } from '../src/db/migrate.js';
+import { discardPlan } from '../src/sync/plan.js';
+import { planList } from '../src/sync/run.js';
 import { createTestDatabase } from './helpers.js';
 
 /**

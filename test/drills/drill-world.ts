@@ -4,12 +4,12 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
-import '../../src/db.js'; // its int8 parser: counts come back as numbers
-import type { Db } from '../../src/db.js';
-import { migrateToLatest } from '../../src/migrate.js';
-import { mulberry32 } from '../../src/sandbox-faults.js';
-import { startSandbox, type Sandbox, type SandboxOptions } from '../../src/sandbox.js';
-import type { Database } from '../../src/schema.js';
+import '../../src/db/connection.js'; // its int8 parser: counts come back as numbers
+import type { Db } from '../../src/db/connection.js';
+import { migrateToLatest } from '../../src/db/migrate.js';
+import { mulberry32 } from '../../src/sandbox/faults.js';
+import { startSandbox, type Sandbox, type SandboxOptions } from '../../src/sandbox/server.js';
+import type { Database } from '../../src/db/schema.js';
 import { referenceIdentifier } from './reference.js';
 
 /**
@@ -340,7 +340,7 @@ export async function migrateByCli(env: Record<string, string>): Promise<void> {
 /** `audience-sync <args>` as a process of its own, exactly as an operator starts it. */
 export function spawnJob(args: string[], env: Record<string, string>): JobProcess {
   const startedAt = Date.now();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
     cwd: REPO_ROOT,
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

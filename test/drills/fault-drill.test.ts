@@ -1,5 +1,5 @@
 import { beforeAll, expect, it } from 'vitest';
-import { embeddedPostgresBlocker } from '../../src/embedded-postgres.js';
+import { embeddedPostgresBlocker } from '../../dev/embedded-postgres.js';
 import { runFaultDrill, type FaultDrillReport } from './fault-drill.js';
 
 /**

@@ -17,8 +17,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { sql } from 'kysely';
-import type { FaultPlan } from '../../src/sandbox-faults.js';
-import type { Sandbox } from '../../src/sandbox.js';
+import type { FaultPlan } from '../../src/sandbox/faults.js';
+import type { Sandbox } from '../../src/sandbox/server.js';
 import {
   LISTS,
   REPO_ROOT,

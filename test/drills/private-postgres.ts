@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
-export { freePort } from '../../src/free-port.js';
-import { freePort } from '../../src/free-port.js';
+export { freePort } from '../../dev/free-port.js';
+import { freePort } from '../../dev/free-port.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { embeddedPostgresBlocker } from '../../src/embedded-postgres.js';
+import { embeddedPostgresBlocker } from '../../dev/embedded-postgres.js';
 
 /**
  * A Postgres server of the drill's own (the `embedded-postgres` binaries, as

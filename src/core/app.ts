@@ -1,0 +1,31 @@
+import { loadConfig, type Config, type ConfigNeeds } from './config.js';
+import { CriteoClient } from '../criteo/client.js';
+import { connect, describeDatabaseUrl, ping, type DbHandle } from '../db/connection.js';
+import { createLogger, type Logger } from './logger.js';
+
+/** Wires config, database, logger and client for a command, and closes them after. */
+export interface App {
+  config: Config;
+  log: Logger;
+  database: DbHandle;
+  client: CriteoClient;
+}
+
+export async function withApp<T>(needs: ConfigNeeds, fn: (app: App) => Promise<T>, env = process.env): Promise<T> {
+  const config = loadConfig(env, needs);
+  const log = createLogger(config.logLevel);
+  const database = connect(config.databaseUrl, undefined, config.pgWorkMem);
+  const client = new CriteoClient(config.criteo, log);
+  try {
+    await ping(database.db).catch((error: unknown) => {
+      const code = (error as { code?: string }).code;
+      throw new DatabaseUnreachable(`cannot reach Postgres at ${describeDatabaseUrl(config.databaseUrl)}${code ? ` (${code})` : ''}`);
+    });
+    return await fn({ config, log, database, client });
+  } finally {
+    await client.close();
+    await database.close();
+  }
+}
+
+export class DatabaseUnreachable extends Error {}

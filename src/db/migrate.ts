@@ -1,0 +1,40 @@
+import { sql } from 'kysely';
+import { Migrator } from 'kysely/migration';
+import { migrations } from '../../migrations/index.js';
+import type { Db } from './connection.js';
+import { SchemaError } from '../core/errors.js';
+
+const migrationTables = { migrationTableSchema: 'audience_sync', migrationTableName: 'migrations', migrationLockTableName: 'migrations_lock' };
+
+function migrator(db: Db): Migrator {
+  return new Migrator({
+    db,
+    provider: { getMigrations: async () => migrations },
+    ...migrationTables,
+  });
+}
+
+/**
+ * Creates or upgrades the schema. Kysely's Migrator holds an advisory lock for
+ * the whole pass, so two processes starting at once apply each migration once.
+ */
+export async function migrateToLatest(db: Db): Promise<string[]> {
+  await sql`CREATE SCHEMA IF NOT EXISTS audience_sync`.execute(db);
+  const { error, results } = await migrator(db).migrateToLatest();
+  if (error) throw error;
+  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}
+
+/** Fails fast, with the command to run, when the schema is missing or behind. */
+export async function assertMigrated(db: Db): Promise<void> {
+  let pending: string[];
+  try {
+    const all = await migrator(db).getMigrations();
+    pending = all.filter((m) => !m.executedAt).map((m) => m.name);
+  } catch {
+    pending = Object.keys(migrations);
+  }
+  if (pending.length > 0) {
+    throw new SchemaError(`the database schema is not up to date (${pending.length} migration(s) pending): run \`audience-sync migrate\``);
+  }
+}

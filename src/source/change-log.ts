@@ -1,0 +1,233 @@
+import { createHash } from 'node:crypto';
+import { sql } from 'kysely';
+import type { Db } from '../db/connection.js';
+
+/**
+ * The source change log (migration 0007): the keys each write to customers
+ * or campaign_target_groups touched, tagged with the writer's transaction id.
+ *
+ * A list's snapshot has read the log as of a Postgres snapshot
+ * (lists.changes_read_in): every change made by a transaction visible in it
+ * is in the list's snapshot. A plan takes a new Postgres snapshot before it
+ * reads anything and reads the log rows of the transactions that became
+ * visible in between. A committed transaction is visible in every snapshot
+ * taken after it, so no change is missed, whatever commits while the plan
+ * runs: those are read by the next plan, which re-reads the current state of
+ * their keys (a whole read may have seen some already; reading a key twice
+ * is harmless).
+ *
+ * A plan reads the whole target group instead (the snapshot pass) whenever
+ * the log cannot be trusted or is not worth it: see chooseSourceRead.
+ */
+
+/** Advisory lock class: plans hold it shared from their horizon to their commit; pruning needs it alone. */
+const CHANGE_LOG_LOCK_CLASS = 0x41_53_03; // "AS" 3
+
+/** Postgres snapshots (pg_snapshot, as text): the log rows read are those of transactions visible in `seen` and not in `from`. */
+export type SourceRead =
+  | { kind: 'changes'; from: string; seen: string; stamp: string }
+  | { kind: 'whole'; seen: string; stamp: string | null; reason: string };
+
+/**
+ * The Postgres snapshot this plan reads the source as of, under the shared
+ * lock that keeps pruning away until the plan commits. Taken before the
+ * source is read.
+ */
+export async function takeSourceSnapshot(tx: Db): Promise<string> {
+  const { rows } = await sql<{ seen: string }>`
+    SELECT pg_advisory_xact_lock_shared(${CHANGE_LOG_LOCK_CLASS}::int, 0), pg_current_snapshot()::text AS seen`.execute(tx);
+  return rows[0]!.seen;
+}
+
+/** The log rows of transactions visible in `seen` and not in `from`: the changes a list has not read yet. */
+export function unreadChanges(read: { from: string; seen: string }) {
+  return sql`
+    xid >= pg_snapshot_xmin(${read.from}::pg_snapshot) AND xid < pg_snapshot_xmax(${read.seen}::pg_snapshot)
+    AND pg_visible_in_snapshot(xid, ${read.seen}::pg_snapshot) AND NOT pg_visible_in_snapshot(xid, ${read.from}::pg_snapshot)`;
+}
+
+/** The triggers each logged source table must carry, enabled ALWAYS. */
+const LOGGED_TABLES = ['customers', 'campaign_target_groups'];
+const LOG_TRIGGERS = ['log_insert', 'log_update', 'log_delete', 'log_truncate'];
+
+/**
+ * Whether the change log can stand in for reading the list's whole target
+ * group, cheapest checks first; the reason when it cannot.
+ */
+export async function chooseSourceRead(
+  tx: Db,
+  segmentId: string,
+  activeCampaignIds: readonly string[],
+  seen: string,
+  { full, wholeReadDays }: { full: boolean; wholeReadDays: number },
+): Promise<SourceRead> {
+  const stamp = await sourceStamp(tx);
+  const whole = (reason: string): SourceRead => ({ kind: 'whole', seen, stamp, reason });
+  if (full) return whole('--full');
+  if (wholeReadDays === 0) return whole('SOURCE_WHOLE_READ_DAYS is 0');
+  if (!stamp) return whole('a source table is a view or replicated, or its change-log triggers are missing or not enabled ALWAYS');
+  const { rows: lists } = await sql<{
+    from: string | null;
+    same_source: boolean;
+    same_campaigns: boolean;
+    stale: boolean;
+    ids_went_back: boolean;
+    pruned_past: boolean;
+    rows: string | null;
+  }>`
+    SELECT l.changes_read_in::text AS from,
+           coalesce(l.source_stamp = ${stamp}, false) AS same_source,
+           coalesce(l.snapshot_campaigns @> ${activeCampaignIds}::text[] AND l.snapshot_campaigns <@ ${activeCampaignIds}::text[], false) AS same_campaigns,
+           coalesce(statement_timestamp() >= l.whole_read_due OR l.whole_read_at < statement_timestamp() - make_interval(days => ${wholeReadDays}::int), true) AS stale,
+           coalesce(pg_snapshot_xmax(l.changes_read_in) > pg_snapshot_xmax(${seen}::pg_snapshot), false) AS ids_went_back,
+           coalesce((SELECT pruned_below FROM audience_sync.change_log) > pg_snapshot_xmin(l.changes_read_in), true) AS pruned_past,
+           (SELECT sum(n) FROM audience_sync.list_target_counts k WHERE k.audience_segment_id = l.audience_segment_id AND k.scope <> '')::text AS rows
+    FROM audience_sync.lists l WHERE l.audience_segment_id = ${segmentId}::bigint`.execute(tx);
+  const list = lists[0];
+  if (!list?.from) return whole('the snapshot has not read the change log yet');
+  const read = { from: list.from, seen };
+  // Said first, as the likeliest reason: a TRUNCATE also rewrites the table, which changes the stamp below.
+  const { rows: truncations } = await sql<{ truncated: boolean }>`
+    SELECT EXISTS (SELECT 1 FROM audience_sync.source_changes WHERE customer_id IS NULL AND ${unreadChanges(read)}) AS truncated`.execute(tx);
+  if (truncations[0]!.truncated) return whole('a source table was truncated');
+  // A trigger disabled and enabled again, a table rewritten or swapped: writes in between may be unlogged.
+  if (!list.same_source) return whole('a source table or its change-log triggers changed since the last plan');
+  if (!list.same_campaigns) return whole('the list is fed by other campaigns than its snapshot holds');
+  if (list.stale) return whole(`the whole target group is read at least every ${wholeReadDays} days`);
+  if (list.ids_went_back) return whole('transaction ids went back since the last plan (a restored or moved database)');
+  if (list.pruned_past) return whole('the change log was pruned past what the list has read');
+
+  // Past a tenth of the snapshot, looking every change up costs more than reading everything once.
+  const limit = Math.max(1000, Math.floor(Number(list.rows ?? 0) / 10));
+  const { rows: window } = await sql<{ n: number }>`
+    SELECT count(*)::int AS n FROM (
+      SELECT 1 FROM audience_sync.source_changes
+      WHERE ${unreadChanges(read)} AND (campaign_id IS NULL OR campaign_id = ANY(${activeCampaignIds}::text[]))
+      LIMIT ${limit + 1}) w`.execute(tx);
+  if (window[0]!.n > limit) return whole(`more than ${limit} source changes for the list since its last plan`);
+  return { kind: 'changes', ...read, stamp };
+}
+
+/**
+ * The source tables' and log triggers' catalog rows, as one stamp; null
+ * when the log cannot see every write (see logProblems). Disabling and
+ * re-enabling a trigger, replacing its function, or rewriting or swapping a
+ * table changes the stamp.
+ */
+async function sourceStamp(tx: Db): Promise<string | null> {
+  const catalog = await readSourceCatalog(tx);
+  if (logProblems(catalog).length > 0) return null;
+  const hash = createHash('md5');
+  for (const r of catalog) hash.update([r.relname, r.oid, r.relfilenode, r.tgname, r.tgoid, r.tg_version, r.fn, r.fn_version].join(':') + '|');
+  return hash.digest('hex');
+}
+
+/** One row per logged source table and log trigger it carries (one with NULL trigger columns when it carries none). */
+interface SourceCatalogRow {
+  relname: string;
+  relkind: string;
+  oid: string;
+  relfilenode: string;
+  replicated: boolean;
+  tgname: string | null;
+  tgenabled: string | null;
+  tgoid: string | null;
+  tg_version: string | null;
+  fn: string | null;
+  fn_version: string | null;
+}
+
+async function readSourceCatalog(db: Db): Promise<SourceCatalogRow[]> {
+  const { rows } = await sql<SourceCatalogRow>`
+    SELECT c.relname, c.relkind, c.oid::text, c.relfilenode::text,
+           EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel r WHERE r.srrelid = c.oid) AS replicated,
+           t.tgname, t.tgenabled, t.oid::text AS tgoid, t.xmin::text AS tg_version, p.oid::text AS fn, p.xmin::text AS fn_version
+    FROM pg_catalog.pg_class c
+    JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace
+    LEFT JOIN pg_catalog.pg_trigger t ON t.tgrelid = c.oid AND t.tgname = ANY(${LOG_TRIGGERS}::text[])
+    LEFT JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+    WHERE s.nspname = 'audience_sync' AND c.relname = ANY(${LOGGED_TABLES}::text[])
+    ORDER BY c.relname, t.tgname`.execute(db);
+  return rows;
+}
+
+/**
+ * Why the log cannot see every write to the source, if it cannot: a table
+ * that is not an ordinary table (a view, or a partitioned table whose
+ * partitions can be written directly), a table a subscription replicates
+ * into (apply workers fire no statement trigger), a log trigger missing or
+ * not enabled ALWAYS. Empty when the log can stand in for the tables.
+ */
+function logProblems(catalog: readonly SourceCatalogRow[]): string[] {
+  const problems: string[] = [];
+  for (const table of LOGGED_TABLES) {
+    const mine = catalog.filter((r) => r.relname === table);
+    if (mine[0]?.relkind !== 'r') {
+      problems.push(`${table} is not an ordinary table (a view?)`);
+      continue;
+    }
+    if (mine[0].replicated) problems.push(`${table} is replicated into by a subscription`);
+    for (const trigger of LOG_TRIGGERS) {
+      const t = mine.find((r) => r.tgname === trigger);
+      if (!t) problems.push(`${table} has no trigger ${trigger}`);
+      else if (t.tgenabled !== 'A') problems.push(`${table}.${trigger} is not enabled ALWAYS (ALTER TABLE audience_sync.${table} ENABLE ALWAYS TRIGGER ${trigger})`);
+    }
+  }
+  return problems;
+}
+
+/** The list's snapshot now holds the source as of `read.seen`, for these campaigns. */
+export async function recordSourceRead(
+  tx: Db,
+  segmentId: string,
+  read: SourceRead,
+  activeCampaignIds: readonly string[],
+  wholeReadDays: number,
+): Promise<void> {
+  // Due dates are compared with statement_timestamp(), not the transaction's start: a plan whose transaction began
+  // before a pruning but took its lock after must see the due date the pruning saw as passed.
+  // The due date is stored, not recomputed from the setting: pruning then never depends on how another process is configured.
+  await sql`
+    UPDATE audience_sync.lists SET
+      changes_read_in = ${read.seen}::pg_snapshot,
+      source_stamp = ${read.stamp},
+      snapshot_campaigns = ${activeCampaignIds}::text[],
+      whole_read_at = CASE WHEN ${read.kind === 'whole'} THEN now() ELSE whole_read_at END,
+      whole_read_due = CASE WHEN ${read.kind === 'whole'} THEN now() + make_interval(days => ${wholeReadDays}::int) ELSE whole_read_due END
+    WHERE audience_segment_id = ${segmentId}::bigint`.execute(tx);
+}
+
+/**
+ * Deletes the log rows every list that still reads the log has read: those
+ * of transactions older than each such list's snapshot (an emptied list, or
+ * one due for a whole read, reads none of it). Skipped while a plan holds the log.
+ */
+export async function pruneChangeLog(db: Db): Promise<number> {
+  return db.transaction().execute(async (tx) => {
+    const { rows } = await sql<{ locked: boolean }>`
+      SELECT pg_try_advisory_xact_lock(${CHANGE_LOG_LOCK_CLASS}::int, 0) AS locked`.execute(tx);
+    if (!rows[0]!.locked) return 0;
+    // Recorded first: a list that has not read this far then reads whole, whatever the clocks said (see chooseSourceRead).
+    const { rows: bound } = await sql<{ below: string }>`
+      UPDATE audience_sync.change_log SET pruned_below = greatest(pruned_below, coalesce(
+        (SELECT min(pg_snapshot_xmin(changes_read_in)) FROM audience_sync.lists
+         WHERE changes_read_in IS NOT NULL AND statement_timestamp() < whole_read_due),
+        pg_snapshot_xmin(pg_current_snapshot())))
+      RETURNING pruned_below::text AS below`.execute(tx);
+    const pruned = await sql`DELETE FROM audience_sync.source_changes WHERE xid < ${bound[0]!.below}::xid8`.execute(tx);
+    return Number(pruned.numAffectedRows ?? 0);
+  });
+}
+
+/**
+ * One line on whether runs can read the change log, and if not, what to do:
+ * for preflight. A source that is a view is fine (every run reads it whole);
+ * a trigger left enabled but not ALWAYS (what `ENABLE TRIGGER ALL` after a
+ * `pg_restore --disable-triggers` leaves) is named with its fix.
+ */
+export async function describeChangeLog(db: Db): Promise<string> {
+  const problems = logProblems(await readSourceCatalog(db));
+  return problems.length === 0
+    ? 'in use: daily plans read the keys the source triggers logged'
+    : `not in use, every run reads whole target groups: ${problems.join('; ')}`;
+}

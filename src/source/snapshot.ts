@@ -1,0 +1,286 @@
+import { sql } from 'kysely';
+import { unreadChanges, type SourceRead } from './change-log.js';
+import { probingKeys, type Db } from '../db/connection.js';
+
+/**
+ * The snapshot of a list's target groups (list_targets): one row per active
+ * campaign and customer, as the list was last planned from, with a 64-bit
+ * fingerprint of the customer's email and the identifier recipe's verdict.
+ *
+ * A day's refresh reads the source once, in one parallel statement, and
+ * keeps only the rows that are new, gone, or whose email changed; only those
+ * are validated and hashed (in Postgres: raw emails never reach the job).
+ * The identifiers they touch are the only ones whose membership can have
+ * changed, which is what lets an in-step list be diffed on them alone.
+ *
+ * The funnel counters (list_target_counts, lists.identifiers) change in the
+ * same transaction as the rows: per campaign, and for the list with each
+ * customer counted once. A refresh that is not incremental recounts them.
+ * Every function here runs inside the plan's transaction (see planList).
+ */
+
+/** The changed rows of this refresh, in a temporary table dropped at commit. */
+const CHANGES = sql.table('pg_temp.target_changes');
+/** The snapshot rows the changes took out, with their old state and identifier. */
+const REPLACED = sql.table('pg_temp.replaced_targets');
+/** Identifiers the changes touch, and whether the snapshot holds each after them. */
+const TOUCHED = sql.table('pg_temp.touched_identifiers');
+
+/** The state a changed row gets: the CTAS leaves it NULL for rows with an email, decided here by the identifier. */
+const newState = sql`coalesce(c.new_state, CASE WHEN c.new_identifier IS NULL THEN 'invalid' ELSE 'valid' END)`;
+
+export interface SnapshotChanges {
+  /** Target-group rows new, gone or with a changed email. */
+  changedRows: number;
+}
+
+/**
+ * Finds the rows that differ between the source and the snapshot and writes
+ * them to a temporary table: from the keys the change log names, or by
+ * reading the whole target group (see change-log.ts for which).
+ */
+export async function findChangedTargets(tx: Db, segmentId: string, activeCampaignIds: readonly string[], read: SourceRead): Promise<SnapshotChanges> {
+  // JIT compiling costs more than it saves at any size measured.
+  await sql`SET LOCAL jit = off`.execute(tx);
+  if (read.kind === 'changes') await probingKeys(tx, () => compareLoggedKeys(tx, segmentId, activeCampaignIds, read));
+  else await compareWholeTargetGroup(tx, segmentId, activeCampaignIds);
+  // Statistics for the statements that read the changes: a handful of rows on most days, millions on the first.
+  await sql`ANALYZE ${CHANGES}`.execute(tx);
+  const { rows } = await sql<{ n: number }>`SELECT count(*)::bigint AS n FROM ${CHANGES}`.execute(tx);
+  return { changedRows: Number(rows[0]!.n) };
+}
+
+/** The fingerprint of customer row `cu`'s email, NULL when there is no such customer. */
+const fingerprint = sql`CASE WHEN cu.customer_id IS NOT NULL THEN hashtextextended(coalesce(cu.email, ''), 0) END`;
+/** A present row's state when it is not decided by its identifier (see newState): no customer `cu`, or no email. */
+const stateWithoutEmail = sql`
+  CASE WHEN cu.customer_id IS NULL THEN 'no_customer' WHEN coalesce(btrim(cu.email, E' \t\n\r\f'), '') = '' THEN 'missing' END`;
+
+/**
+ * The rows the change log names since the snapshot last read it: target-group
+ * rows written, and every snapshot row of a customer written. Each is looked
+ * up by key in the source and the snapshot, and kept if it is new, gone or
+ * its email changed; the same rows, with the same columns, the whole read
+ * would find.
+ */
+async function compareLoggedKeys(tx: Db, segmentId: string, activeCampaignIds: readonly string[], read: { from: string; seen: string }): Promise<void> {
+  // The window first, with its own statistics, so the planner looks the keys up by index however stale the log's are.
+  await sql`
+    CREATE TEMP TABLE logged_changes ON COMMIT DROP AS
+    SELECT DISTINCT campaign_id, customer_id FROM audience_sync.source_changes
+    WHERE ${unreadChanges(read)} AND customer_id IS NOT NULL`.execute(tx);
+  await sql`ANALYZE pg_temp.logged_changes`.execute(tx);
+  await sql`
+    CREATE TEMP TABLE logged_keys ON COMMIT DROP AS
+    SELECT campaign_id, customer_id FROM pg_temp.logged_changes WHERE campaign_id = ANY(${activeCampaignIds}::text[])
+    UNION
+    SELECT t.campaign_id, t.customer_id FROM pg_temp.logged_changes c
+    JOIN audience_sync.list_targets t ON t.audience_segment_id = ${segmentId}::bigint AND t.customer_id = c.customer_id
+    WHERE c.campaign_id IS NULL
+    -- In key order, so that the probes below and the snapshot's own updates walk each index forward.
+    ORDER BY customer_id, campaign_id`.execute(tx);
+  await sql`ANALYZE pg_temp.logged_keys`.execute(tx);
+  await sql`
+    CREATE TEMP TABLE target_changes ON COMMIT DROP AS
+    SELECT k.campaign_id, k.customer_id, t.customer_id IS NOT NULL AS known, tg.customer_id IS NOT NULL AS present,
+           CASE WHEN tg.customer_id IS NOT NULL THEN ${fingerprint} END AS new_fingerprint,
+           CASE WHEN tg.customer_id IS NOT NULL THEN ${stateWithoutEmail} END AS new_state,
+           CASE WHEN tg.customer_id IS NOT NULL THEN audience_sync.email_identifier(cu.email) END AS new_identifier
+    FROM pg_temp.logged_keys k
+    LEFT JOIN audience_sync.campaign_target_groups tg ON tg.campaign_id = k.campaign_id AND tg.customer_id = k.customer_id
+    LEFT JOIN audience_sync.customers cu ON cu.customer_id = k.customer_id
+    LEFT JOIN audience_sync.list_targets t
+      ON t.audience_segment_id = ${segmentId}::bigint AND t.customer_id = k.customer_id AND t.campaign_id = k.campaign_id
+    WHERE CASE WHEN tg.customer_id IS NULL THEN t.customer_id IS NOT NULL
+               ELSE t.customer_id IS NULL OR t.email_fingerprint IS DISTINCT FROM ${fingerprint} END`.execute(tx);
+}
+
+/**
+ * The whole target group, in one parallel statement: the list's target
+ * groups joined to customers and to the snapshot, plus the snapshot rows
+ * whose target-group row is gone (or whose campaign is no longer active).
+ */
+async function compareWholeTargetGroup(tx: Db, segmentId: string, activeCampaignIds: readonly string[]): Promise<void> {
+  // The changed rows are few and the planner cannot know it: cheap tuple
+  // transfer lets it keep the pass parallel, as CREATE TABLE AS allows.
+  await sql`SET LOCAL parallel_tuple_cost = 0.001`.execute(tx);
+  await sql`
+    CREATE TEMP TABLE target_changes ON COMMIT DROP AS
+    SELECT tg.campaign_id, tg.customer_id, t.customer_id IS NOT NULL AS known, true AS present,
+           ${fingerprint} AS new_fingerprint,
+           ${stateWithoutEmail} AS new_state,
+           audience_sync.email_identifier(cu.email) AS new_identifier
+    FROM audience_sync.campaign_target_groups tg
+    LEFT JOIN audience_sync.customers cu ON cu.customer_id = tg.customer_id
+    -- Only the keys and the fingerprint: a narrow hash. A changed row's old values come back with its DELETE (applyChangedTargets).
+    LEFT JOIN (SELECT customer_id, campaign_id, email_fingerprint FROM audience_sync.list_targets
+               WHERE audience_segment_id = ${segmentId}::bigint) t
+      ON t.customer_id = tg.customer_id AND t.campaign_id = tg.campaign_id
+    WHERE tg.campaign_id = ANY(${activeCampaignIds}::text[])
+      AND (t.customer_id IS NULL
+           OR t.email_fingerprint IS DISTINCT FROM ${fingerprint})
+    UNION ALL
+    SELECT t.campaign_id, t.customer_id, true, false, NULL, NULL, NULL
+    FROM audience_sync.list_targets t
+    WHERE t.audience_segment_id = ${segmentId}::bigint
+      AND NOT EXISTS (SELECT 1 FROM audience_sync.campaign_target_groups tg
+                      WHERE tg.campaign_id = t.campaign_id AND tg.customer_id = t.customer_id
+                        AND tg.campaign_id = ANY(${activeCampaignIds}::text[]))`.execute(tx);
+  await sql`RESET parallel_tuple_cost`.execute(tx);
+}
+
+/**
+ * Applies the changed rows to the snapshot: gone and changed rows out (their
+ * old values kept in a temporary table for the counters and the diff), new
+ * and changed rows in.
+ */
+export async function applyChangedTargets(tx: Db, segmentId: string): Promise<void> {
+  await sql`
+    CREATE TEMP TABLE replaced_targets (customer_id text, campaign_id text, email_state text, identifier bytea) ON COMMIT DROP`.execute(tx);
+  await sql`
+    WITH replaced AS (
+      DELETE FROM audience_sync.list_targets t USING ${CHANGES} c
+      WHERE t.audience_segment_id = ${segmentId}::bigint AND c.known
+        AND t.customer_id = c.customer_id AND t.campaign_id = c.campaign_id
+      RETURNING t.customer_id, t.campaign_id, t.email_state, t.identifier
+    )
+    INSERT INTO ${REPLACED} SELECT * FROM replaced`.execute(tx);
+  await sql`
+    INSERT INTO audience_sync.list_targets (audience_segment_id, customer_id, campaign_id, email_fingerprint, email_state, identifier)
+    SELECT ${segmentId}::bigint, c.customer_id, c.campaign_id, c.new_fingerprint, ${newState}, c.new_identifier
+    FROM ${CHANGES} c WHERE c.present
+    ORDER BY c.customer_id, c.campaign_id`.execute(tx);
+}
+
+/**
+ * After the changes: the identifiers they touch (a changed row's old and new
+ * identifier) and whether the snapshot still holds each. Nothing else can
+ * have entered or left the desired set.
+ */
+export async function findTouchedIdentifiers(tx: Db, segmentId: string): Promise<void> {
+  await sql`
+    CREATE TEMP TABLE touched_identifiers ON COMMIT DROP AS
+    SELECT i.identifier,
+           EXISTS (SELECT 1 FROM audience_sync.list_targets t
+                   WHERE t.audience_segment_id = ${segmentId}::bigint AND t.identifier = i.identifier) AS desired
+    FROM (SELECT identifier FROM ${REPLACED} WHERE identifier IS NOT NULL
+          UNION
+          SELECT new_identifier FROM ${CHANGES} WHERE present AND new_identifier IS NOT NULL) i`.execute(tx);
+  // So that the diff looks the touched identifiers up in the ledger's index rather than reading the whole list.
+  await sql`ANALYZE ${TOUCHED}`.execute(tx);
+}
+
+/**
+ * Moves the funnel counters by what the changes did (after they are
+ * applied): per campaign by rows; for the list by customers, each counted
+ * once in the state of its email. A customer with a row the changes did not
+ * touch kept its email, so it counts as before; otherwise its changed rows
+ * say what it was (old rows) and is (new rows).
+ */
+export async function applyCounterDeltas(tx: Db, segmentId: string, identifiers: number): Promise<void> {
+  await sql`
+    WITH customers AS (
+      SELECT customer_id, max(before) AS before, max(after) AS after, count(after) AS present_rows FROM (
+        SELECT r.customer_id, r.email_state AS before, NULL AS after FROM ${REPLACED} r
+        UNION ALL
+        SELECT c.customer_id, NULL, ${newState} FROM ${CHANGES} c WHERE c.present
+      ) x GROUP BY customer_id
+    ),
+    wholly_changed AS (
+      SELECT k.* FROM customers k
+      WHERE (SELECT count(*) FROM audience_sync.list_targets t
+             WHERE t.audience_segment_id = ${segmentId}::bigint AND t.customer_id = k.customer_id) = k.present_rows
+    ),
+    deltas AS (
+      SELECT c.campaign_id AS scope, ${newState} AS email_state, 1 AS d FROM ${CHANGES} c WHERE c.present
+      UNION ALL
+      SELECT r.campaign_id, r.email_state, -1 FROM ${REPLACED} r
+      UNION ALL
+      SELECT '', before, -1 FROM wholly_changed WHERE before IS NOT NULL
+      UNION ALL
+      SELECT '', after, 1 FROM wholly_changed WHERE after IS NOT NULL
+    )
+    INSERT INTO audience_sync.list_target_counts AS n (audience_segment_id, scope, email_state, n)
+    SELECT ${segmentId}::bigint, scope, email_state, sum(d) FROM deltas GROUP BY scope, email_state
+    ON CONFLICT (audience_segment_id, scope, email_state) DO UPDATE SET n = n.n + excluded.n`.execute(tx);
+  await dropEmptyCounters(tx, segmentId);
+  await sql`UPDATE audience_sync.lists SET identifiers = ${identifiers} WHERE audience_segment_id = ${segmentId}::bigint`.execute(tx);
+}
+
+/** Counts the funnel afresh from the snapshot (after a refresh that was not incremental). */
+export async function recountCounters(tx: Db, segmentId: string): Promise<void> {
+  await sql`DELETE FROM audience_sync.list_target_counts WHERE audience_segment_id = ${segmentId}::bigint`.execute(tx);
+  await sql`
+    INSERT INTO audience_sync.list_target_counts (audience_segment_id, scope, email_state, n)
+    SELECT ${segmentId}::bigint, campaign_id, email_state, count(*) FROM audience_sync.list_targets
+    WHERE audience_segment_id = ${segmentId}::bigint GROUP BY campaign_id, email_state
+    UNION ALL
+    SELECT ${segmentId}::bigint, '', email_state, count(*) FROM (
+      SELECT DISTINCT ON (customer_id) email_state FROM audience_sync.list_targets
+      WHERE audience_segment_id = ${segmentId}::bigint ORDER BY customer_id
+    ) k GROUP BY email_state`.execute(tx);
+  await sql`
+    UPDATE audience_sync.lists SET identifiers = (
+      SELECT count(DISTINCT identifier) FROM audience_sync.list_targets
+      WHERE audience_segment_id = ${segmentId}::bigint AND identifier IS NOT NULL)
+    WHERE audience_segment_id = ${segmentId}::bigint`.execute(tx);
+}
+
+async function dropEmptyCounters(tx: Db, segmentId: string): Promise<void> {
+  await sql`DELETE FROM audience_sync.list_target_counts WHERE audience_segment_id = ${segmentId}::bigint AND n = 0`.execute(tx);
+}
+
+export interface ListState {
+  /** The ledger equals the snapshot's identifiers: the last sync succeeded and nothing is uncertain. */
+  inStep: boolean;
+  /** Distinct identifiers of the snapshot as it stands (before this plan's changes). */
+  identifiers: number;
+}
+
+/** The list's row, created on first use, locked for the plan's transaction. */
+export async function lockListState(tx: Db, segmentId: string): Promise<ListState> {
+  const { rows } = await sql<{ in_step: boolean; identifiers: number }>`
+    INSERT INTO audience_sync.lists AS l (audience_segment_id) VALUES (${segmentId}::bigint)
+    ON CONFLICT (audience_segment_id) DO UPDATE SET updated_at = now()
+    RETURNING l.in_step, l.identifiers`.execute(tx);
+  return { inStep: rows[0]!.in_step, identifiers: Number(rows[0]!.identifiers) };
+}
+
+/** The ledger may now lag the snapshot (a plan was made): only a fully confirmed sync puts it back in step. */
+export async function markOutOfStep(tx: Db, segmentId: string): Promise<void> {
+  await sql`UPDATE audience_sync.lists SET in_step = false, updated_at = now() WHERE audience_segment_id = ${segmentId}::bigint`.execute(tx);
+}
+
+export async function markInStep(tx: Db, segmentId: string): Promise<void> {
+  await sql`UPDATE audience_sync.lists SET in_step = true, updated_at = now() WHERE audience_segment_id = ${segmentId}::bigint`.execute(tx);
+}
+
+/** The list was emptied in Criteo: its snapshot and counters go with it, and the (empty) ledger is in step. */
+export async function forgetSnapshot(tx: Db, segmentId: string): Promise<void> {
+  await sql`DELETE FROM audience_sync.list_targets WHERE audience_segment_id = ${segmentId}::bigint`.execute(tx);
+  await sql`DELETE FROM audience_sync.list_target_counts WHERE audience_segment_id = ${segmentId}::bigint`.execute(tx);
+  await sql`
+    INSERT INTO audience_sync.lists AS l (audience_segment_id, in_step, identifiers) VALUES (${segmentId}::bigint, true, 0)
+    ON CONFLICT (audience_segment_id) DO UPDATE SET in_step = true, identifiers = 0, updated_at = now(),
+      changes_read_in = NULL, source_stamp = NULL, snapshot_campaigns = NULL, whole_read_at = NULL, whole_read_due = NULL`.execute(tx);
+}
+
+export interface SnapshotCounts {
+  identifiers: number;
+  /** scope '' is the list (customers counted once); other scopes are campaign ids. */
+  byScope: Map<string, Record<'no_customer' | 'missing' | 'invalid' | 'valid', number>>;
+}
+
+export async function readCounters(tx: Db, segmentId: string): Promise<SnapshotCounts> {
+  const { rows } = await sql<{ scope: string; email_state: 'no_customer' | 'missing' | 'invalid' | 'valid'; n: number }>`
+    SELECT scope, email_state, n FROM audience_sync.list_target_counts WHERE audience_segment_id = ${segmentId}::bigint`.execute(tx);
+  const byScope = new Map<string, Record<'no_customer' | 'missing' | 'invalid' | 'valid', number>>();
+  for (const r of rows) {
+    const counts = byScope.get(r.scope) ?? { no_customer: 0, missing: 0, invalid: 0, valid: 0 };
+    counts[r.email_state] = Number(r.n);
+    byScope.set(r.scope, counts);
+  }
+  const { rows: list } = await sql<{ identifiers: number }>`
+    SELECT identifiers FROM audience_sync.lists WHERE audience_segment_id = ${segmentId}::bigint`.execute(tx);
+  return { identifiers: Number(list[0]?.identifiers ?? 0), byScope };
+}

@@ -1,0 +1,261 @@
+import { sql } from 'kysely';
+import type { Db } from '../db/connection.js';
+import type { AmendmentResult } from '../criteo/client.js';
+import type { CriteoProblem } from '../core/errors.js';
+import type { BatchOperation } from '../db/schema.js';
+import type { Uncertainty } from './plan.js';
+import { forgetSnapshot, markInStep } from '../source/snapshot.js';
+
+/**
+ * The ledger (list_members) and the batches that change it. The write-ahead
+ * rule: a batch row with its identifiers is committed before its request
+ * leaves; Criteo's confirmation settles it ('confirmed', identifiers kept),
+ * and the ledger takes confirmed batches in one sorted write per list
+ * (applyConfirmedBatches), which every list sync also does before it plans.
+ * So what a list holds is list_members plus its confirmed batches that still
+ * hold identifiers; a crash before the confirmation leaves an unsettled
+ * batch, which the next plan treats as uncertain and re-sends.
+ */
+
+export async function countLedger(db: Db, segmentId: string): Promise<number> {
+  const { rows } = await sql<{ n: number }>`
+    SELECT count(*)::bigint AS n FROM audience_sync.list_members WHERE audience_segment_id = ${segmentId}::bigint`.execute(db);
+  return rows[0]!.n;
+}
+
+/** Unsettled batches of a list: sent, and Criteo's answer never recorded. */
+export async function findUncertainty(db: Db, segmentId: string): Promise<Uncertainty> {
+  const rows = await db
+    .selectFrom('audience_sync.batches')
+    .select(['batch_id', 'operation'])
+    .where('audience_segment_id', '=', segmentId)
+    .where('status', 'in', ['sending', 'unknown'])
+    .execute();
+  return { batchIds: rows.map((r) => r.batch_id), wholeList: rows.some((r) => r.operation === 'delete') };
+}
+
+/** Marks unsettled batches settled once a later sync has re-sent their work. */
+export async function supersedeBatches(db: Db, batchIds: readonly number[]): Promise<void> {
+  if (batchIds.length === 0) return;
+  await db
+    .updateTable('audience_sync.batches')
+    .set({ status: 'superseded', payload: null })
+    .where('batch_id', 'in', [...batchIds])
+    .execute();
+}
+
+/** A claimed batch: its row, and its identifiers as the bytes of a JSON array of 64-hex strings, ready for the request body. */
+export interface ClaimedBatch {
+  batchId: number;
+  size: number;
+  json: Buffer;
+}
+
+/**
+ * Write-ahead, in one statement: the batch row is written with the
+ * identifiers of its plan batch, and they come back encoded as the request
+ * needs them (fifty strings, not fifty thousand objects). Null when the plan
+ * batch is empty.
+ */
+export async function claimBatch(
+  db: Db,
+  batch: { listSyncId: number; segmentId: string; seq: number; operation: 'add' | 'remove'; batchNo: number },
+): Promise<ClaimedBatch | null> {
+  const { rows } = await sql<{ batch_id: number; size: number; part: string }>`
+    WITH picked AS (
+      SELECT p.identifier FROM audience_sync.plan_entries p
+      WHERE p.list_sync_id = ${batch.listSyncId} AND p.operation = ${batch.operation} AND p.batch_no = ${batch.batchNo}
+    ),
+    claimed AS (
+      INSERT INTO audience_sync.batches (list_sync_id, audience_segment_id, seq, operation, size, payload)
+      SELECT ${batch.listSyncId}, ${batch.segmentId}::bigint, ${batch.seq}, ${batch.operation}, count(*), array_agg(identifier)
+      FROM picked HAVING count(*) > 0
+      RETURNING batch_id, size, payload
+    )
+    -- The payload as it was written, a thousand identifiers to a row, each in bytea's hex output form.
+    SELECT c.batch_id, c.size, array_to_string(c.payload[i : i + ${CLAIM_PART - 1}], '') AS part
+    FROM claimed c, generate_series(1, c.size, ${CLAIM_PART}) i
+    ORDER BY i`.execute(db);
+  const first = rows[0];
+  // Parts of a thousand identifiers, copied at once into one buffer: no multi-megabyte string is ever made, and the parts die young.
+  return first ? { batchId: first.batch_id, size: first.size, json: jsonStringArray(rows.map((r) => r.part), first.size) } : null;
+}
+
+/** A claimed batch that never left (its list stopped first): no request, so no record. */
+export async function withdrawBatch(db: Db, batchId: number): Promise<void> {
+  await sql`DELETE FROM audience_sync.batches WHERE batch_id = ${batchId} AND status = 'sending'`.execute(db);
+}
+
+/** Characters of one identifier in bytea's hex output: `\x` and 64 hex digits. */
+const HEX_IDENTIFIER = 66;
+
+/** `["<hex>","<hex>",…]` as bytes, from parts that are runs of identifiers in bytea's hex output. */
+function jsonStringArray(parts: readonly string[], size: number): Buffer {
+  const out = Buffer.allocUnsafe(2 + size * 67 - (size > 0 ? 1 : 0));
+  let at = out.write('[', 0, 'latin1');
+  let n = 0;
+  for (const part of parts) {
+    if (part.length % HEX_IDENTIFIER !== 0) throw new Error('claimBatch: identifiers did not come back in bytea hex form');
+    const src = Buffer.from(part, 'latin1');
+    for (let from = 0; from < src.length; from += HEX_IDENTIFIER, n++) {
+      if (src[from] !== 0x5c || src[from + 1] !== 0x78) throw new Error('claimBatch: identifiers did not come back in bytea hex form');
+      at += out.write(n === 0 ? '"' : ',"', at, 'latin1');
+      at += src.copy(out, at, from + 2, from + HEX_IDENTIFIER);
+      at += out.write('"', at, 'latin1');
+    }
+  }
+  out.write(']', at, 'latin1');
+  if (n !== size) throw new Error(`claimBatch: ${n} identifiers came back for a batch of ${size}`);
+  return out;
+}
+
+/** Identifiers per row of a claim's answer. */
+const CLAIM_PART = 1000;
+
+export interface BatchCall {
+  httpStatus: number;
+  attempts: number;
+  waitedMs: number;
+  durationMs: number;
+}
+
+/**
+ * Criteo confirmed an add or remove: the batch is settled. It keeps its
+ * identifiers until applyConfirmedBatches moves them into the ledger, once
+ * per list in one sorted statement rather than one random-key write per
+ * batch; until then the ledger is the list_members rows plus these batches.
+ */
+export async function confirmBatch(
+  db: Db,
+  batchId: number,
+  listSyncId: number,
+  operation: 'add' | 'remove',
+  call: BatchCall,
+  result: AmendmentResult,
+): Promise<void> {
+  await sql`
+    WITH settled AS (
+      UPDATE audience_sync.batches SET
+        status = 'confirmed', http_status = ${call.httpStatus}, attempts = ${call.attempts},
+        waited_ms = ${call.waitedMs}, duration_ms = ${call.durationMs}, nb_valid = ${result.nbValidIdentifiers},
+        nb_invalid = ${result.nbInvalidIdentifiers}, sample_invalid = ${result.sampleInvalidIdentifiers.slice(0, 10)}::text[],
+        finished_at = now()
+      WHERE batch_id = ${batchId} RETURNING size
+    )
+    UPDATE audience_sync.list_syncs
+    SET added = added + CASE WHEN ${operation} = 'add' THEN (SELECT size FROM settled) ELSE 0 END,
+        removed = removed + CASE WHEN ${operation} = 'remove' THEN (SELECT size FROM settled) ELSE 0 END
+    WHERE list_sync_id = ${listSyncId}`.execute(db);
+}
+
+/**
+ * Moves every confirmed batch of a list that still holds its identifiers
+ * into the ledger, in one transaction: adds inserted and removes deleted in
+ * identifier order, list sync by list sync, and the payloads dropped.
+ */
+export async function applyConfirmedBatches(db: Db, segmentId: string): Promise<number> {
+  return db.transaction().execute(async (tx) => applyConfirmedBatchesIn(tx, segmentId));
+}
+
+/** The same, inside a transaction the caller holds (a dry run's plan, rolled back with it). */
+export async function applyConfirmedBatchesIn(tx: Db, segmentId: string): Promise<number> {
+  const { rows } = await sql<{ list_sync_id: number }>`
+    SELECT DISTINCT list_sync_id FROM audience_sync.batches
+    WHERE audience_segment_id = ${segmentId}::bigint AND status = 'confirmed' AND payload IS NOT NULL
+    ORDER BY list_sync_id`.execute(tx);
+  let applied = 0;
+  // A list sync's adds and removes never share an identifier; older list syncs go first.
+  for (const { list_sync_id: listSyncId } of rows) {
+    const pending = (operation: 'add' | 'remove') => sql`
+      SELECT unnest(payload) AS identifier FROM audience_sync.batches
+      WHERE list_sync_id = ${listSyncId} AND audience_segment_id = ${segmentId}::bigint AND operation = ${operation}
+        AND status = 'confirmed' AND payload IS NOT NULL`;
+    const added = await sql`
+      INSERT INTO audience_sync.list_members (audience_segment_id, identifier)
+      SELECT ${segmentId}::bigint, identifier FROM (${pending('add')}) p ORDER BY identifier
+      ON CONFLICT DO NOTHING`.execute(tx);
+    const removed = await sql`
+      DELETE FROM audience_sync.list_members
+      WHERE audience_segment_id = ${segmentId}::bigint AND identifier IN (${pending('remove')})`.execute(tx);
+    applied += Number(added.numAffectedRows ?? 0) + Number(removed.numAffectedRows ?? 0);
+  }
+  await dropConfirmedPayloads(tx, segmentId);
+  return applied;
+}
+
+/** The ledger holds what the list's confirmed batches said (or was emptied after them): they need their identifiers no more. */
+async function dropConfirmedPayloads(tx: Db, segmentId: string): Promise<void> {
+  await sql`
+    UPDATE audience_sync.batches SET payload = NULL
+    WHERE audience_segment_id = ${segmentId}::bigint AND status = 'confirmed' AND payload IS NOT NULL`.execute(tx);
+}
+
+/**
+ * Everything a list sync planned is confirmed: the ledger takes the
+ * confirmed batches, older unsettled batches are superseded (this sync
+ * re-sent their work), and the ledger is in step with the snapshot again.
+ */
+export async function settleInStep(db: Db, segmentId: string, supersededBatchIds: readonly number[]): Promise<void> {
+  await db.transaction().execute(async (tx) => {
+    await applyConfirmedBatchesIn(tx, segmentId);
+    await supersedeBatches(tx, supersededBatchIds);
+    await markInStep(tx, segmentId);
+  });
+}
+
+/** Criteo confirmed the DELETE: the list is empty, so is the ledger, and nothing is uncertain any more. */
+export async function applyConfirmedEmptying(
+  db: Db,
+  batchId: number,
+  listSyncId: number,
+  segmentId: string,
+  call: BatchCall,
+): Promise<number> {
+  return db.transaction().execute(async (tx) => {
+    const removed = await sql`DELETE FROM audience_sync.list_members WHERE audience_segment_id = ${segmentId}::bigint`.execute(tx);
+    await sql`
+      UPDATE audience_sync.batches SET status = 'superseded', payload = NULL
+      WHERE audience_segment_id = ${segmentId}::bigint AND status IN ('sending', 'unknown') AND batch_id <> ${batchId}`.execute(tx);
+    await sql`
+      UPDATE audience_sync.batches SET status = 'confirmed', payload = NULL, http_status = ${call.httpStatus},
+        attempts = ${call.attempts}, waited_ms = ${call.waitedMs}, duration_ms = ${call.durationMs}, finished_at = now()
+      WHERE batch_id = ${batchId}`.execute(tx);
+    await dropConfirmedPayloads(tx, segmentId);
+    await forgetSnapshot(tx, segmentId);
+    const n = Number(removed.numAffectedRows ?? 0);
+    await sql`UPDATE audience_sync.list_syncs SET removed = removed + ${n}, emptied = true WHERE list_sync_id = ${listSyncId}`.execute(tx);
+    return n;
+  });
+}
+
+/**
+ * The request failed. `mayHaveApplied` keeps the identifiers (status
+ * 'unknown') for the next plan; otherwise Criteo certainly did nothing and
+ * the batch is closed as 'failed'.
+ */
+export async function recordBatchFailure(
+  db: Db,
+  batchId: number,
+  mayHaveApplied: boolean,
+  call: Partial<BatchCall>,
+  problem: CriteoProblem | undefined,
+): Promise<void> {
+  await sql`
+    UPDATE audience_sync.batches SET
+      status = ${mayHaveApplied ? 'unknown' : 'failed'},
+      payload = CASE WHEN ${mayHaveApplied}::boolean THEN payload END,
+      http_status = ${problem?.status ?? null}, attempts = ${call.attempts ?? 0}, waited_ms = ${call.waitedMs ?? 0},
+      duration_ms = ${call.durationMs ?? null}, error_code = ${problem?.code ?? null},
+      error_title = ${problem?.title ?? null}, trace_id = ${problem?.traceId ?? null}, finished_at = now()
+    WHERE batch_id = ${batchId}`.execute(db);
+}
+
+/** Write-ahead for a DELETE: if no answer is recorded, the next plan distrusts the whole ledger. */
+export async function recordEmptyingIntent(db: Db, listSyncId: number, segmentId: string, ledgerSize: number): Promise<number> {
+  const row = await db
+    .insertInto('audience_sync.batches')
+    .values({ list_sync_id: listSyncId, audience_segment_id: segmentId, seq: 1, operation: 'delete', size: ledgerSize })
+    .returning('batch_id')
+    .executeTakeFirstOrThrow();
+  return row.batch_id;
+}

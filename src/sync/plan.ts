@@ -1,0 +1,101 @@
+import { sql } from 'kysely';
+import { probingKeys, type Db } from '../db/connection.js';
+
+/**
+ * The diff of one list: desired members (valid identifiers of its active
+ * target groups) against the ledger, written to plan_entries in one
+ * set-based statement and streamed to Criteo in batches from there.
+ *
+ * Identifiers of unsettled batches (sent, answer never received) are
+ * uncertain: Criteo may or may not hold them. The plan re-sends them in the
+ * direction the desired state asks for, so a run killed mid-request converges.
+ */
+
+export interface Uncertainty {
+  /** Batches whose outcome is unknown (status 'sending' or 'unknown'). */
+  batchIds: number[];
+  /** One of them is a DELETE: nothing in the ledger can be trusted. */
+  wholeList: boolean;
+}
+
+export interface PlanCounts {
+  toAdd: number;
+  toRemove: number;
+}
+
+/** How the diff is taken: on the identifiers today's changes touched (the ledger was in step), or on the whole list. */
+export type DiffScope = { kind: 'touched' } | { kind: 'whole'; uncertainty: Uncertainty };
+
+const desiredMembers = (segmentId: string) => sql`
+  SELECT DISTINCT identifier FROM audience_sync.list_targets
+  WHERE audience_segment_id = ${segmentId}::bigint AND identifier IS NOT NULL`;
+
+const ledgerMembers = (segmentId: string) => sql`
+  SELECT identifier FROM audience_sync.list_members WHERE audience_segment_id = ${segmentId}::bigint`;
+
+/**
+ * Writes the adds and removes of one list sync to plan_entries, numbered
+ * into batches of `batchSize` in identifier order, from the snapshot (see
+ * snapshot.ts) against the ledger. Runs in the plan's transaction.
+ */
+export async function materializePlan(tx: Db, listSyncId: number, segmentId: string, scope: DiffScope, batchSize: number): Promise<PlanCounts> {
+  let diff;
+  if (scope.kind === 'touched') {
+    // The ledger equalled the snapshot before today's changes: only identifiers they touched can differ.
+    diff = sql`
+      SELECT i.identifier,
+             CASE WHEN i.desired AND l.identifier IS NULL THEN 'add' WHEN NOT i.desired AND l.identifier IS NOT NULL THEN 'remove' END AS operation
+      FROM pg_temp.touched_identifiers i
+      LEFT JOIN audience_sync.list_members l ON l.audience_segment_id = ${segmentId}::bigint AND l.identifier = i.identifier`;
+  } else if (scope.uncertainty.batchIds.length === 0 && !scope.uncertainty.wholeList) {
+    diff = sql`
+      SELECT coalesce(d.identifier, l.identifier) AS identifier,
+             CASE WHEN l.identifier IS NULL THEN 'add' WHEN d.identifier IS NULL THEN 'remove' END AS operation
+      FROM (${desiredMembers(segmentId)}) d
+      FULL JOIN (${ledgerMembers(segmentId)}) l ON l.identifier = d.identifier`;
+  } else {
+    const { uncertainty } = scope;
+    diff = sql`
+      SELECT coalesce(d.identifier, k.identifier) AS identifier,
+             CASE WHEN d.identifier IS NOT NULL AND (k.identifier IS NULL OR k.uncertain) THEN 'add'
+                  WHEN d.identifier IS NULL THEN 'remove' END AS operation
+      FROM (${desiredMembers(segmentId)}) d
+      FULL JOIN (
+        -- what Criteo may hold: the ledger, plus identifiers of unsettled batches
+        SELECT identifier, bool_or(uncertain) AS uncertain FROM (
+          SELECT identifier, ${uncertainty.wholeList}::boolean AS uncertain FROM (${ledgerMembers(segmentId)}) l
+          UNION ALL
+          SELECT unnest(b.payload), true FROM audience_sync.batches b
+          WHERE b.batch_id = ANY(${uncertainty.batchIds}::bigint[]) AND b.payload IS NOT NULL
+        ) u GROUP BY identifier
+      ) k ON k.identifier = d.identifier`;
+  }
+  const write = () => sql<{ to_add: number; to_remove: number }>`
+    WITH inserted AS (
+      INSERT INTO audience_sync.plan_entries (list_sync_id, operation, batch_no, identifier)
+      SELECT ${listSyncId}::bigint, operation,
+             ((row_number() OVER (PARTITION BY operation ORDER BY identifier) - 1) / ${batchSize}::int)::int,
+             identifier
+      FROM (${diff}) x WHERE operation IS NOT NULL
+      RETURNING operation
+    )
+    SELECT count(*) FILTER (WHERE operation = 'add')::bigint AS to_add,
+           count(*) FILTER (WHERE operation = 'remove')::bigint AS to_remove
+    FROM inserted`.execute(tx);
+  // The touched identifiers are few: each is looked up in the ledger's index.
+  const { rows } = scope.kind === 'touched' ? await probingKeys(tx, write) : await write();
+  return { toAdd: Number(rows[0]!.to_add), toRemove: Number(rows[0]!.to_remove) };
+}
+
+/** Drops a list sync's plan once it is sent (or abandoned: the next run plans afresh). */
+export async function discardPlan(db: Db, listSyncId: number): Promise<void> {
+  await db.deleteFrom('audience_sync.plan_entries').where('list_sync_id', '=', listSyncId).execute();
+}
+
+/** Plans whose run is gone (killed processes) are dead weight in an unlogged table. */
+export async function discardOrphanedPlans(db: Db): Promise<void> {
+  await sql`
+    DELETE FROM audience_sync.plan_entries p
+    USING audience_sync.list_syncs s
+    WHERE s.list_sync_id = p.list_sync_id AND s.status NOT IN ('planning', 'sending')`.execute(db);
+}

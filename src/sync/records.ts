@@ -1,0 +1,153 @@
+import { sql } from 'kysely';
+import type { Db } from '../db/connection.js';
+import type { ListSyncStatus, RunStatus } from '../db/schema.js';
+import type { CampaignFunnel, Funnel } from '../source/target-groups.js';
+import type { ListStatistics } from '../criteo/client.js';
+
+/**
+ * The audit trail: a row per run, per list within it, per batch (ledger.ts).
+ * States move forward only:
+ *   run:       running → succeeded | failed | interrupted | aborted
+ *   list sync: planning → sending → succeeded | held | failed | incomplete
+ *              planning → skipped (locked by another run)
+ */
+
+export async function startRun(db: Db, trigger: string, asOf: Date, options: Record<string, unknown>): Promise<number> {
+  const row = await db
+    .insertInto('audience_sync.runs')
+    .values({ trigger, as_of: asOf, options: JSON.stringify(options) })
+    .returning('run_id')
+    .executeTakeFirstOrThrow();
+  return row.run_id;
+}
+
+export async function finishRun(db: Db, runId: number, status: RunStatus, error?: string): Promise<void> {
+  await db
+    .updateTable('audience_sync.runs')
+    .set({ status, finished_at: new Date(), error: error ?? null })
+    .where('run_id', '=', runId)
+    .execute();
+}
+
+/**
+ * Runs still marked 'running' whose process is gone: each live run holds a
+ * session advisory lock on its id, so a lock we can take is a dead run.
+ */
+export async function closeAbandonedRuns(db: Db): Promise<number[]> {
+  const { rows } = await sql<{ run_id: number }>`
+    UPDATE audience_sync.runs r SET status = 'interrupted', finished_at = now(),
+           error = coalesce(error, 'the process ended before the run finished')
+    WHERE r.status = 'running'
+      AND pg_try_advisory_xact_lock(${RUN_LOCK_CLASS}::int, r.run_id::int)
+    RETURNING r.run_id`.execute(db);
+  if (rows.length > 0) {
+    await sql`
+      UPDATE audience_sync.list_syncs SET status = 'incomplete', finished_at = now(),
+             reason = coalesce(reason, 'interrupted: the run ended before this list finished')
+      WHERE run_id = ANY(${rows.map((r) => r.run_id)}::bigint[]) AND status IN ('planning', 'sending')`.execute(db);
+  }
+  return rows.map((r) => r.run_id);
+}
+
+/** Advisory lock classes (the first key of the two-key form), so our locks never collide with others'. */
+export const RUN_LOCK_CLASS = 0x41_53_01; // "AS" 1: a run is alive
+export const LIST_LOCK_CLASS = 0x41_53_02; // "AS" 2: a list is being synced
+
+export interface ListSyncStart {
+  runId: number;
+  segmentId: string;
+  advertiserId: string | null;
+  campaignIds: string[];
+  action: 'sync' | 'empty';
+}
+
+export async function startListSync(db: Db, s: ListSyncStart): Promise<number> {
+  const row = await db
+    .insertInto('audience_sync.list_syncs')
+    .values({
+      run_id: s.runId,
+      audience_segment_id: s.segmentId,
+      advertiser_id: s.advertiserId,
+      campaign_ids: s.campaignIds,
+      action: s.action,
+    })
+    .returning('list_sync_id')
+    .executeTakeFirstOrThrow();
+  return row.list_sync_id;
+}
+
+export async function recordListPlan(
+  db: Db,
+  listSyncId: number,
+  plan: { funnel?: Funnel; ledgerBefore: number; toAdd: number; toRemove: number },
+): Promise<void> {
+  await db
+    .updateTable('audience_sync.list_syncs')
+    .set({
+      status: 'sending',
+      target_group_size: plan.funnel?.targetGroupSize ?? null,
+      missing_customers: plan.funnel?.missingCustomers ?? null,
+      without_email: plan.funnel?.withoutEmail ?? null,
+      invalid_emails: plan.funnel?.invalidEmails ?? null,
+      unique_identifiers: plan.funnel?.uniqueIdentifiers ?? null,
+      ledger_before: plan.ledgerBefore,
+      to_add: plan.toAdd,
+      to_remove: plan.toRemove,
+    })
+    .where('list_sync_id', '=', listSyncId)
+    .execute();
+}
+
+export async function finishListSync(
+  db: Db,
+  listSyncId: number,
+  status: ListSyncStatus,
+  detail: { reason?: string; errorCode?: string; traceId?: string } = {},
+): Promise<void> {
+  await db
+    .updateTable('audience_sync.list_syncs')
+    .set({
+      status,
+      finished_at: new Date(),
+      reason: detail.reason ?? null,
+      error_code: detail.errorCode ?? null,
+      trace_id: detail.traceId ?? null,
+    })
+    .where('list_sync_id', '=', listSyncId)
+    .execute();
+}
+
+export async function recordListStatistics(db: Db, listSyncId: number, stats: ListStatistics): Promise<void> {
+  await db
+    .updateTable('audience_sync.list_syncs')
+    .set({
+      stats_identifiers: stats.numberOfIdentifiers,
+      stats_matches: stats.numberOfMatches,
+      stats_match_rate: stats.matchRate,
+      stats_read_at: new Date(),
+    })
+    .where('list_sync_id', '=', listSyncId)
+    .execute();
+}
+
+export async function recordCampaignFunnels(db: Db, listSyncId: number, funnels: readonly CampaignFunnel[]): Promise<void> {
+  if (funnels.length === 0) return;
+  await db
+    .insertInto('audience_sync.list_sync_campaigns')
+    .values(
+      funnels.map((f) => ({
+        list_sync_id: listSyncId,
+        campaign_id: f.campaignId,
+        target_group_size: f.targetGroupSize,
+        missing_customers: f.missingCustomers,
+        without_email: f.withoutEmail,
+        invalid_emails: f.invalidEmails,
+        unique_identifiers: f.uniqueIdentifiers,
+      })),
+    )
+    .execute();
+}
+
+export async function recordHeldRemovals(db: Db, listSyncId: number, heldRemovals: number): Promise<void> {
+  await db.updateTable('audience_sync.list_syncs').set({ held_removals: heldRemovals }).where('list_sync_id', '=', listSyncId).execute();
+}

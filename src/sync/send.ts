@@ -1,0 +1,121 @@
+import type { CriteoClient } from '../criteo/client.js';
+import { callTrace } from '../criteo/client.js';
+import type { Db } from '../db/connection.js';
+import { TransientError } from '../core/errors.js';
+import pLimit from 'p-limit';
+import { claimBatch, confirmBatch, recordBatchFailure, withdrawBatch, type ClaimedBatch } from './ledger.js';
+import type { Logger } from '../core/logger.js';
+
+/**
+ * Sends one planned operation of a list to Criteo: the plan's numbered
+ * batches of at most `batchSize` identifiers, up to `concurrency` of them in
+ * flight and one more claimed ahead (the client bounds concurrency and rate
+ * across lists), each claimed and written ahead in one statement before it
+ * leaves and settled as soon as
+ * Criteo confirms it (the ledger takes confirmed batches once per list: see
+ * applyConfirmedBatches). The first failure stops new batches for this list;
+ * those in flight finish and are recorded.
+ */
+
+export interface SendContext {
+  db: Db;
+  client: CriteoClient;
+  log: Logger;
+  batchSize: number;
+  /** Requests of this list in flight at once; one more batch than this is claimed ahead. */
+  concurrency: number;
+  signal?: AbortSignal | undefined;
+  /** Shared across the list's operations so batch numbers run on. */
+  seq: { next: number };
+  onBatchConfirmed?: (operation: 'add' | 'remove', size: number) => void;
+}
+
+export interface SendOutcome {
+  confirmedBatches: number;
+  confirmedIdentifiers: number;
+  error?: unknown;
+  interrupted: boolean;
+}
+
+export async function sendPlannedOperation(
+  ctx: SendContext,
+  listSyncId: number,
+  segmentId: string,
+  operation: 'add' | 'remove',
+  planned: number,
+): Promise<SendOutcome> {
+  const outcome: SendOutcome = { confirmedBatches: 0, confirmedIdentifiers: 0, interrupted: false };
+  const inflight = new Set<Promise<void>>();
+
+  // Batches are claimed one ahead of what Criteo takes at once; a claimed batch waits here for its turn to be sent.
+  const sending = pLimit(ctx.concurrency);
+  // Claims run side by side, but batches queue for sending in batch order, whichever claim returns first.
+  let claimedInOrder: Promise<unknown> = Promise.resolve();
+
+  const sendBatch = async (batchNo: number, seq: number): Promise<void> => {
+    const claim = claimBatch(ctx.db, { listSyncId, segmentId, seq, operation, batchNo });
+    claim.catch(() => {}); // a refused claim is reported through its turn below, not as an unhandled rejection meanwhile
+    const turn = claimedInOrder.then(() => claim);
+    claimedInOrder = turn.catch(() => {});
+    const batch = await turn;
+    if (!batch) throw new Error(`plan batch ${batchNo} of ${operation} is empty: the plan changed under the list sync`);
+    await sending(() => sendClaimed(batch, seq));
+  };
+
+  const sendClaimed = async (batch: ClaimedBatch, seq: number): Promise<void> => {
+    if (outcome.error || ctx.signal?.aborted) {
+      // The list stopped while this batch waited: it never left, so its claim is withdrawn, and the list is not done.
+      if (!outcome.error) outcome.interrupted = true;
+      await withdrawBatch(ctx.db, batch.batchId);
+      return;
+    }
+    try {
+      const out = await ctx.client.amendContactList(segmentId, operation, { json: batch.json, size: batch.size });
+      await confirmBatch(ctx.db, batch.batchId, listSyncId, operation, { httpStatus: out.status, ...pickCall(out) }, out.body);
+      outcome.confirmedBatches++;
+      outcome.confirmedIdentifiers += batch.size;
+      ctx.onBatchConfirmed?.(operation, batch.size);
+      if ((out.body.nbInvalidIdentifiers ?? 0) > 0) {
+        ctx.log.warn({ batch: seq, operation, nbInvalid: out.body.nbInvalidIdentifiers }, 'criteo counted invalid identifiers in a batch');
+      }
+    } catch (error) {
+      outcome.error ??= error;
+      // An earlier attempt of the same call may have gone through even if the last answer was a refusal.
+      const mayHaveApplied = callTrace(error)?.mayHaveApplied || (error instanceof TransientError ? error.mayHaveApplied : !isCriteoVerdict(error));
+      // A failure to record the failure (database gone) leaves the batch 'sending': still uncertain, still safe.
+      await recordBatchFailure(ctx.db, batch.batchId, mayHaveApplied, callTrace(error) ?? {}, problemOf(error)).catch(() => {});
+    }
+  };
+
+  try {
+    const batches = Math.ceil(planned / ctx.batchSize);
+    for (let batchNo = 0; batchNo < batches; batchNo++) {
+      if (outcome.error) break;
+      if (ctx.signal?.aborted) {
+        outcome.interrupted = true;
+        break;
+      }
+      // A batch row the database refuses stops the list like any failure, not the loop: the batches in flight are still awaited.
+      const p: Promise<void> = sendBatch(batchNo, ctx.seq.next++).catch((error: unknown) => void (outcome.error ??= error)).finally(() => inflight.delete(p));
+      inflight.add(p);
+      if (inflight.size > ctx.concurrency) await Promise.race(inflight);
+    }
+  } finally {
+    // Never return while a request is on its way: the list's lock must outlive every write.
+    await Promise.allSettled(inflight);
+  }
+  return outcome;
+}
+
+function pickCall(out: { attempts: number; waitedMs: number; durationMs: number }) {
+  return { attempts: out.attempts, waitedMs: out.waitedMs, durationMs: out.durationMs };
+}
+
+/** Criteo answered with a definite status (a refusal): it did not apply the request. */
+function isCriteoVerdict(error: unknown): boolean {
+  return problemOf(error) !== undefined;
+}
+
+function problemOf(error: unknown) {
+  return (error as { problem?: import('../core/errors.js').CriteoProblem }).problem;
+}
