@@ -31,8 +31,18 @@ export const SCRATCH_LIST = '1999';
 export const ADVERTISER = '77';
 
 const DOMAINS = [
-  'gmail.com', 'yahoo.fr', 'orange.fr', 'hotmail.com', 'outlook.com', 'free.fr',
-  'laposte.net', 'icloud.com', 'example.co.uk', 'mail.example-shop.de', 'sfr.fr', 'web.de',
+  'gmail.com',
+  'yahoo.fr',
+  'orange.fr',
+  'hotmail.com',
+  'outlook.com',
+  'free.fr',
+  'laposte.net',
+  'icloud.com',
+  'example.co.uk',
+  'mail.example-shop.de',
+  'sfr.fr',
+  'web.de',
 ];
 const FIRST = ['marie', 'jean', 'lea', 'lucas', 'emma', 'hugo', 'chloe', 'louis', 'ines', 'jules', 'anna', 'paul'];
 
@@ -85,7 +95,7 @@ export async function generateSource(client: pg.Client, n: number): Promise<void
     SELECT 'bench-b', 'X' || lpad(i::text, 10, '0') FROM generate_series(1, ${Math.max(1, Math.floor(0.001 * n))}) i
     UNION ALL
     SELECT 'bench-c', ${customerId('i')} FROM generate_series(1, ${Math.max(1, Math.floor(0.01 * n))}) i`);
-  await client.query('SET maintenance_work_mem = \'512MB\'');
+  await client.query("SET maintenance_work_mem = '512MB'");
   await client.query('ALTER TABLE audience_sync.customers ADD PRIMARY KEY (customer_id)');
   await client.query('ALTER TABLE audience_sync.campaign_target_groups ADD PRIMARY KEY (campaign_id, customer_id)');
   await client.query('RESET maintenance_work_mem');

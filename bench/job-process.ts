@@ -67,6 +67,8 @@ export async function idleJobRssMb(root: string, command: JobCommand, dir: strin
     stdio: ['ignore', 'ignore', 'ignore'],
   });
   await new Promise((resolve) => child.once('exit', resolve));
-  const line = readFileSync(eventsFile, 'utf8').split('\n').find((l) => l.includes('"maxrss"'));
+  const line = readFileSync(eventsFile, 'utf8')
+    .split('\n')
+    .find((l) => l.includes('"maxrss"'));
   return line ? Math.round((Number((JSON.parse(line) as { kb: number }).kb) / 1024) * 10) / 10 : NaN;
 }

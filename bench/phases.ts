@@ -163,7 +163,10 @@ function isLedgerWrite(kind: string): boolean {
 }
 
 export function analyseRun(eventsFile: string, stderrFile: string): RunPhases {
-  const events = readFileSync(eventsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  const events = readFileSync(eventsFile, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
   const logs: LogLine[] = [];
   for (const line of readFileSync(stderrFile, 'utf8').split('\n')) {
     if (!line.startsWith('{')) continue;
@@ -216,7 +219,14 @@ export function analyseRun(eventsFile: string, stderrFile: string): RunPhases {
 
   // Per query: a cursor's fetches add up; a statement's repeated reports do not.
   const perQuery = new Map<number, { t: number; cpu: number; sql: string }>();
-  for (const c of events.filter((e) => e['ev'] === 'cpu') as unknown as { t: number; qid: number; cursor: boolean; userMs: number; systemMs: number; sql: string }[]) {
+  for (const c of events.filter((e) => e['ev'] === 'cpu') as unknown as {
+    t: number;
+    qid: number;
+    cursor: boolean;
+    userMs: number;
+    systemMs: number;
+    sql: string;
+  }[]) {
     const cpu = c.userMs + c.systemMs;
     const seen = perQuery.get(c.qid);
     if (!seen) perQuery.set(c.qid, { t: c.t, cpu, sql: c.sql });

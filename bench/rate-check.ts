@@ -71,7 +71,9 @@ export async function runRateCheck(opts: {
   const startedAt = new Date().toISOString();
   try {
     const expected = Math.ceil(opts.customers / opts.batchSize);
-    opts.log(`rate check: ${expected} PATCHes of ${opts.batchSize}, job at ${JOB_LIMIT}/min, sandbox at ${SANDBOX_LIMIT}/min (about ${Math.ceil(expected / JOB_LIMIT)} min)`);
+    opts.log(
+      `rate check: ${expected} PATCHes of ${opts.batchSize}, job at ${JOB_LIMIT}/min, sandbox at ${SANDBOX_LIMIT}/min (about ${Math.ceil(expected / JOB_LIMIT)} min)`,
+    );
     const run = await runJob(opts.root, opts.job, opts.work, 'rate', {
       DATABASE_URL: opts.databaseUrl,
       CRITEO_API_URL: sandbox.url,

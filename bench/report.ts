@@ -139,8 +139,18 @@ export function judge(r: BenchResult, other: BenchResult | undefined): Target[] 
       limit: '30 s',
       pass: big ? r.daily.localMs < 30_000 : r.daily.localMs < 30_000 ? true : null,
     },
-    { name: 'converged (ledger = sandbox = naive desired; diff = naive diff)', value: String(r.checks['converged']), limit: 'true', pass: r.checks['converged'] === true },
-    { name: 'converged after the whole-read day (ledger = sandbox)', value: String(r.checks['wholeDayConverged']), limit: 'true', pass: r.checks['wholeDayConverged'] === true },
+    {
+      name: 'converged (ledger = sandbox = naive desired; diff = naive diff)',
+      value: String(r.checks['converged']),
+      limit: 'true',
+      pass: r.checks['converged'] === true,
+    },
+    {
+      name: 'converged after the whole-read day (ledger = sandbox)',
+      value: String(r.checks['wholeDayConverged']),
+      limit: 'true',
+      pass: r.checks['wholeDayConverged'] === true,
+    },
   );
   return targets;
 }
@@ -155,7 +165,7 @@ function runRows(r: BenchResult): string[][] {
   const both = (label: string, f: (p: BenchResult['initial']) => string) => rows.push([label, f(r.initial), f(r.daily), r.wholeDay ? f(r.wholeDay) : '–']);
   both('wall', (p) => s(p.wallMs));
   both('plan (start → last list planned)', (p) => s(p.planMs));
-  both('  its statements\' backend CPU', (p) => s(p.planCpuMs));
+  both("  its statements' backend CPU", (p) => s(p.planCpuMs));
   both('  of which finding the changed rows', (p) => `${s(p.sourceReadMs)} (${Object.values(p.sourceRead).join(', ') || '–'})`);
   both('send: a Criteo call in flight', (p) => s(p.sendBusyMs));
   both('ledger writes (union / sum / CPU)', (p) => `${s(p.ledgerBusyMs)} / ${s(p.ledgerSumMs)} / ${s(p.ledgerCpuMs)}`);

@@ -56,7 +56,9 @@ async function timedMs(fn: () => Promise<unknown>): Promise<number> {
 function sourceDigest(): string {
   const hash = createHash('sha256');
   for (const dir of ['src', 'migrations']) {
-    for (const f of readdirSync(join(ROOT, dir)).filter((n) => n.endsWith('.ts')).sort()) {
+    for (const f of readdirSync(join(ROOT, dir))
+      .filter((n) => n.endsWith('.ts'))
+      .sort()) {
       hash.update(f).update(readFileSync(join(ROOT, dir, f)));
     }
   }
@@ -68,7 +70,10 @@ function previousResult(customers: number, jobFrom: string, source: string): Ben
   const dir = join(ROOT, 'bench', 'results');
   let files: string[] = [];
   try {
-    files = readdirSync(dir).filter((f) => f.endsWith('.json')).sort().reverse();
+    files = readdirSync(dir)
+      .filter((f) => f.endsWith('.json'))
+      .sort()
+      .reverse();
   } catch {
     return undefined;
   }
@@ -113,7 +118,9 @@ async function syncBench(): Promise<void> {
     const pgSettings = await settings(client);
     log('generating source data in Postgres');
     const generateMs = await timedMs(() => generateSource(client, customers));
-    const vacuumMs = await timedMs(() => client.query('VACUUM (ANALYZE) audience_sync.customers, audience_sync.campaign_target_groups, audience_sync.campaigns'));
+    const vacuumMs = await timedMs(() =>
+      client.query('VACUUM (ANALYZE) audience_sync.customers, audience_sync.campaign_target_groups, audience_sync.campaigns'),
+    );
     log(`generated in ${secs(generateMs)}, vacuum analyze ${secs(vacuumMs)}`);
 
     sandbox = await startSandboxProcess({
@@ -214,9 +221,7 @@ async function syncBench(): Promise<void> {
     const wholeDayCalls = apiCalls(calls, wholeDay);
     log(`whole-read daily sync ${secs(wholeDay.wallMs)} (plan ${secs(wholeDay.planMs)}), peak RSS ${wholeDay.peakRssMb} MB`);
     const sizesAfter = await sandbox.segmentSizes();
-    const ledgerAfter = await client.query<{ n: string }>(
-      `SELECT count(*) AS n FROM audience_sync.list_members WHERE audience_segment_id = ${BIG_LIST}`,
-    );
+    const ledgerAfter = await client.query<{ n: string }>(`SELECT count(*) AS n FROM audience_sync.list_members WHERE audience_segment_id = ${BIG_LIST}`);
     checks['wholeDayConverged'] = wholeDay.ok && Number(ledgerAfter.rows[0]?.n ?? -1) === (sizesAfter[BIG_LIST] ?? -2);
 
     const sandboxPeakRssMb = sandbox.peakRssMb();

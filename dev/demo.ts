@@ -85,7 +85,9 @@ async function reportMismatches(report: CoverageReport, sandbox: { members(id: s
     if (!latest.criteo) continue;
     const stats = (await client.getStatistics(list.segmentId)).body;
     if (latest.criteo.identifiers !== stats.numberOfIdentifiers || latest.criteo.matched !== stats.numberOfMatches) {
-      out.push(`list ${list.segmentId}: report ${latest.criteo.identifiers}/${latest.criteo.matched}, sandbox ${stats.numberOfIdentifiers}/${stats.numberOfMatches}`);
+      out.push(
+        `list ${list.segmentId}: report ${latest.criteo.identifiers}/${latest.criteo.matched}, sandbox ${stats.numberOfIdentifiers}/${stats.numberOfMatches}`,
+      );
     }
   }
   return out;
@@ -117,7 +119,9 @@ async function main(): Promise<void> {
     await migrateToLatest(database.db);
     const now = new Date();
     await loadSampleData(database.db, now);
-    out(`loaded ${SAMPLE_CUSTOMERS.toLocaleString('en-US')} customers, 5 campaigns, 4 lists (postgres ${postgres.url.replace(/:[^:@/]*@/, ':***@')}, criteo sandbox ${sandbox.url})\n`);
+    out(
+      `loaded ${SAMPLE_CUSTOMERS.toLocaleString('en-US')} customers, 5 campaigns, 4 lists (postgres ${postgres.url.replace(/:[^:@/]*@/, ':***@')}, criteo sandbox ${sandbox.url})\n`,
+    );
 
     const client = new CriteoClient(config.criteo, log);
     const deps = { db: database.db, pool: database.pool, client, config, log };
@@ -134,10 +138,12 @@ async function main(): Promise<void> {
       const drift = await listsDriftingFromCriteo(database.db, (id) => sandbox.members(id));
       out(drift.length === 0 ? '\nledger == Criteo sandbox for every list' : `\nDRIFT between ledger and Criteo sandbox on lists ${drift.join(', ')}`);
       const mismatches = await reportMismatches(report, sandbox, client);
-      out(mismatches.length === 0 ? "report == what the Criteo sandbox holds and reports, for every list" : `REPORT MISMATCH: ${mismatches.join('; ')}`);
+      out(mismatches.length === 0 ? 'report == what the Criteo sandbox holds and reports, for every list' : `REPORT MISMATCH: ${mismatches.join('; ')}`);
       mkdirSync(REPORT_DIR, { recursive: true });
       for (const format of ['html', 'json', 'csv'] as const) await writeReport(report, format, join(REPORT_DIR, `coverage.${format}`));
-      out(`\nreport written to ${REPORT_DIR}/coverage.{html,json,csv} (open the HTML in a browser; \`audience-sync report --format html --out coverage.html\` makes the same from a real database)`);
+      out(
+        `\nreport written to ${REPORT_DIR}/coverage.{html,json,csv} (open the HTML in a browser; \`audience-sync report --format html --out coverage.html\` makes the same from a real database)`,
+      );
       if (day1.status !== 'succeeded' || day2.status !== 'succeeded' || drift.length > 0 || mismatches.length > 0) process.exitCode = 1;
     } finally {
       await client.close();

@@ -9,7 +9,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/core/config.js';
 import { ConfigError } from '../src/core/errors.js';
 import { startOutageProxy } from './drills/outage-proxy.js';
-import { convergence, createTestDatabase, createWorld, ledgerOf, runCli, seedCampaigns, seedCustomers, seedTargetGroup, startCli, type World } from './helpers.js';
+import {
+  convergence,
+  createTestDatabase,
+  createWorld,
+  ledgerOf,
+  runCli,
+  seedCampaigns,
+  seedCustomers,
+  seedTargetGroup,
+  startCli,
+  type World,
+} from './helpers.js';
 
 /**
  * A bad environment: settings missing or malformed, Postgres unreachable at
@@ -115,7 +126,9 @@ describe('the CLI in a bad environment', () => {
       expect(badSetting.status).toBe(2);
       expect(oneLine(badSetting.stderr)).toEqual([expect.stringMatching(/^audience-sync: CRITEO_BATCH_SIZE: /)]);
       expect(unmigrated.status).toBe(2);
-      expect(oneLine(unmigrated.stderr)).toEqual([expect.stringMatching(/^audience-sync: the database schema is not up to date .*run `audience-sync migrate`$/)]);
+      expect(oneLine(unmigrated.stderr)).toEqual([
+        expect.stringMatching(/^audience-sync: the database schema is not up to date .*run `audience-sync migrate`$/),
+      ]);
       const c = new pg.Client({ connectionString: empty.url });
       await c.connect();
       const { rows } = await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM information_schema.schemata WHERE schema_name = 'audience_sync'`);
@@ -133,7 +146,9 @@ describe('the CLI in a bad environment', () => {
     const noDb = new URL(world.databaseUrl);
     noDb.pathname = '/as_no_such_database';
     const results = await Promise.all([
-      ...['migrate', 'run', 'plan', 'runs', 'coverage', 'preflight'].map((cmd) => runCli([cmd], { ...world.env, DATABASE_URL: closed }).then((r) => ({ cmd, r }))),
+      ...['migrate', 'run', 'plan', 'runs', 'coverage', 'preflight'].map((cmd) =>
+        runCli([cmd], { ...world.env, DATABASE_URL: closed }).then((r) => ({ cmd, r })),
+      ),
       runCli(['run'], { ...world.env, DATABASE_URL: noHost }).then((r) => ({ cmd: 'run (unknown host)', r })),
       runCli(['run'], { ...world.env, DATABASE_URL: noDb.toString() }).then((r) => ({ cmd: 'run (no such database)', r })),
     ]);
@@ -172,7 +187,9 @@ describe('the CLI in a bad environment', () => {
         world.sandbox.setFaults(undefined);
         if (result === 'hung') job.child.kill('SIGKILL');
         outcome = result === 'hung' ? 'hung' : { status: result.status, stdout: result.stdout, stderr: result.stderr };
-        console.log(`Postgres gone mid-run: ${result === 'hung' ? 'hung' : `exit ${result.status}, last line: ${oneLine(result.stderr).slice(-1)[0]?.slice(0, 200)}`}`);
+        console.log(
+          `Postgres gone mid-run: ${result === 'hung' ? 'hung' : `exit ${result.status}, last line: ${oneLine(result.stderr).slice(-1)[0]?.slice(0, 200)}`}`,
+        );
         // Write-ahead: every ledger entry is one Criteo confirmed.
         for (const id of lists) {
           const criteo = world.sandbox.members(id);
@@ -219,9 +236,16 @@ describe('the CLI in a bad environment', () => {
         END IF;
         RETURN NEW;
       END $fn$`.execute(db);
-    await sql`CREATE TRIGGER refuse_third_batch BEFORE INSERT ON audience_sync.batches FOR EACH ROW EXECUTE FUNCTION audience_sync.refuse_third_batch()`.execute(db);
+    await sql`CREATE TRIGGER refuse_third_batch BEFORE INSERT ON audience_sync.batches FOR EACH ROW EXECUTE FUNCTION audience_sync.refuse_third_batch()`.execute(
+      db,
+    );
     // The first answer comes quickly, the second slowly: the third row is refused while the second is in flight.
-    world.sandbox.setFaults({ script: [{ operation: 'patch', nth: 1, delayMs: 100 }, { operation: 'patch', nth: 2, times: 1000, delayMs: 1500 }] });
+    world.sandbox.setFaults({
+      script: [
+        { operation: 'patch', nth: 1, delayMs: 100 },
+        { operation: 'patch', nth: 2, times: 1000, delayMs: 1500 },
+      ],
+    });
     try {
       const summary = await world.run({ segmentIds: ['613'] }, { CRITEO_BATCH_SIZE: '100', CRITEO_CONCURRENCY: '2' });
       const { rows } = await sql<{ status: string }>`
@@ -262,12 +286,15 @@ describe('the CLI in a bad environment', () => {
         runCli(['run', '--json'], { ...world.env, CRITEO_API_URL: notCriteoUrl }),
         runCli(['preflight'], { ...world.env, CRITEO_CLIENT_SECRET: `wrong-${SENTINEL}` }),
       ]);
-      const summary = (r: { stdout: string }) => JSON.parse(r.stdout) as { status: string; error: string | null; lists: { segmentId: string; status: string; reason: string }[] };
+      const summary = (r: { stdout: string }) =>
+        JSON.parse(r.stdout) as { status: string; error: string | null; lists: { segmentId: string; status: string; reason: string }[] };
 
       expect(unreachable.status).toBe(1);
-      expect(summary(unreachable).lists.filter((l) => lists.includes(l.segmentId)).map((l) => [l.segmentId, l.status, l.reason])).toEqual(
-        lists.map((id) => [id, 'incomplete', expect.stringMatching(/^Criteo token endpoint unreachable after 2 attempts: ECONNREFUSED/)]),
-      );
+      expect(
+        summary(unreachable)
+          .lists.filter((l) => lists.includes(l.segmentId))
+          .map((l) => [l.segmentId, l.status, l.reason]),
+      ).toEqual(lists.map((id) => [id, 'incomplete', expect.stringMatching(/^Criteo token endpoint unreachable after 2 attempts: ECONNREFUSED/)]));
 
       expect(wrongSecret.status).toBe(1);
       expect(summary(wrongSecret)).toMatchObject({
@@ -293,7 +320,9 @@ describe('the CLI in a bad environment', () => {
       expect(after.ledger).toBe(before.ledger);
       expect(await ledgerOf(world.database.db, '611')).toEqual(ledgerBefore);
       // Nothing left uncertain: those batches never left.
-      const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM audience_sync.batches WHERE status IN ('sending', 'unknown')`.execute(world.database.db);
+      const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM audience_sync.batches WHERE status IN ('sending', 'unknown')`.execute(
+        world.database.db,
+      );
       expect(rows[0]!.n).toBe(0);
     });
 

@@ -161,7 +161,11 @@ describe('campaigns that make no sense', () => {
     expect(summary.status).toBe('failed');
     const by = new Map(summary.lists.map((l) => [l.segmentId, l]));
     expect(by.get('802')).toMatchObject({ status: 'succeeded' });
-    expect(by.get('999')).toMatchObject({ status: 'failed', errorCode: 'audience-segment-not-found', reason: expect.stringContaining('Criteo does not know list 999') });
+    expect(by.get('999')).toMatchObject({
+      status: 'failed',
+      errorCode: 'audience-segment-not-found',
+      reason: expect.stringContaining('Criteo does not know list 999'),
+    });
     expect(by.get('999')!.traceId).toMatch(/^[0-9a-f-]{36}$/);
     // Criteo's ids are int32: the request is refused as invalid, the list fails, nothing else does.
     expect(by.get('3000000000')).toMatchObject({ status: 'failed', reason: expect.stringContaining('HTTP 400') });
@@ -218,8 +222,14 @@ describe('source views with ids that are not numbers', () => {
       SELECT campaign_id, name, advertiser_ref::bigint AS advertiser_id, segment_ref::bigint AS audience_segment_id, starts_at, measurement_ends_at
       FROM audience_sync.campaigns_text`.execute(db);
     await insertCustomers(Array.from({ length: 20 }, (_, i) => ({ customerId: `view-${i}`, email: `view.${i}@example.com` }))).catch(() => {});
-    await targetGroup('view-ok', Array.from({ length: 20 }, (_, i) => `view-${i}`));
-    await targetGroup('view-bad', Array.from({ length: 10 }, (_, i) => `view-${i}`));
+    await targetGroup(
+      'view-ok',
+      Array.from({ length: 20 }, (_, i) => `view-${i}`),
+    );
+    await targetGroup(
+      'view-bad',
+      Array.from({ length: 10 }, (_, i) => `view-${i}`),
+    );
     return async () => {
       await sql`DROP VIEW audience_sync.campaigns`.execute(db);
       await sql`DROP TABLE audience_sync.campaigns_text`.execute(db);
@@ -239,7 +249,12 @@ describe('source views with ids that are not numbers', () => {
       expect(last).toMatch(/^audience-sync: .*"seg-seven"/);
       expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
       expect(world.sandbox.calls.filter((c) => c.operation === 'patch' || c.operation === 'delete').length).toBe(writesBefore);
-      const run = await world.database.db.selectFrom('audience_sync.runs').select(['status', 'error']).orderBy('run_id', 'desc').limit(1).executeTakeFirstOrThrow();
+      const run = await world.database.db
+        .selectFrom('audience_sync.runs')
+        .select(['status', 'error'])
+        .orderBy('run_id', 'desc')
+        .limit(1)
+        .executeTakeFirstOrThrow();
       expect(run).toMatchObject({ status: 'failed', error: expect.stringContaining('seg-seven') });
       console.log(`non-numeric list id in a campaigns view: exit ${r.status}, "${last}"`);
     } finally {

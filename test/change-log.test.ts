@@ -93,14 +93,25 @@ describe('the source change log', () => {
     expect(await runList('503', {}, { full: true })).toMatchObject({ sourceRead: 'whole', wholeReadReason: '--full', toAdd: 1000 });
 
     await sql`UPDATE audience_sync.customers SET email = 'y' || customer_id || '@example.org' WHERE customer_id = 'c2002'`.execute(db);
-    expect(await runList('503', { SOURCE_WHOLE_READ_DAYS: '0' })).toMatchObject({ sourceRead: 'whole', wholeReadReason: expect.stringContaining('SOURCE_WHOLE_READ_DAYS'), toAdd: 1 });
+    expect(await runList('503', { SOURCE_WHOLE_READ_DAYS: '0' })).toMatchObject({
+      sourceRead: 'whole',
+      wholeReadReason: expect.stringContaining('SOURCE_WHOLE_READ_DAYS'),
+      toAdd: 1,
+    });
     // A whole read is due again as many days after it as the setting said then: 0.
     expect(await runList('503')).toMatchObject({ sourceRead: 'whole', wholeReadReason: expect.stringContaining('at least every 7 days') });
 
     // More changed customers than a tenth of the snapshot (and at least a thousand), whichever lists they are in.
-    await sql`UPDATE audience_sync.customers SET email = 'z' || customer_id || '@example.org' WHERE customer_id IN (SELECT 'c' || i FROM generate_series(3500, 4500) i)`.execute(db);
+    await sql`UPDATE audience_sync.customers SET email = 'z' || customer_id || '@example.org' WHERE customer_id IN (SELECT 'c' || i FROM generate_series(3500, 4500) i)`.execute(
+      db,
+    );
     await sql`UPDATE audience_sync.customers SET email = 'z' || customer_id || '@example.org' WHERE customer_id = 'c2003'`.execute(db);
-    expect(await runList('503')).toMatchObject({ sourceRead: 'whole', wholeReadReason: expect.stringContaining('more than 1000 source changes'), toAdd: 1, toRemove: 1 });
+    expect(await runList('503')).toMatchObject({
+      sourceRead: 'whole',
+      wholeReadReason: expect.stringContaining('more than 1000 source changes'),
+      toAdd: 1,
+      toRemove: 1,
+    });
     // Rows of campaigns feeding other lists do not count.
     await seedCampaigns(db, [{ id: 'other', segmentId: '506' }]);
     await seedTargetGroup(db, 'other', 0, 1500);
@@ -133,13 +144,20 @@ describe('the source change log', () => {
     await sql`ALTER TABLE audience_sync.customers DISABLE TRIGGER log_update`.execute(db);
     await sql`UPDATE audience_sync.customers SET email = 'gap@example.org' WHERE customer_id = 'c3005'`.execute(db);
     await sql`ALTER TABLE audience_sync.customers ENABLE ALWAYS TRIGGER log_update`.execute(db);
-    expect(await runList('504')).toMatchObject({ sourceRead: 'whole', wholeReadReason: expect.stringContaining('changed since the last plan'), toAdd: 1, toRemove: 1 });
+    expect(await runList('504')).toMatchObject({
+      sourceRead: 'whole',
+      wholeReadReason: expect.stringContaining('changed since the last plan'),
+      toAdd: 1,
+      toRemove: 1,
+    });
 
     // Pruned past what the list has read (as a clock stepping back could make it): read whole, never a gap.
     const { rows: pruned } = await sql<{ was: string }>`SELECT pruned_below::text AS was FROM audience_sync.change_log`.execute(db);
     await sql`
       UPDATE audience_sync.change_log
-      SET pruned_below = ((SELECT pg_snapshot_xmin(changes_read_in)::text::bigint FROM audience_sync.lists WHERE audience_segment_id = 504) + 1)::text::xid8`.execute(db);
+      SET pruned_below = ((SELECT pg_snapshot_xmin(changes_read_in)::text::bigint FROM audience_sync.lists WHERE audience_segment_id = 504) + 1)::text::xid8`.execute(
+      db,
+    );
     expect(await runList('504')).toMatchObject({ sourceRead: 'whole', wholeReadReason: expect.stringContaining('pruned past') });
     // Put back, or this list could keep reading whole while another session of the cluster holds the horizon right
     // there: a real pruning never passes a horizon a later snapshot can have. (The rows this pruned belonged to lists
@@ -194,7 +212,9 @@ describe('the source change log', () => {
     // What is left is what some list may still read: nothing older than every list's snapshot.
     const { rows } = await sql<{ n: number }>`
       SELECT count(*)::int AS n FROM audience_sync.source_changes
-      WHERE xid < (SELECT min(pg_snapshot_xmin(changes_read_in)) FROM audience_sync.lists WHERE changes_read_in IS NOT NULL AND now() < whole_read_due)`.execute(db);
+      WHERE xid < (SELECT min(pg_snapshot_xmin(changes_read_in)) FROM audience_sync.lists WHERE changes_read_in IS NOT NULL AND now() < whole_read_due)`.execute(
+      db,
+    );
     expect(rows[0]!.n).toBe(0);
   });
 

@@ -71,7 +71,10 @@ describe('migrate, then run, from the command line', () => {
     await seedTargetGroup(db, 'ghost', 0, 10);
     const r = await runCli(['run', '--json'], env);
     expect(r.status).toBe(1);
-    const summary = JSON.parse(r.stdout) as { status: string; lists: { segmentId: string; status: string; reason: string; errorCode: string; traceId: string }[] };
+    const summary = JSON.parse(r.stdout) as {
+      status: string;
+      lists: { segmentId: string; status: string; reason: string; errorCode: string; traceId: string }[];
+    };
     expect(summary.status).toBe('failed');
     const ghost = summary.lists.find((l) => l.segmentId === '999')!;
     expect(ghost).toMatchObject({ status: 'failed', errorCode: 'audience-segment-not-found' });

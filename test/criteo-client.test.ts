@@ -153,7 +153,9 @@ describe('connections and concurrency', () => {
 
     const four = newClient(proxy.url, { CRITEO_CONCURRENCY: '4' });
     for (let round = 0; round < 3; round++) {
-      await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? four.getStatistics('502') : four.amendContactList('502', 'add', ids(20, `p${round}-${i}-`)))));
+      await Promise.all(
+        Array.from({ length: 20 }, (_, i) => (i % 2 ? four.getStatistics('502') : four.amendContactList('502', 'add', ids(20, `p${round}-${i}-`)))),
+      );
     }
     expect(sb.calls).toHaveLength(22 + 61);
     expect(proxy.connections).toBeLessThanOrEqual(1 + 4); // never more sockets than requests in flight, kept across rounds
@@ -438,10 +440,11 @@ function scriptedServer() {
       await new Promise<void>((done) => server.listen(0, '127.0.0.1', () => done()));
       self.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     },
-    close: () => new Promise<void>((done) => {
-      server.close(() => done());
-      server.closeAllConnections();
-    }),
+    close: () =>
+      new Promise<void>((done) => {
+        server.close(() => done());
+        server.closeAllConnections();
+      }),
   };
   return self;
 }

@@ -14,7 +14,31 @@ import { captureLog, startTcpProxy, watchTokens } from './observe.js';
  * and a rerun once the faults stop converges every list.
  */
 
-const SEGMENTS = ['601', '602', '611', '612', '621', '622', '631', '632', '633', '641', '642', '651', '652', '661', '662', '691', '692', '693', '694', '695', '696', '697', '698'];
+const SEGMENTS = [
+  '601',
+  '602',
+  '611',
+  '612',
+  '621',
+  '622',
+  '631',
+  '632',
+  '633',
+  '641',
+  '642',
+  '651',
+  '652',
+  '661',
+  '662',
+  '691',
+  '692',
+  '693',
+  '694',
+  '695',
+  '696',
+  '697',
+  '698',
+];
 
 let world: World;
 
@@ -31,7 +55,10 @@ beforeEach(async () => {
 /** One campaign per list; list i gets customers [from, from + size). */
 async function seedLists(lists: { segmentId: string; size: number }[], into: World = world): Promise<void> {
   const db = into.database.db;
-  await seedCampaigns(db, lists.map((l) => ({ id: `camp-${l.segmentId}`, segmentId: l.segmentId })));
+  await seedCampaigns(
+    db,
+    lists.map((l) => ({ id: `camp-${l.segmentId}`, segmentId: l.segmentId })),
+  );
   let from = 0;
   for (const l of lists) {
     await seedCustomers(db, from, from + l.size);
@@ -76,7 +103,9 @@ async function batches(runId: number, segmentId: string): Promise<BatchRow[]> {
 }
 
 async function runStatus(runId: number): Promise<{ status: string; error: string | null }> {
-  const { rows } = await sql<{ status: string; error: string | null }>`SELECT status, error FROM audience_sync.runs WHERE run_id = ${runId}`.execute(world.database.db);
+  const { rows } = await sql<{ status: string; error: string | null }>`SELECT status, error FROM audience_sync.runs WHERE run_id = ${runId}`.execute(
+    world.database.db,
+  );
   return rows[0]!;
 }
 
@@ -99,7 +128,8 @@ async function rerunConverges(segments: string[], env: Record<string, string> = 
   return rerun;
 }
 
-const patches = (calls: SandboxCall[], segmentId?: string) => calls.filter((c) => c.operation === 'patch' && (segmentId === undefined || c.segmentId === segmentId));
+const patches = (calls: SandboxCall[], segmentId?: string) =>
+  calls.filter((c) => c.operation === 'patch' && (segmentId === undefined || c.segmentId === segmentId));
 
 /** Sequential lists and batches, so that "the nth PATCH" names one batch of one list. */
 const SEQUENTIAL = { CRITEO_BATCH_SIZE: '500', LIST_CONCURRENCY: '1', CRITEO_CONCURRENCY: '1' };
@@ -110,7 +140,10 @@ describe('transient faults: 5xx, timeouts, connection resets', () => {
       { segmentId: '601', size: 1500 },
       { segmentId: '602', size: 1000 },
     ]);
-    const { faulty, calls } = await runWithFaults({ script: [{ operation: 'patch', nth: 2, times: 3, status: 503 }] }, { ...SEQUENTIAL, CRITEO_MAX_ATTEMPTS: '3' });
+    const { faulty, calls } = await runWithFaults(
+      { script: [{ operation: 'patch', nth: 2, times: 3, status: 503 }] },
+      { ...SEQUENTIAL, CRITEO_MAX_ATTEMPTS: '3' },
+    );
     expect(faulty.status).toBe('failed');
     const lastTry = patches(calls)[3]!;
     expect(lastTry).toMatchObject({ segmentId: '601', status: 503 });
@@ -120,7 +153,15 @@ describe('transient faults: 5xx, timeouts, connection resets', () => {
     expect(lists['602']).toMatchObject({ status: 'succeeded', error_code: null });
     expect(await batches(faulty.runId, '601')).toMatchObject([
       { seq: 1, status: 'confirmed' },
-      { seq: 2, status: 'unknown', http_status: 503, error_code: 'service-unavailable', error_title: 'Service unavailable', trace_id: lastTry.traceId, attempts: 3 },
+      {
+        seq: 2,
+        status: 'unknown',
+        http_status: 503,
+        error_code: 'service-unavailable',
+        error_title: 'Service unavailable',
+        trace_id: lastTry.traceId,
+        attempts: 3,
+      },
     ]);
     expect(patches(calls, '601')).toHaveLength(4); // 1 + 3 attempts, then the list stopped
     expect(await convergence(world, '601')).toMatchObject({ ledger: 500, criteo: 500, exact: false });
@@ -128,7 +169,11 @@ describe('transient faults: 5xx, timeouts, connection resets', () => {
 
     const rerun = await rerunConverges(['601', '602']);
     expect(rerun.lists.find((l) => l.segmentId === '601')).toMatchObject({ toAdd: 1000, added: 1000 });
-    const { rows } = await sql<{ status: string }>`SELECT status FROM audience_sync.batches WHERE list_sync_id = (SELECT list_sync_id FROM audience_sync.list_syncs WHERE run_id = ${faulty.runId} AND audience_segment_id = 601) AND seq = 2`.execute(world.database.db);
+    const { rows } = await sql<{
+      status: string;
+    }>`SELECT status FROM audience_sync.batches WHERE list_sync_id = (SELECT list_sync_id FROM audience_sync.list_syncs WHERE run_id = ${faulty.runId} AND audience_segment_id = 601) AND seq = 2`.execute(
+      world.database.db,
+    );
     expect(rows[0]!.status).toBe('superseded');
   });
 
@@ -250,7 +295,10 @@ describe('401', () => {
       { segmentId: '693', size: 1500 },
       { segmentId: '694', size: 500 },
     ]);
-    const { faulty, calls } = await runWithFaults({ script: [{ operation: 'patch', nth: 2, times: 1000, status: 401 }] }, { ...SEQUENTIAL, LIST_CONCURRENCY: '2' });
+    const { faulty, calls } = await runWithFaults(
+      { script: [{ operation: 'patch', nth: 2, times: 1000, status: 401 }] },
+      { ...SEQUENTIAL, LIST_CONCURRENCY: '2' },
+    );
     expect(faulty.status).toBe('aborted');
     expect(faulty.error).toMatch(/^Criteo rejected a freshly renewed token \(authorization-token-expired\)/);
     expect(await runStatus(faulty.runId)).toEqual({ status: 'aborted', error: faulty.error });

@@ -14,11 +14,15 @@ const vectors: [string, string | null, string | null][] = [
   ['mixed case is lowercased', 'User.Name@Example.COM', 'user.name@example.com'],
   ['surrounding ASCII white space is trimmed', ' \t user@example.com \r\n', 'user@example.com'],
   ['plus tags and dots in the local part', 'first.last+promo@sub.example.co.uk', 'first.last+promo@sub.example.co.uk'],
-  ["WHATWG specials in the local part", "o'brien#!$%&*/=?^_`{|}~-@example.com", "o'brien#!$%&*/=?^_`{|}~-@example.com"],
+  ['WHATWG specials in the local part', "o'brien#!$%&*/=?^_`{|}~-@example.com", "o'brien#!$%&*/=?^_`{|}~-@example.com"],
   ['punycode domain', 'user@xn--exmple-cua.com', 'user@xn--exmple-cua.com'],
   ['numeric labels', 'user@123.456.com', 'user@123.456.com'],
   ['local part of exactly 64', `${'a'.repeat(64)}@example.com`, `${'a'.repeat(64)}@example.com`],
-  ['254 characters in all', `${'a'.repeat(64)}@${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(57)}.com`, `${'a'.repeat(64)}@${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(57)}.com`],
+  [
+    '254 characters in all',
+    `${'a'.repeat(64)}@${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(57)}.com`,
+    `${'a'.repeat(64)}@${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(57)}.com`,
+  ],
   ['a label of 63', `u@${'x'.repeat(63)}.com`, `u@${'x'.repeat(63)}.com`],
   ['NULL', null, null],
   ['empty', '', null],
@@ -86,8 +90,12 @@ describe('the identifier recipe (audience_sync.email_identifier)', () => {
   }
 
   it('classifies target-group rows as missing, invalid or valid, and shares one identifier between customers with one email', async () => {
-    await sql`INSERT INTO audience_sync.customers VALUES ('a', NULL), ('b', '  '), ('c', 'bad@nodot'), ('d', 'Same@Example.com'), ('e', ' same@example.com')`.execute(database.db);
-    await sql`INSERT INTO audience_sync.campaign_target_groups VALUES ('k', 'a'), ('k', 'b'), ('k', 'c'), ('k', 'd'), ('k', 'e'), ('k', 'ghost')`.execute(database.db);
+    await sql`INSERT INTO audience_sync.customers VALUES ('a', NULL), ('b', '  '), ('c', 'bad@nodot'), ('d', 'Same@Example.com'), ('e', ' same@example.com')`.execute(
+      database.db,
+    );
+    await sql`INSERT INTO audience_sync.campaign_target_groups VALUES ('k', 'a'), ('k', 'b'), ('k', 'c'), ('k', 'd'), ('k', 'e'), ('k', 'ghost')`.execute(
+      database.db,
+    );
     const plan = await planListNow();
     expect(plan.changedRows).toBe(6);
     expect(plan.funnel).toEqual({ targetGroupSize: 6, missingCustomers: 1, withoutEmail: 2, invalidEmails: 1, uniqueIdentifiers: 1 });

@@ -28,9 +28,7 @@ export async function setup(project: TestProject): Promise<void> {
     project.provide('adminDatabaseUrl', container.getConnectionUri());
     return;
   }
-  throw new Error(
-    'no Postgres for the tests: set TEST_DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/postgres) or start a Docker engine',
-  );
+  throw new Error('no Postgres for the tests: set TEST_DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/postgres) or start a Docker engine');
 }
 
 export async function teardown(): Promise<void> {

@@ -90,10 +90,7 @@ export async function createWorld(label: string, sandboxOptions: SandboxOptions 
       const log = hooks.log ?? testLogger();
       const client = new CriteoClient(cfg.criteo, log, hooks.limiter);
       try {
-        return await runSync(
-          { db: database.db, pool: database.pool, client, config: cfg, log },
-          { trigger: 'test', ...options },
-        );
+        return await runSync({ db: database.db, pool: database.pool, client, config: cfg, log }, { trigger: 'test', ...options });
       } finally {
         await client.close();
       }

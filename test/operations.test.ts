@@ -24,7 +24,9 @@ describe('plan', () => {
     await seedCampaigns(db, [{ id: 'p1', segmentId: '301' }]);
     await seedTargetGroup(db, 'p1', 0, 3000);
     await world.run({ segmentIds: ['301'] });
-    await sql`DELETE FROM audience_sync.campaign_target_groups WHERE campaign_id = 'p1' AND customer_id IN (SELECT 'c' || i FROM generate_series(0, 299) i)`.execute(db);
+    await sql`DELETE FROM audience_sync.campaign_target_groups WHERE campaign_id = 'p1' AND customer_id IN (SELECT 'c' || i FROM generate_series(0, 299) i)`.execute(
+      db,
+    );
     await seedTargetGroup(db, 'p1', 3000, 3500);
 
     const writesBefore = writes(world).length;
@@ -59,7 +61,9 @@ describe('the mass-removal guard', () => {
     await seedTargetGroup(db, 'g1', 0, 2000);
     await world.run({ segmentIds: ['302'] });
     // A failed daily update: 80% of the target group gone, 10 newcomers.
-    await sql`DELETE FROM audience_sync.campaign_target_groups WHERE campaign_id = 'g1' AND customer_id IN (SELECT 'c' || i FROM generate_series(0, 1599) i)`.execute(db);
+    await sql`DELETE FROM audience_sync.campaign_target_groups WHERE campaign_id = 'g1' AND customer_id IN (SELECT 'c' || i FROM generate_series(0, 1599) i)`.execute(
+      db,
+    );
     await seedTargetGroup(db, 'g1', 5000, 5010);
 
     const plan = await planSync({ db, config: world.config, log: silentLogger }, { segmentIds: ['302'] });
@@ -69,7 +73,11 @@ describe('the mass-removal guard', () => {
     expect(held.status).toBe('failed');
     expect(held.lists[0]).toMatchObject({ status: 'held', added: 10, removed: 0, heldRemovals: 1600, reason: expect.stringContaining('--allow-mass-removal') });
     expect(world.sandbox.members('302').size).toBe(2010);
-    const recorded = await db.selectFrom('audience_sync.list_syncs').select(['status', 'held_removals']).where('run_id', '=', held.runId).executeTakeFirstOrThrow();
+    const recorded = await db
+      .selectFrom('audience_sync.list_syncs')
+      .select(['status', 'held_removals'])
+      .where('run_id', '=', held.runId)
+      .executeTakeFirstOrThrow();
     expect(recorded).toEqual({ status: 'held', held_removals: 1600 });
 
     const allowed = await world.run({ segmentIds: ['302'], allowMassRemoval: true });
@@ -119,7 +127,14 @@ describe('resync', () => {
     const before = world.sandbox.calls.length;
     const r = await runCli(['resync', '--campaign', 'r1', '--json'], world.env);
     expect(r.status).toBe(0);
-    expect(new Set(world.sandbox.calls.slice(before).map((c) => c.segmentId).filter(Boolean))).toEqual(new Set());
+    expect(
+      new Set(
+        world.sandbox.calls
+          .slice(before)
+          .map((c) => c.segmentId)
+          .filter(Boolean),
+      ),
+    ).toEqual(new Set());
     expect((JSON.parse(r.stdout) as { lists: { segmentId: string }[] }).lists.map((l) => l.segmentId)).toEqual(['304']);
     const bad = await runCli(['resync', '--campaign', 'nope'], world.env);
     expect(bad.status).toBe(2);
@@ -165,7 +180,9 @@ describe('overlap', () => {
     const first = startCli(['run', '--json', '--list', '307'], env);
     // Wait until the first process holds the list.
     for (let i = 0; i < 100; i++) {
-      const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM audience_sync.list_syncs WHERE audience_segment_id = 307 AND status = 'sending'`.execute(db);
+      const { rows } = await sql<{
+        n: number;
+      }>`SELECT count(*)::int AS n FROM audience_sync.list_syncs WHERE audience_segment_id = 307 AND status = 'sending'`.execute(db);
       if (rows[0]!.n > 0) break;
       await new Promise((r) => setTimeout(r, 100));
     }

@@ -52,12 +52,15 @@ const fmt = (v: number) => v.toLocaleString('en-US');
 const pct = (v: number | null) => (v === null ? '–' : `${(v * 100).toFixed(1)}%`);
 
 describe('the coverage report after the demo', () => {
-  it("holds, in JSON, what the sandbox holds and reports for every list", async () => {
+  it('holds, in JSON, what the sandbox holds and reports for every list', async () => {
     expect(json.lists.map((l) => l.segmentId)).toEqual(['9001', '9002', '9003', '9004']);
     const client = new CriteoClient(world.config.criteo, silentLogger);
     try {
       for (const list of json.lists) {
-        expect(list.runs.map((r) => r.runId), list.segmentId).toHaveLength(2);
+        expect(
+          list.runs.map((r) => r.runId),
+          list.segmentId,
+        ).toHaveLength(2);
         expect(list.latest!.synced, list.segmentId).toBe(world.sandbox.members(list.segmentId).size);
         if (list.segmentId === '9004') {
           expect(list.latest!.criteo).toBeNull(); // long over: never touched, never read
@@ -131,7 +134,9 @@ describe('the coverage report after the demo', () => {
           expect(box!.width).toBeGreaterThan(300);
           const series = async (chart: typeof counts, key: string) =>
             Object.fromEntries(
-              await chart.locator(`circle[data-series="${key}"]`).evaluateAll((cs) => cs.map((c) => [c.getAttribute('data-x'), Number(c.getAttribute('data-value'))])),
+              await chart
+                .locator(`circle[data-series="${key}"]`)
+                .evaluateAll((cs) => cs.map((c) => [c.getAttribute('data-x'), Number(c.getAttribute('data-value'))])),
             );
           const expected = (pick: (r: CoverageReport['lists'][number]['runs'][number]) => number | null) =>
             Object.fromEntries(list.runs.flatMap((r) => (pick(r) === null ? [] : [[String(r.runId), pick(r)]])));
@@ -143,7 +148,9 @@ describe('the coverage report after the demo', () => {
         }
         // The numbers a CSM reads first: 9001's funnel as printed.
         const first = json.lists[0]!.latest!;
-        expect(await page.locator('#list-9001 .kpis').innerText()).toContain(`${fmt(first.criteo!.matched!)} matched ÷ ${fmt(first.criteo!.identifiers!)} identifiers in Criteo`);
+        expect(await page.locator('#list-9001 .kpis').innerText()).toContain(
+          `${fmt(first.criteo!.matched!)} matched ÷ ${fmt(first.criteo!.identifiers!)} identifiers in Criteo`,
+        );
         expect(await page.locator('[data-warnings]').getAttribute('data-warnings')).toBe('0');
 
         const shot = join(ARTIFACTS, 'coverage-report.png');

@@ -26,11 +26,17 @@ async function startPushgateway(): Promise<{ url: string; stop: () => Promise<vo
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'pushgateway-'));
   // Debian's build persists to /var/lib/prometheus by default: an empty file name keeps metrics in memory only.
-  const child: ChildProcess = spawn(PUSHGATEWAY, [`--web.listen-address=127.0.0.1:${port}`, '--persistence.file=', '--log.level=warn'], { cwd: dir, stdio: 'ignore' });
+  const child: ChildProcess = spawn(PUSHGATEWAY, [`--web.listen-address=127.0.0.1:${port}`, '--persistence.file=', '--log.level=warn'], {
+    cwd: dir,
+    stdio: 'ignore',
+  });
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 15_000;
   for (;;) {
-    const ready = await fetch(`${url}/-/ready`).then((r) => r.ok, () => false);
+    const ready = await fetch(`${url}/-/ready`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ready) break;
     if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the Pushgateway did not start on ${url}`);
     await new Promise((r) => setTimeout(r, 100));
@@ -79,73 +85,76 @@ afterAll(async () => {
   await world?.close();
 });
 
-describe.skipIf(!hasPushgateway)(`the Pushgateway${hasPushgateway ? '' : ` (SKIPPED: ${PUSHGATEWAY} is absent; apt-get install -y prometheus-pushgateway)`}`, () => {
-  it('gets nothing when PUSHGATEWAY_URL is unset, then the run and per-list metrics after `run` and `resync`', async () => {
-    const silent = await runCli(['run', '--json'], world.env);
-    expect(silent.status, silent.stderr).toBe(0);
-    expect([...(await scrape(gateway!.url)).keys()]).toEqual([]);
+describe.skipIf(!hasPushgateway)(
+  `the Pushgateway${hasPushgateway ? '' : ` (SKIPPED: ${PUSHGATEWAY} is absent; apt-get install -y prometheus-pushgateway)`}`,
+  () => {
+    it('gets nothing when PUSHGATEWAY_URL is unset, then the run and per-list metrics after `run` and `resync`', async () => {
+      const silent = await runCli(['run', '--json'], world.env);
+      expect(silent.status, silent.stderr).toBe(0);
+      expect([...(await scrape(gateway!.url)).keys()]).toEqual([]);
 
-    // A day of churn on 701, then a run that pushes.
-    await seedCustomers(world.database.db, 3000, 3100);
-    await seedTargetGroup(world.database.db, 'p1', 3000, 3100);
-    const env = { ...world.env, PUSHGATEWAY_URL: gateway!.url };
-    const pushed = await runCli(['run', '--json'], env);
-    expect(pushed.status, pushed.stderr).toBe(0);
-    const summary = JSON.parse(pushed.stdout) as RunSummary;
-    const report = await buildCoverageReport(world.database.db, { lowMatchRate: 0.3 });
-    const list = (id: string) => report.lists.find((l) => l.segmentId === id)!.latest!;
+      // A day of churn on 701, then a run that pushes.
+      await seedCustomers(world.database.db, 3000, 3100);
+      await seedTargetGroup(world.database.db, 'p1', 3000, 3100);
+      const env = { ...world.env, PUSHGATEWAY_URL: gateway!.url };
+      const pushed = await runCli(['run', '--json'], env);
+      expect(pushed.status, pushed.stderr).toBe(0);
+      const summary = JSON.parse(pushed.stdout) as RunSummary;
+      const report = await buildCoverageReport(world.database.db, { lowMatchRate: 0.3 });
+      const list = (id: string) => report.lists.find((l) => l.segmentId === id)!.latest!;
 
-    const m = await scrape(gateway!.url);
-    expect(m.get('audience_sync_run_id{trigger=cli}')).toBe(summary.runId);
-    expect(m.get('audience_sync_run_succeeded{trigger=cli}')).toBe(1);
-    expect(m.get('audience_sync_run_added_identifiers{trigger=cli}')).toBe(100);
-    expect(m.get('audience_sync_run_removed_identifiers{trigger=cli}')).toBe(0);
-    expect(m.get('audience_sync_run_lists_failed{trigger=cli}')).toBe(0);
-    expect(m.get('audience_sync_run_duration_seconds{trigger=cli}')).toBeCloseTo(summary.durationMs / 1000, 3);
-    expect(m.get('audience_sync_run_finished_timestamp_seconds{trigger=cli}')).toBeCloseTo(Date.parse(summary.finishedAt) / 1000, 3);
-    expect(m.get('audience_sync_list_added_identifiers{list=701}')).toBe(100);
-    expect(m.get('audience_sync_list_failed{list=701}')).toBe(0);
-    expect(m.get('audience_sync_list_synced_identifiers{list=701}')).toBe(2100);
-    expect(m.get('audience_sync_list_target_group_customers{list=701}')).toBe(2100);
-    expect(m.get('audience_sync_list_criteo_matched{list=701}')).toBe(list('701').criteo!.matched);
-    expect(m.get('audience_sync_list_match_rate_ratio{list=701}')).toBeCloseTo(list('701').matchRate!, 12);
-    expect(m.get('audience_sync_list_coverage_ratio{list=701}')).toBeCloseTo(list('701').coverage!, 12);
-    expect(m.get('audience_sync_list_criteo_read_timestamp_seconds{list=701}')).toBeCloseTo(Date.parse(list('701').criteo!.readAt) / 1000, 3);
-    // 702 changed nothing: its figures are its latest (statistics from the first run).
-    expect(m.get('audience_sync_list_added_identifiers{list=702}')).toBe(0);
-    expect(m.get('audience_sync_list_match_rate_ratio{list=702}')).toBeCloseTo(list('702').matchRate!, 12);
+      const m = await scrape(gateway!.url);
+      expect(m.get('audience_sync_run_id{trigger=cli}')).toBe(summary.runId);
+      expect(m.get('audience_sync_run_succeeded{trigger=cli}')).toBe(1);
+      expect(m.get('audience_sync_run_added_identifiers{trigger=cli}')).toBe(100);
+      expect(m.get('audience_sync_run_removed_identifiers{trigger=cli}')).toBe(0);
+      expect(m.get('audience_sync_run_lists_failed{trigger=cli}')).toBe(0);
+      expect(m.get('audience_sync_run_duration_seconds{trigger=cli}')).toBeCloseTo(summary.durationMs / 1000, 3);
+      expect(m.get('audience_sync_run_finished_timestamp_seconds{trigger=cli}')).toBeCloseTo(Date.parse(summary.finishedAt) / 1000, 3);
+      expect(m.get('audience_sync_list_added_identifiers{list=701}')).toBe(100);
+      expect(m.get('audience_sync_list_failed{list=701}')).toBe(0);
+      expect(m.get('audience_sync_list_synced_identifiers{list=701}')).toBe(2100);
+      expect(m.get('audience_sync_list_target_group_customers{list=701}')).toBe(2100);
+      expect(m.get('audience_sync_list_criteo_matched{list=701}')).toBe(list('701').criteo!.matched);
+      expect(m.get('audience_sync_list_match_rate_ratio{list=701}')).toBeCloseTo(list('701').matchRate!, 12);
+      expect(m.get('audience_sync_list_coverage_ratio{list=701}')).toBeCloseTo(list('701').coverage!, 12);
+      expect(m.get('audience_sync_list_criteo_read_timestamp_seconds{list=701}')).toBeCloseTo(Date.parse(list('701').criteo!.readAt) / 1000, 3);
+      // 702 changed nothing: its figures are its latest (statistics from the first run).
+      expect(m.get('audience_sync_list_added_identifiers{list=702}')).toBe(0);
+      expect(m.get('audience_sync_list_match_rate_ratio{list=702}')).toBeCloseTo(list('702').matchRate!, 12);
 
-    // A CSM's resync of 702 replaces 702's group and adds a resync run group; 701's and the daily run's stay.
-    const resync = await runCli(['resync', '--list', '702', '--full', '--json'], env);
-    expect(resync.status, resync.stderr).toBe(0);
-    const resyncId = (JSON.parse(resync.stdout) as RunSummary).runId;
-    const after = await scrape(gateway!.url);
-    expect(after.get('audience_sync_run_id{trigger=resync}')).toBe(resyncId);
-    expect(after.get('audience_sync_run_added_identifiers{trigger=resync}')).toBe(2000);
-    expect(after.get('audience_sync_run_id{trigger=cli}')).toBe(summary.runId);
-    expect(after.get('audience_sync_list_run_id{list=702}')).toBe(resyncId);
-    expect(after.get('audience_sync_list_run_id{list=701}')).toBe(summary.runId);
-  });
+      // A CSM's resync of 702 replaces 702's group and adds a resync run group; 701's and the daily run's stay.
+      const resync = await runCli(['resync', '--list', '702', '--full', '--json'], env);
+      expect(resync.status, resync.stderr).toBe(0);
+      const resyncId = (JSON.parse(resync.stdout) as RunSummary).runId;
+      const after = await scrape(gateway!.url);
+      expect(after.get('audience_sync_run_id{trigger=resync}')).toBe(resyncId);
+      expect(after.get('audience_sync_run_added_identifiers{trigger=resync}')).toBe(2000);
+      expect(after.get('audience_sync_run_id{trigger=cli}')).toBe(summary.runId);
+      expect(after.get('audience_sync_list_run_id{list=702}')).toBe(resyncId);
+      expect(after.get('audience_sync_list_run_id{list=701}')).toBe(summary.runId);
+    });
 
-  it('`schedule` pushes after each scheduled run', async () => {
-    const cli = startCli(['schedule'], { ...world.env, PUSHGATEWAY_URL: gateway!.url, SYNC_CRON: '*/2 * * * * *', SYNC_TIMEZONE: 'UTC' });
-    try {
-      await expect
-        .poll(async () => (await scrape(gateway!.url)).get('audience_sync_run_succeeded{trigger=schedule}'), { timeout: 30_000, interval: 500 })
-        .toBe(1);
-    } finally {
-      cli.child.kill('SIGTERM');
-      await cli.done;
-    }
-  });
+    it('`schedule` pushes after each scheduled run', async () => {
+      const cli = startCli(['schedule'], { ...world.env, PUSHGATEWAY_URL: gateway!.url, SYNC_CRON: '*/2 * * * * *', SYNC_TIMEZONE: 'UTC' });
+      try {
+        await expect
+          .poll(async () => (await scrape(gateway!.url)).get('audience_sync_run_succeeded{trigger=schedule}'), { timeout: 30_000, interval: 500 })
+          .toBe(1);
+      } finally {
+        cli.child.kill('SIGTERM');
+        await cli.done;
+      }
+    });
 
-  it('an unreachable Pushgateway is a logged warning; the run still succeeds', async () => {
-    const closed = await freePort();
-    const out = await runCli(['run', '--json'], { ...world.env, PUSHGATEWAY_URL: `http://127.0.0.1:${closed}` });
-    expect(out.status).toBe(0);
-    expect((JSON.parse(out.stdout) as RunSummary).status).toBe('succeeded');
-    const warning = out.stderr.split('\n').find((l) => l.includes('could not push metrics to the Pushgateway'));
-    expect(warning).toBeDefined();
-    expect(JSON.parse(warning!)).toMatchObject({ level: 40, group: { trigger: 'cli' } });
-  });
-});
+    it('an unreachable Pushgateway is a logged warning; the run still succeeds', async () => {
+      const closed = await freePort();
+      const out = await runCli(['run', '--json'], { ...world.env, PUSHGATEWAY_URL: `http://127.0.0.1:${closed}` });
+      expect(out.status).toBe(0);
+      expect((JSON.parse(out.stdout) as RunSummary).status).toBe('succeeded');
+      const warning = out.stderr.split('\n').find((l) => l.includes('could not push metrics to the Pushgateway'));
+      expect(warning).toBeDefined();
+      expect(JSON.parse(warning!)).toMatchObject({ level: 40, group: { trigger: 'cli' } });
+    });
+  },
+);

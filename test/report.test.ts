@@ -75,7 +75,9 @@ async function seedListSync(db: Db, s: ListSyncSeed): Promise<number> {
   for (const b of s.batches ?? []) {
     await sql`
       INSERT INTO audience_sync.batches (list_sync_id, audience_segment_id, seq, operation, size, status, http_status, nb_valid, nb_invalid, sample_invalid)
-      VALUES (${listSyncId}, ${s.segment}::bigint, ${seq++}, 'add', ${b.size}, 'confirmed', 200, ${b.valid}, ${b.invalid}, ${b.sample ?? []}::text[])`.execute(db);
+      VALUES (${listSyncId}, ${s.segment}::bigint, ${seq++}, 'add', ${b.size}, 'confirmed', 200, ${b.valid}, ${b.invalid}, ${b.sample ?? []}::text[])`.execute(
+      db,
+    );
   }
   return runId;
 }
@@ -102,8 +104,26 @@ async function writeKnownHistory(db: Db): Promise<void> {
     { id: 'c1', segmentId: '503', startsAt: ago(30 * DAY), endsAt: ago(DAY) },
     { id: 'd1', segmentId: '504', startsAt: ago(2 * HOUR) },
   ]);
-  await seedListSync(db, { segment: '501', campaigns: ['a1', 'a2'], runAt: ago(3 * DAY), funnel: [1000, 10, 40, 50, 880], ledgerBefore: 0, added: 880, removed: 0, stats: [880, 200] });
-  await seedListSync(db, { segment: '501', campaigns: ['a1', 'a2'], runAt: ago(2 * DAY), funnel: [1100, 10, 40, 50, 980], ledgerBefore: 880, added: 120, removed: 20, stats: [970, 250] });
+  await seedListSync(db, {
+    segment: '501',
+    campaigns: ['a1', 'a2'],
+    runAt: ago(3 * DAY),
+    funnel: [1000, 10, 40, 50, 880],
+    ledgerBefore: 0,
+    added: 880,
+    removed: 0,
+    stats: [880, 200],
+  });
+  await seedListSync(db, {
+    segment: '501',
+    campaigns: ['a1', 'a2'],
+    runAt: ago(2 * DAY),
+    funnel: [1100, 10, 40, 50, 980],
+    ledgerBefore: 880,
+    added: 120,
+    removed: 20,
+    stats: [970, 250],
+  });
   await seedListSync(db, {
     segment: '501',
     campaigns: ['a1', 'a2'],
@@ -124,8 +144,27 @@ async function writeKnownHistory(db: Db): Promise<void> {
     INSERT INTO audience_sync.list_members (audience_segment_id, identifier)
     SELECT 501, sha256(convert_to('m' || i, 'UTF8')) FROM generate_series(1, 980) i`.execute(db);
 
-  await seedListSync(db, { segment: '502', campaigns: ['b1'], runAt: ago(40 * HOUR + 60_000), funnel: [200, 0, 0, 0, 200], ledgerBefore: 0, added: 200, removed: 0, stats: [200, 130] });
-  await seedListSync(db, { segment: '502', campaigns: ['b1'], runAt: ago(16 * HOUR), status: 'failed', reason: 'Criteo answered 503 five times', funnel: [210, 0, 0, 0, 210], ledgerBefore: 200, added: 0, removed: 0 });
+  await seedListSync(db, {
+    segment: '502',
+    campaigns: ['b1'],
+    runAt: ago(40 * HOUR + 60_000),
+    funnel: [200, 0, 0, 0, 200],
+    ledgerBefore: 0,
+    added: 200,
+    removed: 0,
+    stats: [200, 130],
+  });
+  await seedListSync(db, {
+    segment: '502',
+    campaigns: ['b1'],
+    runAt: ago(16 * HOUR),
+    status: 'failed',
+    reason: 'Criteo answered 503 five times',
+    funnel: [210, 0, 0, 0, 210],
+    ledgerBefore: 200,
+    added: 0,
+    removed: 0,
+  });
   await sql`
     INSERT INTO audience_sync.list_members (audience_segment_id, identifier)
     SELECT 502, sha256(convert_to('b' || i, 'UTF8')) FROM generate_series(1, 200) i`.execute(db);
@@ -151,14 +190,29 @@ describe('the report on a known history', () => {
       coverage: 150 / 1300,
     });
     expect(list.latest!.campaigns).toEqual([
-      { campaignId: 'a1', name: 'Campaign a1', funnel: { targetGroup: 800, missingCustomers: 0, withoutEmail: 20, withEmail: 780, invalidEmails: 50, validEmail: 730, uniqueIdentifiers: 720 } },
-      { campaignId: 'a2', name: 'Campaign a2', funnel: { targetGroup: 600, missingCustomers: 10, withoutEmail: 20, withEmail: 570, invalidEmails: 200, validEmail: 370, uniqueIdentifiers: 370 } },
+      {
+        campaignId: 'a1',
+        name: 'Campaign a1',
+        funnel: { targetGroup: 800, missingCustomers: 0, withoutEmail: 20, withEmail: 780, invalidEmails: 50, validEmail: 730, uniqueIdentifiers: 720 },
+      },
+      {
+        campaignId: 'a2',
+        name: 'Campaign a2',
+        funnel: { targetGroup: 600, missingCustomers: 10, withoutEmail: 20, withEmail: 570, invalidEmails: 200, validEmail: 370, uniqueIdentifiers: 370 },
+      },
     ]);
-    expect(list.runs[2]).toMatchObject({ criteoInvalid: 3, criteoValid: 977, batches: [expect.objectContaining({ nbInvalid: 0 }), expect.objectContaining({ nbInvalid: 3, sampleInvalid: SHOWN })] });
+    expect(list.runs[2]).toMatchObject({
+      criteoInvalid: 3,
+      criteoValid: 977,
+      batches: [expect.objectContaining({ nbInvalid: 0 }), expect.objectContaining({ nbInvalid: 3, sampleInvalid: SHOWN })],
+    });
     expect(list.active).toBe(true);
 
     const emptied = r.lists.find((l) => l.segmentId === '503')!;
-    expect(emptied).toMatchObject({ active: false, latest: { action: 'empty', funnel: null, synced: 0, matchRate: null, coverage: null, criteo: { identifiers: 0, matched: 0 } } });
+    expect(emptied).toMatchObject({
+      active: false,
+      latest: { action: 'empty', funnel: null, synced: 0, matchRate: null, coverage: null, criteo: { identifiers: 0, matched: 0 } },
+    });
     expect(r.lists.find((l) => l.segmentId === '504')).toMatchObject({ active: true, latest: null, runs: [] });
   });
 
@@ -232,7 +286,14 @@ describe('the report on a known history', () => {
       expect(num(row.criteo_invalid_identifiers)).toBe(run.criteoInvalid);
     });
     const a2 = rows.find((x) => x.row_type === 'campaign' && x.campaign_id === 'a2')!;
-    expect(a2).toMatchObject({ segment_id: '501', target_group_customers: '600', with_email: '570', with_valid_email: '370', unique_identifiers: '370', list_synced_ledger: '980' });
+    expect(a2).toMatchObject({
+      segment_id: '501',
+      target_group_customers: '600',
+      with_email: '570',
+      with_valid_email: '370',
+      unique_identifiers: '370',
+      list_synced_ledger: '980',
+    });
     expect(rows.find((x) => x.list_sync_status === 'succeeded' && x.criteo_sample_invalid)!.criteo_sample_invalid).toBe(SHOWN.join(' | '));
     // No whole identifier or email-like value in any rendering, Criteo's sample included.
     for (const text of [asJson.stdout, asCsv.stdout]) {
@@ -279,7 +340,7 @@ describe('the report on a known history', () => {
 });
 
 describe('the report against the sandbox', () => {
-  it("after real syncs repeats what the sandbox holds and reports, and still does after a --full resync re-sent every identifier", async () => {
+  it('after real syncs repeats what the sandbox holds and reports, and still does after a --full resync re-sent every identifier', async () => {
     const db = world.database.db;
     await seedCampaigns(db, [
       { id: 's1', segmentId: '601', advertiserId: '7' },
@@ -288,8 +349,12 @@ describe('the report against the sandbox', () => {
     await seedCustomers(db, 10_000, 12_000);
     // 100 without an email, 50 invalid, 20 sharing another's email, 30 not in the customer table.
     await sql`UPDATE audience_sync.customers SET email = NULL WHERE customer_id IN (SELECT 'c' || i FROM generate_series(10000, 10099) i)`.execute(db);
-    await sql`UPDATE audience_sync.customers SET email = 'no-at-sign' || customer_id WHERE customer_id IN (SELECT 'c' || i FROM generate_series(10100, 10149) i)`.execute(db);
-    await sql`UPDATE audience_sync.customers SET email = ' USER11999@EXAMPLE.COM' WHERE customer_id IN (SELECT 'c' || i FROM generate_series(10150, 10169) i)`.execute(db);
+    await sql`UPDATE audience_sync.customers SET email = 'no-at-sign' || customer_id WHERE customer_id IN (SELECT 'c' || i FROM generate_series(10100, 10149) i)`.execute(
+      db,
+    );
+    await sql`UPDATE audience_sync.customers SET email = ' USER11999@EXAMPLE.COM' WHERE customer_id IN (SELECT 'c' || i FROM generate_series(10150, 10169) i)`.execute(
+      db,
+    );
     await seedTargetGroup(db, 's1', 10_000, 11_500);
     await seedTargetGroup(db, 's2', 11_000, 12_030);
 
@@ -302,7 +367,15 @@ describe('the report against the sandbox', () => {
     const held = world.sandbox.members('601');
     // Known answers: c10000..c12029 is 2,030 customers, 30 of them unknown, 100 without an email and 50
     // with an invalid one: 1,900 with an email, 1,850 valid; 20 share c11999's, so 1,830 distinct identifiers.
-    expect(list.latest!.funnel).toEqual({ targetGroup: 2_030, missingCustomers: 30, withoutEmail: 100, invalidEmails: 50, withEmail: 1_900, validEmail: 1_850, uniqueIdentifiers: 1_830 });
+    expect(list.latest!.funnel).toEqual({
+      targetGroup: 2_030,
+      missingCustomers: 30,
+      withoutEmail: 100,
+      invalidEmails: 50,
+      withEmail: 1_900,
+      validEmail: 1_850,
+      uniqueIdentifiers: 1_830,
+    });
     expect(list.runs.map((x) => x.synced)).toEqual([held.size, held.size]);
     expect(held.size).toBe(list.latest!.funnel!.uniqueIdentifiers);
 

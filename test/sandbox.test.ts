@@ -3,14 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  defaultContractPath,
-  loadSandboxOptionsFromFile,
-  matchScore,
-  startSandbox,
-  type Sandbox,
-  type SandboxOptions,
-} from '../src/sandbox/server.js';
+import { defaultContractPath, loadSandboxOptionsFromFile, matchScore, startSandbox, type Sandbox, type SandboxOptions } from '../src/sandbox/server.js';
 import { parseFaultPlan } from '../src/sandbox/faults.js';
 
 // ---------------------------------------------------------------------------
@@ -28,7 +21,12 @@ interface Answer {
   body: any;
 }
 
-async function http(sb: Sandbox, method: string, path: string, opts: { token?: string; body?: unknown; raw?: string; signal?: AbortSignal } = {}): Promise<Answer> {
+async function http(
+  sb: Sandbox,
+  method: string,
+  path: string,
+  opts: { token?: string; body?: unknown; raw?: string; signal?: AbortSignal } = {},
+): Promise<Answer> {
   const headers: Record<string, string> = {};
   if (opts.token) headers['authorization'] = `Bearer ${opts.token}`;
   let body: string | undefined = opts.raw;
@@ -385,7 +383,12 @@ describe('rate limit', () => {
 describe('fault plans', () => {
   it('fires scripted faults on the nth call of an operation', async () => {
     const sb = await sandbox({
-      faults: { script: [{ operation: 'patch', nth: 2, status: 503, times: 2 }, { operation: 'token', nth: 1, status: 401 }] },
+      faults: {
+        script: [
+          { operation: 'patch', nth: 2, status: 503, times: 2 },
+          { operation: 'token', nth: 1, status: 401 },
+        ],
+      },
     });
     const refused = await tokenFor(sb);
     expect(refused.status).toBe(401);

@@ -59,7 +59,9 @@ describe('a realistic flow leaks nothing', () => {
       { id: 'sec-ending', segmentId: '903' },
     ]);
     await seedTargetGroup(db, 'sec-main', 0, 1200);
-    await sql`INSERT INTO audience_sync.campaign_target_groups SELECT 'sec-main', customer_id FROM audience_sync.customers WHERE customer_id LIKE 'h%'`.execute(db);
+    await sql`INSERT INTO audience_sync.campaign_target_groups SELECT 'sec-main', customer_id FROM audience_sync.customers WHERE customer_id LIKE 'h%'`.execute(
+      db,
+    );
     await seedTargetGroup(db, 'sec-forbidden', 1000, 1500);
     await seedTargetGroup(db, 'sec-ending', 0, 400);
   });

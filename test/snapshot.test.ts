@@ -72,9 +72,14 @@ describe.each([
   async function syncOnce(planId: number) {
     const activeCampaignIds = await activeCampaigns();
     const target = { segmentId: SEGMENT, campaignIds: activeCampaignIds, activeCampaignIds, advertiserIds: ['1'], allEnded: false, invertedCampaignIds: [] };
-    const plan = await planList({ db: database.db, config }, { target, asOf: new Date(), options: { trigger: 'test' } }, planId, { batchIds: [], wholeList: false });
+    const plan = await planList({ db: database.db, config }, { target, asOf: new Date(), options: { trigger: 'test' } }, planId, {
+      batchIds: [],
+      wholeList: false,
+    });
     const { rows: batches } = await sql<{ n: number }>`
-      SELECT count(*)::int AS n FROM (SELECT DISTINCT operation, batch_no FROM audience_sync.plan_entries WHERE list_sync_id = ${planId}) b`.execute(database.db);
+      SELECT count(*)::int AS n FROM (SELECT DISTINCT operation, batch_no FROM audience_sync.plan_entries WHERE list_sync_id = ${planId}) b`.execute(
+      database.db,
+    );
     expect(batches[0]!.n).toBe(Math.ceil(plan.toAdd / 70) + Math.ceil(plan.toRemove / 70));
     await sql`
       INSERT INTO audience_sync.list_members (audience_segment_id, identifier)
@@ -147,9 +152,15 @@ describe.each([
         const i = Math.floor(rnd() * N);
         await sql`UPDATE audience_sync.customers SET email = ${email(rnd, i + day * N)} WHERE customer_id = ${`c${i}`}`.execute(db);
       }
-      await sql`DELETE FROM audience_sync.customers WHERE customer_id = ANY(${Array.from({ length: 10 }, () => `c${Math.floor(rnd() * N)}`)}::text[])`.execute(db);
+      await sql`DELETE FROM audience_sync.customers WHERE customer_id = ANY(${Array.from({ length: 10 }, () => `c${Math.floor(rnd() * N)}`)}::text[])`.execute(
+        db,
+      );
       const fresh = Array.from({ length: 15 }, () => ({ customer_id: `c${next}`, email: email(rnd, next++) }));
-      await db.insertInto('audience_sync.customers').values(fresh).onConflict((oc) => oc.doNothing()).execute();
+      await db
+        .insertInto('audience_sync.customers')
+        .values(fresh)
+        .onConflict((oc) => oc.doNothing())
+        .execute();
       const gone = [...tg].filter(() => rnd() < 0.02);
       for (const k of gone) tg.delete(k);
       await sql`
@@ -157,7 +168,11 @@ describe.each([
         WHERE (campaign_id || '|' || customer_id) = ANY(${gone}::text[])`.execute(db);
       const added = Array.from({ length: 30 }, () => `${rnd() < 0.5 ? 'k1' : 'k2'}|c${Math.floor(rnd() * next * 1.02)}`).filter((k) => !tg.has(k));
       for (const k of added) tg.add(k);
-      if (added.length) await db.insertInto('audience_sync.campaign_target_groups').values(rowsOf(new Set(added))).execute();
+      if (added.length)
+        await db
+          .insertInto('audience_sync.campaign_target_groups')
+          .values(rowsOf(new Set(added)))
+          .execute();
       // Day 3 a campaign starts feeding the list; day 6 one stops.
       if (day === 3) await sql`UPDATE audience_sync.campaigns SET starts_at = now() - interval '1 hour' WHERE campaign_id = 'k3'`.execute(db);
       if (day === 6) await sql`UPDATE audience_sync.campaigns SET measurement_ends_at = now() - interval '1 hour' WHERE campaign_id = 'k2'`.execute(db);
@@ -184,7 +199,13 @@ describe.each([
     await sql`DELETE FROM audience_sync.campaign_target_groups WHERE customer_id IN ('c4', 'c5', 'c6', 'c7')`.execute(database.db);
     const activeCampaignIds = await activeCampaigns();
     const target = { segmentId: SEGMENT, campaignIds: activeCampaignIds, activeCampaignIds, advertiserIds: ['1'], allEnded: false, invertedCampaignIds: [] };
-    const plan = await planList({ db: database.db, config }, { target, asOf: new Date(), options: { trigger: 'plan' } }, -99, { batchIds: [], wholeList: false }, { dryRun: true });
+    const plan = await planList(
+      { db: database.db, config },
+      { target, asOf: new Date(), options: { trigger: 'plan' } },
+      -99,
+      { batchIds: [], wholeList: false },
+      { dryRun: true },
+    );
     expect(plan.changedRows).toBeGreaterThan(0);
     expect(await kept()).toEqual(before);
     const { rows: snapshotAfter } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM audience_sync.list_targets`.execute(database.db);
@@ -212,7 +233,13 @@ describe.each([
 
     const activeCampaignIds = await activeCampaigns();
     const target = { segmentId: SEGMENT, campaignIds: activeCampaignIds, activeCampaignIds, advertiserIds: ['1'], allEnded: false, invertedCampaignIds: [] };
-    const dry = await planList({ db, config }, { target, asOf: new Date(), options: { trigger: 'plan' } }, -201, { batchIds: [], wholeList: false }, { dryRun: true });
+    const dry = await planList(
+      { db, config },
+      { target, asOf: new Date(), options: { trigger: 'plan' } },
+      -201,
+      { batchIds: [], wholeList: false },
+      { dryRun: true },
+    );
     expect(dry).toMatchObject({ toAdd: 0, toRemove: 0 });
     const { rows: still } = await sql<{ n: number }>`
       SELECT count(*)::int AS n FROM audience_sync.batches WHERE status = 'confirmed' AND payload IS NOT NULL`.execute(db);

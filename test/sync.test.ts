@@ -29,9 +29,13 @@ describe('a daily sync', () => {
     await seedCampaigns(db, [{ id: 'spring', segmentId: '101' }]);
     await seedCustomers(db, 0, 1000);
     // Some customers without a usable email: never sent, counted.
-    await sql`INSERT INTO audience_sync.customers VALUES ('nomail', NULL), ('blank', '  '), ('bad', 'not-an-email'), ('dup', ' USER5@example.com ')`.execute(db);
+    await sql`INSERT INTO audience_sync.customers VALUES ('nomail', NULL), ('blank', '  '), ('bad', 'not-an-email'), ('dup', ' USER5@example.com ')`.execute(
+      db,
+    );
     await seedTargetGroup(db, 'spring', 0, 1000);
-    await sql`INSERT INTO audience_sync.campaign_target_groups VALUES ('spring','nomail'),('spring','blank'),('spring','bad'),('spring','dup'),('spring','ghost')`.execute(db);
+    await sql`INSERT INTO audience_sync.campaign_target_groups VALUES ('spring','nomail'),('spring','blank'),('spring','bad'),('spring','dup'),('spring','ghost')`.execute(
+      db,
+    );
 
     const first = await world.run();
     expect(first.status).toBe('succeeded');
@@ -53,14 +57,21 @@ describe('a daily sync', () => {
     await sql`UPDATE audience_sync.list_syncs SET stats_read_at = stats_read_at - interval '21 hours' WHERE audience_segment_id = 101`.execute(db);
     const idleDay = world.sandbox.calls.length;
     await world.run();
-    expect(world.sandbox.calls.slice(idleDay).map((c) => c.operation).filter((op) => op !== 'token')).toEqual(['statistics']);
+    expect(
+      world.sandbox.calls
+        .slice(idleDay)
+        .map((c) => c.operation)
+        .filter((op) => op !== 'token'),
+    ).toEqual(['statistics']);
 
     // A day of churn: 50 leave the target group, 30 join, 20 change their email. Customer c5
     // leaves but 'dup' shares its email and stays, so its identifier stays: 49 + 20 removes.
     await sql`DELETE FROM audience_sync.campaign_target_groups WHERE customer_id IN (SELECT 'c' || i FROM generate_series(0, 49) i)`.execute(db);
     await seedCustomers(db, 1000, 1030);
     await seedTargetGroup(db, 'spring', 1000, 1030);
-    await sql`UPDATE audience_sync.customers SET email = 'changed' || customer_id || '@example.org' WHERE customer_id IN (SELECT 'c' || i FROM generate_series(100, 119) i)`.execute(db);
+    await sql`UPDATE audience_sync.customers SET email = 'changed' || customer_id || '@example.org' WHERE customer_id IN (SELECT 'c' || i FROM generate_series(100, 119) i)`.execute(
+      db,
+    );
     const third = await world.run();
     expect(third.lists[0]).toMatchObject({ toAdd: 50, added: 50, toRemove: 69, removed: 69, status: 'succeeded' });
     expect(await convergence(world, '101')).toMatchObject({ exact: true, desired: 1000 - 49 + 30 });
@@ -116,7 +127,9 @@ describe('a daily sync', () => {
     await seedTargetGroup(db, 'big', 0, 120_001);
     const before = patchCalls(world).length;
     const summary = await world.run();
-    const patches = patchCalls(world).slice(before).filter((c) => c.segmentId === '104');
+    const patches = patchCalls(world)
+      .slice(before)
+      .filter((c) => c.segmentId === '104');
     expect(patches.map((c) => c.identifiers).sort((a, b) => b! - a!)).toEqual([50_000, 50_000, 20_001]);
     expect(patches.every((c) => c.op === 'add')).toBe(true);
     expect(summary.lists.find((l) => l.segmentId === '104')).toMatchObject({ added: 120_001, status: 'succeeded' });

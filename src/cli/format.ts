@@ -74,7 +74,17 @@ export function formatChecks(checks: Check[]): string {
 export function formatRuns(rows: RunRow[]): string {
   return table(
     ['run', 'trigger', 'status', 'started', 'lists', 'not converged', 'added', 'removed', 'error'],
-    rows.map((r) => [r.runId, r.trigger, r.status, r.startedAt.replace('T', ' ').slice(0, 19), r.lists, r.listsFailed, n(r.added), n(r.removed), r.error ?? '']),
+    rows.map((r) => [
+      r.runId,
+      r.trigger,
+      r.status,
+      r.startedAt.replace('T', ' ').slice(0, 19),
+      r.lists,
+      r.listsFailed,
+      n(r.added),
+      n(r.removed),
+      r.error ?? '',
+    ]),
   );
 }
 
@@ -88,7 +98,20 @@ export function formatRunDetail(d: RunDetail): string {
       parts.push(
         table(
           ['batch', 'operation', 'size', 'status', 'http', 'valid', 'invalid', 'attempts', 'waited ms', 'ms', 'error', 'traceId'],
-          l.batches.map((b) => [b.seq, b.operation, n(b.size), b.status, b.httpStatus ?? '-', n(b.nbValid), n(b.nbInvalid), b.attempts, b.waitedMs, b.durationMs ?? '-', b.errorCode ?? '', b.traceId ?? '']),
+          l.batches.map((b) => [
+            b.seq,
+            b.operation,
+            n(b.size),
+            b.status,
+            b.httpStatus ?? '-',
+            n(b.nbValid),
+            n(b.nbInvalid),
+            b.attempts,
+            b.waitedMs,
+            b.durationMs ?? '-',
+            b.errorCode ?? '',
+            b.traceId ?? '',
+          ]),
         ),
       );
     }

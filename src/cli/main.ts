@@ -272,10 +272,9 @@ export function exitCodeOf(summary: RunSummary): number {
 
 /** Pushes the run's metrics when PUSHGATEWAY_URL is set; a failure is a logged warning, never a failed run. */
 async function pushMetrics(app: App, summary: RunSummary): Promise<void> {
-  await pushRunMetrics(
-    { db: app.database.db, log: app.log, pushgatewayUrl: app.config.pushgatewayUrl, lowMatchRate: app.config.lowMatchRate },
-    summary,
-  ).catch((error: unknown) => app.log.warn({ error: oneLine(error) }, 'could not push metrics'));
+  await pushRunMetrics({ db: app.database.db, log: app.log, pushgatewayUrl: app.config.pushgatewayUrl, lowMatchRate: app.config.lowMatchRate }, summary).catch(
+    (error: unknown) => app.log.warn({ error: oneLine(error) }, 'could not push metrics'),
+  );
 }
 
 /** A date is midnight UTC; an instant is taken as written. */

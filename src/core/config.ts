@@ -11,8 +11,7 @@ import { redactValue } from './logger.js';
  * read is registered with the logger, which then never writes it.
  */
 
-const int = (min: number, max: number, fallback: number) =>
-  z.coerce.number().int().min(min).max(max).default(fallback);
+const int = (min: number, max: number, fallback: number) => z.coerce.number().int().min(min).max(max).default(fallback);
 const ratio = (fallback: number) => z.coerce.number().min(0).max(1).default(fallback);
 
 const databaseUrl = z

@@ -32,7 +32,10 @@ export class SchemaError extends AudienceSyncError {
 /** Criteo refused the credentials, or refused a freshly renewed token: the run stops. */
 export class AuthenticationError extends AudienceSyncError {
   readonly retryable = false;
-  constructor(message: string, readonly problem?: CriteoProblem) {
+  constructor(
+    message: string,
+    readonly problem?: CriteoProblem,
+  ) {
     super(message);
   }
 }
@@ -44,7 +47,10 @@ export class AuthenticationError extends AudienceSyncError {
  */
 export class ListRejectedError extends AudienceSyncError {
   readonly retryable = false;
-  constructor(message: string, readonly problem: CriteoProblem) {
+  constructor(
+    message: string,
+    readonly problem: CriteoProblem,
+  ) {
     super(message);
   }
 }

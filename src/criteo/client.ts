@@ -71,7 +71,9 @@ interface BufferedBody {
 
 /** The PATCH body around encoded identifiers. */
 function amendmentBody(operation: 'add' | 'remove', encoded: EncodedIdentifiers): BufferedBody {
-  const head = Buffer.from(`{"data":{"type":"ContactlistAmendment","attributes":{"operation":${JSON.stringify(operation)},"identifierType":"email","identifiers":`);
+  const head = Buffer.from(
+    `{"data":{"type":"ContactlistAmendment","attributes":{"operation":${JSON.stringify(operation)},"identifierType":"email","identifiers":`,
+  );
   const tail = Buffer.from('}}}');
   return { length: head.length + encoded.json.length + tail.length, chunks: [head, encoded.json, tail] };
 }
@@ -226,12 +228,9 @@ export class CriteoClient {
     for (let offset = 0; offset < segmentIds.length; offset += 100) {
       const page = segmentIds.slice(offset, offset + 100);
       const body = JSON.stringify({ data: { type: 'AudienceSegment', attributes: { audienceSegmentIds: page } } });
-      const out = await this.call<{ data?: { id?: string | null; attributes?: { advertiserId?: string | null; name?: string | null; type?: string | null } | null }[] | null }>(
-        { operation: 'search' },
-        'POST',
-        `audience-segments/search?limit=100&offset=0`,
-        body,
-      );
+      const out = await this.call<{
+        data?: { id?: string | null; attributes?: { advertiserId?: string | null; name?: string | null; type?: string | null } | null }[] | null;
+      }>({ operation: 'search' }, 'POST', `audience-segments/search?limit=100&offset=0`, body);
       for (const s of out.body.data ?? []) {
         if (!s.id) continue;
         found.push({ id: s.id, advertiserId: s.attributes?.advertiserId ?? null, name: s.attributes?.name ?? null, type: s.attributes?.type ?? null });
@@ -330,7 +329,11 @@ export class CriteoClient {
         const delay = rateLimitDelay(headers, rateLimited, this.settings.retryBaseMs);
         if (rateLimitedMs + delay > this.settings.maxWaitSeconds * 1000) {
           line(status, 'stop', problemFields(problem));
-          throw new TransientError(`Criteo token endpoint kept answering 429 for longer than CRITEO_MAX_WAIT_SECONDS (${this.settings.maxWaitSeconds}s)`, false, problem);
+          throw new TransientError(
+            `Criteo token endpoint kept answering 429 for longer than CRITEO_MAX_WAIT_SECONDS (${this.settings.maxWaitSeconds}s)`,
+            false,
+            problem,
+          );
         }
         rateLimitedMs += delay;
         waitBefore = delay;
@@ -347,14 +350,21 @@ export class CriteoClient {
           continue;
         }
         line(status, 'stop', problemFields(problem));
-        throw new TransientError(`Criteo token endpoint failed with HTTP ${status} after ${failures} attempts; traceId ${problem.traceId ?? 'none'}`, false, problem);
+        throw new TransientError(
+          `Criteo token endpoint failed with HTTP ${status} after ${failures} attempts; traceId ${problem.traceId ?? 'none'}`,
+          false,
+          problem,
+        );
       }
       line(status, 'stop', problemFields(problem));
       const env = safeJson<ErrorEnvelope>(text);
       if (status === 404 || status === 405 || env === undefined) {
         // Not an OAuth answer at all: the URL is wrong, not the secret.
         throw this.authenticationFailed(
-          new AuthenticationError(`no Criteo token endpoint at CRITEO_API_URL (${this.settings.apiUrl}/oauth2/token answered HTTP ${status}): check CRITEO_API_URL`, problem),
+          new AuthenticationError(
+            `no Criteo token endpoint at CRITEO_API_URL (${this.settings.apiUrl}/oauth2/token answered HTTP ${status}): check CRITEO_API_URL`,
+            problem,
+          ),
         );
       }
       const reason = env.error ?? problem.code ?? `HTTP ${status}`;
@@ -551,7 +561,11 @@ export class CriteoClient {
         }
         line('warn', status, 'stop', fields);
         throw fail(
-          new TransientError(`Criteo ${meta.operation} failed with HTTP ${status} after ${failures} attempts; traceId ${problem.traceId ?? 'none'}`, true, problem),
+          new TransientError(
+            `Criteo ${meta.operation} failed with HTTP ${status} after ${failures} attempts; traceId ${problem.traceId ?? 'none'}`,
+            true,
+            problem,
+          ),
         );
       }
       line('warn', status, 'stop', fields);
@@ -561,7 +575,9 @@ export class CriteoClient {
           : status === 404
             ? `Criteo does not know list ${meta.segmentId}`
             : `Criteo rejected the ${meta.operation} request (HTTP ${status})`;
-      throw fail(new ListRejectedError(`${what}: ${problem.code ?? ''}${problem.title ? ` ${problem.title}` : ''}; traceId ${problem.traceId ?? 'none'}`, problem));
+      throw fail(
+        new ListRejectedError(`${what}: ${problem.code ?? ''}${problem.title ? ` ${problem.title}` : ''}; traceId ${problem.traceId ?? 'none'}`, problem),
+      );
     }
   }
 }

@@ -181,9 +181,7 @@ export async function buildCoverageReport(db: Db, options: ReportOptions): Promi
 
   const lists = scope.map((l): ListReport => {
     const campaigns = l.campaigns.map((c) => ({ ...c, active: Date.parse(c.startsAt) <= now.getTime() && now.getTime() < Date.parse(c.measurementEndsAt) }));
-    const runs = syncs
-      .filter((s) => s.segment_id === l.segmentId)
-      .map((s) => toListRun(s, l.ledgerNow, batches, campaignFunnels, options.campaignId));
+    const runs = syncs.filter((s) => s.segment_id === l.segmentId).map((s) => toListRun(s, l.ledgerNow, batches, campaignFunnels, options.campaignId));
     const reading = readings.find((r) => r.segment_id === l.segmentId);
     const report: ListReport = {
       segmentId: l.segmentId,
@@ -231,7 +229,15 @@ function toListRun(
     : null;
   const answers = batches
     .filter((b) => b.list_sync_id === s.list_sync_id)
-    .map((b) => ({ seq: b.seq, operation: b.operation, size: b.size, status: b.status, nbValid: b.nb_valid, nbInvalid: b.nb_invalid, sampleInvalid: (b.sample_invalid ?? []).map(maskSample) }));
+    .map((b) => ({
+      seq: b.seq,
+      operation: b.operation,
+      size: b.size,
+      status: b.status,
+      nbValid: b.nb_valid,
+      nbInvalid: b.nb_invalid,
+      sampleInvalid: (b.sample_invalid ?? []).map(maskSample),
+    }));
   return {
     runId: s.run_id,
     listSyncId: s.list_sync_id,

@@ -100,7 +100,21 @@ export async function runDetail(db: Db, runId: number): Promise<RunDetail | unde
   const lists = await db.selectFrom('audience_sync.list_syncs').selectAll().where('run_id', '=', runId).orderBy('list_sync_id').execute();
   const batches = await db
     .selectFrom('audience_sync.batches')
-    .select(['list_sync_id', 'seq', 'operation', 'size', 'status', 'http_status', 'nb_valid', 'nb_invalid', 'attempts', 'waited_ms', 'duration_ms', 'error_code', 'trace_id'])
+    .select([
+      'list_sync_id',
+      'seq',
+      'operation',
+      'size',
+      'status',
+      'http_status',
+      'nb_valid',
+      'nb_invalid',
+      'attempts',
+      'waited_ms',
+      'duration_ms',
+      'error_code',
+      'trace_id',
+    ])
     .where('list_sync_id', 'in', lists.length ? lists.map((l) => l.list_sync_id) : [-1])
     .orderBy('batch_id')
     .execute();

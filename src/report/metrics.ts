@@ -63,8 +63,16 @@ export function runMetricGroups(summary: RunSummary, lists: readonly ListReport[
         gauge('audience_sync_list_failed', '1 when the last sync of the list failed, is incomplete or held, else 0.', l.status === 'succeeded' ? 0 : 1),
         gauge('audience_sync_list_run_id', 'Run of the last sync of the list.', summary.runId),
         gauge('audience_sync_list_synced_identifiers', 'Identifiers in the ledger (confirmed by Criteo) after the last sync.', latest?.synced ?? null),
-        gauge('audience_sync_list_target_group_customers', 'Target-group customers of the active campaigns at the last sync.', latest?.funnel?.targetGroup ?? null),
-        gauge('audience_sync_list_criteo_identifiers', "Criteo's (approximate) count of identifiers in the list, latest reading.", latest?.criteo?.identifiers ?? null),
+        gauge(
+          'audience_sync_list_target_group_customers',
+          'Target-group customers of the active campaigns at the last sync.',
+          latest?.funnel?.targetGroup ?? null,
+        ),
+        gauge(
+          'audience_sync_list_criteo_identifiers',
+          "Criteo's (approximate) count of identifiers in the list, latest reading.",
+          latest?.criteo?.identifiers ?? null,
+        ),
         gauge('audience_sync_list_criteo_matched', "Criteo's (approximate) count of matched identifiers, latest reading.", latest?.criteo?.matched ?? null),
         gauge('audience_sync_list_match_rate_ratio', 'Matched ÷ identifiers in Criteo (0–1), latest reading.', latest?.matchRate ?? null),
         gauge('audience_sync_list_coverage_ratio', 'Matched ÷ target-group customers (0–1), latest reading.', latest?.coverage ?? null),
@@ -92,7 +100,9 @@ export function exposition(gauges: readonly Gauge[]): string {
     lines.push(`# HELP ${g.name} ${g.help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}`, `# TYPE ${g.name} gauge`);
     for (const s of g.samples) {
       const labels = Object.entries(s.labels ?? {});
-      const text = labels.length ? `{${labels.map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`).join(',')}}` : '';
+      const text = labels.length
+        ? `{${labels.map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`).join(',')}}`
+        : '';
       lines.push(`${g.name}${text} ${formatValue(s.value)}`);
     }
   }
@@ -105,9 +115,7 @@ function formatValue(v: number): string {
 
 /** /metrics/job/<job>/<label>/<value>…, values base64url-encoded when they could break a path segment. */
 export function groupPath(key: Record<string, string>): string {
-  const parts = Object.entries(key).map(([k, v]) =>
-    /^[A-Za-z0-9_.-]+$/.test(v) ? `${k}/${v}` : `${k}@base64/${Buffer.from(v).toString('base64url') || '='}`,
-  );
+  const parts = Object.entries(key).map(([k, v]) => (/^[A-Za-z0-9_.-]+$/.test(v) ? `${k}/${v}` : `${k}@base64/${Buffer.from(v).toString('base64url') || '='}`));
   return `/metrics/job/${PUSH_JOB}${parts.length ? `/${parts.join('/')}` : ''}`;
 }
 
@@ -128,7 +136,10 @@ export async function pushGroups(baseUrl: string, groups: readonly PushGroup[], 
       if (res.statusCode >= 300) throw new Error(`HTTP ${res.statusCode}${text ? `: ${text.trim().slice(0, 200)}` : ''}`);
       pushed++;
     } catch (error) {
-      log.warn({ group: group.key, error: error instanceof Error ? error.message : String(error) }, 'could not push metrics to the Pushgateway; the run itself is unaffected');
+      log.warn(
+        { group: group.key, error: error instanceof Error ? error.message : String(error) },
+        'could not push metrics to the Pushgateway; the run itself is unaffected',
+      );
     }
   }
   return pushed;

@@ -64,9 +64,12 @@ function overview(report: CoverageReport): string {
 }
 
 function warnings(list: readonly Warning[]): string {
-  if (list.length === 0) return '<section class="card all-clear" data-warnings="0"><h2>Nothing to act on</h2><p>No list is stale, drifting, under the match-rate threshold or short of valid emails.</p></section>';
+  if (list.length === 0)
+    return '<section class="card all-clear" data-warnings="0"><h2>Nothing to act on</h2><p>No list is stale, drifting, under the match-rate threshold or short of valid emails.</p></section>';
   const items = list.map(
-    (w) => `<li class="warning" data-code="${w.code}" data-segment="${esc(w.segmentId)}"><div class="wtitle">${esc(TITLES[w.code])} · <a href="#list-${esc(w.segmentId)}">list ${esc(w.segmentId)}</a>${w.campaignId ? ` · campaign ${esc(w.campaignId)}` : ''}</div>
+    (
+      w,
+    ) => `<li class="warning" data-code="${w.code}" data-segment="${esc(w.segmentId)}"><div class="wtitle">${esc(TITLES[w.code])} · <a href="#list-${esc(w.segmentId)}">list ${esc(w.segmentId)}</a>${w.campaignId ? ` · campaign ${esc(w.campaignId)}` : ''}</div>
 <p>${esc(w.message)}</p><p class="action"><strong>What to do:</strong> ${code(w.action)}</p></li>`,
   );
   return `<section class="card warnings" data-warnings="${list.length}"><h2>Needs attention (${list.length})</h2><ul>${items.join('')}</ul></section>`;
@@ -87,10 +90,14 @@ function code(text: string): string {
 
 function listSection(list: ListReport, lowMatchRate: number): string {
   const chips = list.campaigns
-    .map((c) => `<span class="chip ${c.active ? 'active' : 'ended'}" title="${esc(`${c.startsAt.slice(0, 10)} → ${c.measurementEndsAt.slice(0, 10)}`)}">${esc(c.name)} <span class="id">${esc(c.campaignId)}</span> · ${c.active ? 'active' : Date.parse(c.startsAt) > Date.now() ? 'not started' : 'ended'}</span>`)
+    .map(
+      (c) =>
+        `<span class="chip ${c.active ? 'active' : 'ended'}" title="${esc(`${c.startsAt.slice(0, 10)} → ${c.measurementEndsAt.slice(0, 10)}`)}">${esc(c.name)} <span class="id">${esc(c.campaignId)}</span> · ${c.active ? 'active' : Date.parse(c.startsAt) > Date.now() ? 'not started' : 'ended'}</span>`,
+    )
     .join('');
   const head = `<div class="list-head"><h2>List ${esc(list.segmentId)}</h2><span class="sub">advertiser ${esc(list.advertiserIds.join(', ') || '–')}</span></div><div class="chips">${chips}</div>`;
-  if (!list.latest) return `<section class="card list" id="list-${esc(list.segmentId)}" data-segment="${esc(list.segmentId)}">${head}${listWarnings(list)}<p class="empty">No finished sync of this list in range.</p></section>`;
+  if (!list.latest)
+    return `<section class="card list" id="list-${esc(list.segmentId)}" data-segment="${esc(list.segmentId)}">${head}${listWarnings(list)}<p class="empty">No finished sync of this list in range.</p></section>`;
   const l = list.latest;
   return `<section class="card list" id="list-${esc(list.segmentId)}" data-segment="${esc(list.segmentId)}">${head}
 ${listWarnings(list)}<p class="meta">Latest sync: <strong>run ${l.runId}</strong> · <span class="status ${esc(l.status)}">${esc(l.action === 'empty' ? `emptying ${l.status}` : l.status)}</span> · finished ${when(l.finishedAt)} · Criteo figures ${l.criteo ? `read <strong>${when(l.criteo.readAt)}</strong> (run ${l.criteo.runId})` : '<strong>not read yet</strong>'}</p>
@@ -105,7 +112,10 @@ ${runsTable(list)}
 function listWarnings(list: ListReport): string {
   if (list.warnings.length === 0) return '';
   return `<ul class="list-warnings">${list.warnings
-    .map((w) => `<li data-code="${w.code}"><strong>${esc(TITLES[w.code])}${w.campaignId ? ` (campaign ${esc(w.campaignId)})` : ''}:</strong> ${code(w.action)}</li>`)
+    .map(
+      (w) =>
+        `<li data-code="${w.code}"><strong>${esc(TITLES[w.code])}${w.campaignId ? ` (campaign ${esc(w.campaignId)})` : ''}:</strong> ${code(w.action)}</li>`,
+    )
     .join('')}</ul>`;
 }
 
@@ -123,16 +133,60 @@ function funnel(l: LatestFunnel): string {
   const f = l.funnel;
   const ours: Stage[] = f
     ? [
-        { key: 'targetGroup', label: 'Target-group customers', help: 'selected by the active campaigns', value: f.targetGroup, unit: 'customers', color: COLORS.ours },
-        { key: 'withEmail', label: 'with an email', help: `${n(f.missingCustomers)} not in the customer table, ${n(f.withoutEmail)} without an email`, value: f.withEmail, unit: 'customers', color: COLORS.ours },
-        { key: 'validEmail', label: 'with a valid email', help: `${n(f.invalidEmails)} invalid emails`, value: f.validEmail, unit: 'customers', color: COLORS.ours },
-        { key: 'uniqueIdentifiers', label: 'unique identifiers', help: 'one SHA-256 per distinct email', value: f.uniqueIdentifiers, unit: 'identifiers', color: COLORS.ours },
+        {
+          key: 'targetGroup',
+          label: 'Target-group customers',
+          help: 'selected by the active campaigns',
+          value: f.targetGroup,
+          unit: 'customers',
+          color: COLORS.ours,
+        },
+        {
+          key: 'withEmail',
+          label: 'with an email',
+          help: `${n(f.missingCustomers)} not in the customer table, ${n(f.withoutEmail)} without an email`,
+          value: f.withEmail,
+          unit: 'customers',
+          color: COLORS.ours,
+        },
+        {
+          key: 'validEmail',
+          label: 'with a valid email',
+          help: `${n(f.invalidEmails)} invalid emails`,
+          value: f.validEmail,
+          unit: 'customers',
+          color: COLORS.ours,
+        },
+        {
+          key: 'uniqueIdentifiers',
+          label: 'unique identifiers',
+          help: 'one SHA-256 per distinct email',
+          value: f.uniqueIdentifiers,
+          unit: 'identifiers',
+          color: COLORS.ours,
+        },
       ]
     : [];
   const theirs: Stage[] = [
     { key: 'synced', label: 'synced (our ledger)', help: 'identifiers Criteo confirmed receiving', value: l.synced, unit: 'identifiers', color: COLORS.synced },
-    { key: 'criteoIdentifiers', label: 'in Criteo', help: "Criteo's count of the list", value: l.criteo?.identifiers ?? null, unit: 'identifiers', color: COLORS.criteo, criteo: true },
-    { key: 'matched', label: 'matched by Criteo', help: 'identifiers Criteo tied to a user', value: l.criteo?.matched ?? null, unit: 'identifiers', color: COLORS.matched, criteo: true },
+    {
+      key: 'criteoIdentifiers',
+      label: 'in Criteo',
+      help: "Criteo's count of the list",
+      value: l.criteo?.identifiers ?? null,
+      unit: 'identifiers',
+      color: COLORS.criteo,
+      criteo: true,
+    },
+    {
+      key: 'matched',
+      label: 'matched by Criteo',
+      help: 'identifiers Criteo tied to a user',
+      value: l.criteo?.matched ?? null,
+      unit: 'identifiers',
+      color: COLORS.matched,
+      criteo: true,
+    },
   ];
   const stages = [...ours, ...theirs];
   const base = f?.targetGroup ?? Math.max(0, ...stages.map((s) => s.value ?? 0));

@@ -90,7 +90,9 @@ export function lineChart(spec: LineChartSpec): string {
       } else current.push(`${xAt(i).toFixed(1)},${yAt(v).toFixed(1)}`);
     });
     if (current.length > 1) segments.push(current.join(' '));
-    const paths = segments.map((p) => `<polyline fill="none" stroke="${s.color}" stroke-width="${s.dashed ? 2 : 3.5}"${s.dashed ? ' stroke-dasharray="6 4"' : ''} points="${p}"/>`);
+    const paths = segments.map(
+      (p) => `<polyline fill="none" stroke="${s.color}" stroke-width="${s.dashed ? 2 : 3.5}"${s.dashed ? ' stroke-dasharray="6 4"' : ''} points="${p}"/>`,
+    );
     const points = s.values.map((v, i) => {
       if (v === null) return '';
       const x = xAt(i).toFixed(1);
@@ -103,9 +105,13 @@ export function lineChart(spec: LineChartSpec): string {
     });
     return `<g class="series">${paths.join('')}${points.join('')}</g>`;
   });
-  const legend = spec.series
-    .map((s) => `<span class="key"><svg width="22" height="10" aria-hidden="true"><line x1="1" x2="21" y1="5" y2="5" stroke="${s.color}" stroke-width="3"${s.dashed ? ' stroke-dasharray="5 3"' : ''}/></svg>${esc(s.label)}</span>`)
-    .join('') +
+  const legend =
+    spec.series
+      .map(
+        (s) =>
+          `<span class="key"><svg width="22" height="10" aria-hidden="true"><line x1="1" x2="21" y1="5" y2="5" stroke="${s.color}" stroke-width="3"${s.dashed ? ' stroke-dasharray="5 3"' : ''}/></svg>${esc(s.label)}</span>`,
+      )
+      .join('') +
     (spec.threshold
       ? `<span class="key"><svg width="22" height="10" aria-hidden="true"><line x1="1" x2="21" y1="5" y2="5" stroke="#f04438" stroke-width="2" stroke-dasharray="4 3"/></svg>${esc(spec.threshold.label)}</span>`
       : '');

@@ -6,8 +6,7 @@ import { stamp } from './warnings.js';
 
 const n = (v: number | null | undefined) => (v === null || v === undefined ? '-' : v.toLocaleString('en-US'));
 const pct = (v: number | null | undefined) => (v === null || v === undefined ? '-' : `${(v * 100).toFixed(1)}%`);
-const of = (v: number | null | undefined, base: number | null | undefined) =>
-  v === null || v === undefined || !base ? '' : pct(v / base);
+const of = (v: number | null | undefined, base: number | null | undefined) => (v === null || v === undefined || !base ? '' : pct(v / base));
 const when = (iso: string | null | undefined) => (iso ? stamp(iso) : '-');
 
 export function formatReportTable(report: CoverageReport): string {
@@ -55,7 +54,7 @@ function formatFunnel(l: LatestFunnel): string {
 function formatCampaigns(l: LatestFunnel): string {
   if (l.campaigns.length === 0) return '';
   return [
-    'per campaign (its own funnel; synced, Criteo and rates are the whole list\'s, above)',
+    "per campaign (its own funnel; synced, Criteo and rates are the whole list's, above)",
     table(
       ['campaign', 'target-group customers', 'with an email', 'with a valid email', 'unique identifiers'],
       l.campaigns.map((c) => [c.campaignId, n(c.funnel.targetGroup), n(c.funnel.withEmail), n(c.funnel.validEmail), n(c.funnel.uniqueIdentifiers)]),
@@ -67,7 +66,22 @@ function formatRuns(list: ListReport): string {
   return [
     'runs (oldest first; Criteo columns empty when the run changed nothing and did not read them)',
     table(
-      ['run', 'started (UTC)', 'status', 'target group', 'identifiers', 'added', 'removed', 'synced', 'in Criteo', 'matched', 'match rate', 'coverage', 'Criteo read (UTC)', 'rejected by Criteo'],
+      [
+        'run',
+        'started (UTC)',
+        'status',
+        'target group',
+        'identifiers',
+        'added',
+        'removed',
+        'synced',
+        'in Criteo',
+        'matched',
+        'match rate',
+        'coverage',
+        'Criteo read (UTC)',
+        'rejected by Criteo',
+      ],
       list.runs.map((r) => [
         r.runId,
         r.runStartedAt.slice(0, 16).replace('T', ' '),

@@ -112,7 +112,10 @@ function invalidEmails(list: ListReport, ctx: Context): Warning[] {
   const latest = list.latest;
   if (!latest?.funnel) return [];
   // Per campaign when the list's funnel is kept per campaign: it names the source to fix.
-  const subjects = latest.campaigns.length > 0 ? latest.campaigns.map((c) => ({ campaignId: c.campaignId as string | null, f: c.funnel })) : [{ campaignId: null, f: latest.funnel }];
+  const subjects =
+    latest.campaigns.length > 0
+      ? latest.campaigns.map((c) => ({ campaignId: c.campaignId as string | null, f: c.funnel }))
+      : [{ campaignId: null, f: latest.funnel }];
   return subjects.flatMap(({ campaignId, f }) => {
     if (f.withEmail === 0) return [];
     const share = f.invalidEmails / f.withEmail;

@@ -170,9 +170,7 @@ export function parseFaultPlan(json: unknown): ResolvedFaultPlan {
   const issue = result.error.issues[0];
   if (!issue) throw new FaultPlanError('invalid fault plan');
   const where =
-    issue.code === 'unrecognized_keys'
-      ? `${formatPath([...issue.path, issue.keys[0] ?? ''])}: unknown field`
-      : `${formatPath(issue.path)}: ${issue.message}`;
+    issue.code === 'unrecognized_keys' ? `${formatPath([...issue.path, issue.keys[0] ?? ''])}: unknown field` : `${formatPath(issue.path)}: ${issue.message}`;
   throw new FaultPlanError(`invalid fault plan: ${where}`);
 }
 

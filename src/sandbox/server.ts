@@ -16,14 +16,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { OpenAPIBackend, ValidationContext, type AjvCustomizer, type Document } from 'openapi-backend';
 import { z } from 'zod';
-import {
-  FaultInjector,
-  parseFaultPlan,
-  type FaultDecision,
-  type FaultOperation,
-  type FaultPlan,
-  type ResolvedFaultPlan,
-} from './faults.js';
+import { FaultInjector, parseFaultPlan, type FaultDecision, type FaultOperation, type FaultPlan, type ResolvedFaultPlan } from './faults.js';
 
 export type { FaultPlan, ResolvedFaultPlan } from './faults.js';
 export { parseFaultPlan, FaultPlanError } from './faults.js';
@@ -419,7 +412,10 @@ async function streamJsonArray(res: ServerResponse, items: readonly string[]): P
   const CHUNK = 10_000;
   res.write('[');
   for (let i = 0; i < items.length; i += CHUNK) {
-    const part = items.slice(i, i + CHUNK).map((s) => JSON.stringify(s)).join(',');
+    const part = items
+      .slice(i, i + CHUNK)
+      .map((s) => JSON.stringify(s))
+      .join(',');
     const ok = res.write(i === 0 ? part : `,${part}`);
     if (!ok) await new Promise<void>((done) => res.once('drain', done));
     if (res.destroyed) return;
@@ -876,7 +872,13 @@ class SandboxServer implements Sandbox {
     const version = API_PREFIX.exec(url.pathname)?.[1];
     if (version === undefined) throw new ApiProblem(404, 'validation', 'route-not-found', 'Not found', `No route ${url.pathname}`);
     if (version !== SANDBOX_API_VERSION) {
-      throw new ApiProblem(404, 'validation', 'api-version-not-found', 'Unknown API version', `API version ${version} is not available; use ${SANDBOX_API_VERSION}`);
+      throw new ApiProblem(
+        404,
+        'validation',
+        'api-version-not-found',
+        'Unknown API version',
+        `API version ${version} is not available; use ${SANDBOX_API_VERSION}`,
+      );
     }
     if (!ctx.operationId) throw this.routeProblem(ctx);
 
@@ -921,7 +923,13 @@ class SandboxServer implements Sandbox {
       throw new ApiProblem(401, 'authentication', 'authorization-token-invalid', 'Authorization token is invalid', 'Missing or unknown bearer token');
     }
     if (Date.now() >= issued.expiresAt) {
-      throw new ApiProblem(401, 'authentication', 'authorization-token-expired', 'Authorization token has expired', 'The bearer token has expired; request a new one');
+      throw new ApiProblem(
+        401,
+        'authentication',
+        'authorization-token-expired',
+        'Authorization token has expired',
+        'The bearer token has expired; request a new one',
+      );
     }
     const client = this.clients.get(issued.clientId);
     if (!client) throw new ApiProblem(401, 'authentication', 'authorization-token-invalid', 'Authorization token is invalid', 'Client no longer exists');
@@ -933,7 +941,15 @@ class SandboxServer implements Sandbox {
     const verdict = this.limiter.check(clientId, Date.now());
     ctx.rateHeaders = verdict.headers;
     if (!verdict.allowed) {
-      throw new ApiProblem(429, 'quota', 'rate-limit-exceeded', 'Too many requests', `More than ${this.limiter.limit} calls in 60 seconds`, undefined, verdict.headers);
+      throw new ApiProblem(
+        429,
+        'quota',
+        'rate-limit-exceeded',
+        'Too many requests',
+        `More than ${this.limiter.limit} calls in 60 seconds`,
+        undefined,
+        verdict.headers,
+      );
     }
   }
 
@@ -970,7 +986,8 @@ class SandboxServer implements Sandbox {
     const first = result.errors?.[0];
     const pointer = (first?.instancePath ?? '').replace(/^\/requestBody/, '') || '/';
     const detail = `${pointer} ${first?.message ?? 'is invalid'}`;
-    const source: Record<string, string> = pointer.startsWith('/path/') || pointer.startsWith('/query/') ? { parameter: pointer.split('/')[2] ?? '' } : { pointer };
+    const source: Record<string, string> =
+      pointer.startsWith('/path/') || pointer.startsWith('/query/') ? { parameter: pointer.split('/')[2] ?? '' } : { pointer };
     throw new ApiProblem(400, 'validation', 'invalid-request', 'The request does not match the API contract', detail, source);
   }
 
@@ -1019,8 +1036,9 @@ class SandboxServer implements Sandbox {
 
   private patch(segment: SegmentState, body: unknown, call: SandboxCall): Reply {
     // Shape guaranteed by contract validation of ContactlistAmendmentRequest.
-    const attributes = (body as { data: { attributes: { operation: 'add' | 'remove'; identifierType?: IdentifierType; identifiers: string[]; gumCallerId?: number } } })
-      .data.attributes;
+    const attributes = (
+      body as { data: { attributes: { operation: 'add' | 'remove'; identifierType?: IdentifierType; identifiers: string[]; gumCallerId?: number } } }
+    ).data.attributes;
     const { operation, identifiers } = attributes;
     const identifierType = attributes.identifierType ?? 'email';
     call.op = operation;
@@ -1133,11 +1151,19 @@ class SandboxServer implements Sandbox {
     const limit = Number(url.searchParams.get('limit') ?? 50);
     const offset = Number(url.searchParams.get('offset') ?? 0);
     if (offset < 0) {
-      throw new ApiProblem(400, 'validation', 'invalid-request', 'The request does not match the API contract', '/query/offset must be >= 0', { parameter: 'offset' });
+      throw new ApiProblem(400, 'validation', 'invalid-request', 'The request does not match the API contract', '/query/offset must be >= 0', {
+        parameter: 'offset',
+      });
     }
     const denied = filters.advertiserIds?.filter((a) => !this.mayUse(client, a)) ?? [];
     if (denied.length > 0) {
-      throw new ApiProblem(403, 'access-control', 'advertiser-access-denied', 'Access denied', `This application has no consent for advertiser(s) ${denied.join(', ')}`);
+      throw new ApiProblem(
+        403,
+        'access-control',
+        'advertiser-access-denied',
+        'Access denied',
+        `This application has no consent for advertiser(s) ${denied.join(', ')}`,
+      );
     }
     const ids = filters.audienceSegmentIds ? new Set(filters.audienceSegmentIds) : undefined;
     const advertisers = filters.advertiserIds ? new Set(filters.advertiserIds) : undefined;
@@ -1177,17 +1203,37 @@ class SandboxServer implements Sandbox {
       const pointer = `/data/${index}/attributes`;
       if (!a) throw new ApiProblem(400, 'validation', 'invalid-request', 'Missing attributes', `${pointer} is required`, { pointer });
       if (!a.contactList || otherKinds.some((k) => a[k] !== undefined)) {
-        throw new ApiProblem(400, 'validation', 'unsupported-segment-type', 'Only contact lists are supported by the sandbox', `${pointer} must have contactList and nothing else`, { pointer });
+        throw new ApiProblem(
+          400,
+          'validation',
+          'unsupported-segment-type',
+          'Only contact lists are supported by the sandbox',
+          `${pointer} must have contactList and nothing else`,
+          { pointer },
+        );
       }
       if (!this.mayUse(client, a.advertiserId)) {
-        throw new ApiProblem(403, 'access-control', 'advertiser-access-denied', 'Access denied', `This application has no consent for advertiser ${a.advertiserId}`);
+        throw new ApiProblem(
+          403,
+          'access-control',
+          'advertiser-access-denied',
+          'Access denied',
+          `This application has no consent for advertiser ${a.advertiserId}`,
+        );
       }
       const duplicate = [...this.segments.values()].some((s) => s.advertiserId === a.advertiserId && s.name === a.name);
       const duplicateInRequest = items.findIndex((other) => other.attributes?.advertiserId === a.advertiserId && other.attributes?.name === a.name) !== index;
       if (duplicate || duplicateInRequest) {
-        throw new ApiProblem(400, 'validation', 'duplicate-name', 'Segment name already used', `Advertiser ${a.advertiserId} already has a segment named ${JSON.stringify(a.name)}`, {
-          pointer: `${pointer}/name`,
-        });
+        throw new ApiProblem(
+          400,
+          'validation',
+          'duplicate-name',
+          'Segment name already used',
+          `Advertiser ${a.advertiserId} already has a segment named ${JSON.stringify(a.name)}`,
+          {
+            pointer: `${pointer}/name`,
+          },
+        );
       }
     });
     const created = items.map((item) => {
@@ -1231,7 +1277,10 @@ class SandboxServer implements Sandbox {
     this.contractViolations.push({ at: Date.now(), operation, status: reply.status, errors });
     const message = `SANDBOX CONTRACT VIOLATION: ${operation} ${reply.status} response does not match the OpenAPI contract: ${errors.join('; ')}`;
     this.loud(message, { operation, status: reply.status, errors });
-    return envelope(new ApiProblem(500, 'availability', 'sandbox-contract-violation', 'Sandbox answered outside the contract', errors.join('; ').slice(0, 1000)), '/').reply;
+    return envelope(
+      new ApiProblem(500, 'availability', 'sandbox-contract-violation', 'Sandbox answered outside the contract', errors.join('; ').slice(0, 1000)),
+      '/',
+    ).reply;
   }
 
   // --- admin routes -------------------------------------------------------
@@ -1249,7 +1298,13 @@ class SandboxServer implements Sandbox {
         return await streamJsonArray(res, [...this.members(id)].sort());
       }
       if (route === 'segments' && method === 'GET') {
-        const list = [...this.segments.values()].map((s) => ({ id: s.id, advertiserId: s.advertiserId, name: s.name, size: s.members.size, matched: s.matched }));
+        const list = [...this.segments.values()].map((s) => ({
+          id: s.id,
+          advertiserId: s.advertiserId,
+          name: s.name,
+          size: s.members.size,
+          matched: s.matched,
+        }));
         return sendJson(res, { status: 200, body: list });
       }
       if (route === 'segments' && method === 'POST') {
@@ -1279,13 +1334,19 @@ class SandboxServer implements Sandbox {
 function formatZodError(error: z.ZodError): string {
   const issue = error.issues[0];
   if (!issue) return 'invalid input';
-  const path = issue.path.map((k) => (typeof k === 'number' ? `[${k}]` : `.${String(k)}`)).join('').replace(/^\./, '');
+  const path = issue.path
+    .map((k) => (typeof k === 'number' ? `[${k}]` : `.${String(k)}`))
+    .join('')
+    .replace(/^\./, '');
   return `${path || '(root)'}: ${issue.code === 'unrecognized_keys' ? `unknown field(s) ${issue.keys.join(', ')}` : issue.message}`;
 }
 
-const segmentIdSchema = z.union([z.string(), z.number().int()]).transform(String).refine((id) => isInt32String(id) && Number(id) > 0, {
-  message: 'segment ids are positive int32 numbers written as strings',
-});
+const segmentIdSchema = z
+  .union([z.string(), z.number().int()])
+  .transform(String)
+  .refine((id) => isInt32String(id) && Number(id) > 0, {
+    message: 'segment ids are positive int32 numbers written as strings',
+  });
 
 const adminSegmentSchema = z.strictObject({
   id: segmentIdSchema,

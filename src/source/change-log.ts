@@ -24,9 +24,7 @@ import type { Db } from '../db/connection.js';
 const CHANGE_LOG_LOCK_CLASS = 0x41_53_03; // "AS" 3
 
 /** Postgres snapshots (pg_snapshot, as text): the log rows read are those of transactions visible in `seen` and not in `from`. */
-export type SourceRead =
-  | { kind: 'changes'; from: string; seen: string; stamp: string }
-  | { kind: 'whole'; seen: string; stamp: string | null; reason: string };
+export type SourceRead = { kind: 'changes'; from: string; seen: string; stamp: string } | { kind: 'whole'; seen: string; stamp: string | null; reason: string };
 
 /**
  * The Postgres snapshot this plan reads the source as of, under the shared
@@ -170,7 +168,8 @@ function logProblems(catalog: readonly SourceCatalogRow[]): string[] {
     for (const trigger of LOG_TRIGGERS) {
       const t = mine.find((r) => r.tgname === trigger);
       if (!t) problems.push(`${table} has no trigger ${trigger}`);
-      else if (t.tgenabled !== 'A') problems.push(`${table}.${trigger} is not enabled ALWAYS (ALTER TABLE audience_sync.${table} ENABLE ALWAYS TRIGGER ${trigger})`);
+      else if (t.tgenabled !== 'A')
+        problems.push(`${table}.${trigger} is not enabled ALWAYS (ALTER TABLE audience_sync.${table} ENABLE ALWAYS TRIGGER ${trigger})`);
     }
   }
   return problems;

@@ -49,14 +49,18 @@ export async function loadSampleData(db: Db, now: Date): Promise<void> {
 
 /** A day of churn: some leave, some join, some change their email. */
 export async function applySampleChurn(db: Db): Promise<void> {
-  await sql`DELETE FROM audience_sync.campaign_target_groups WHERE campaign_id = 'spring-sale' AND customer_id IN (SELECT 'cust-' || i FROM generate_series(1, 400) i)`.execute(db);
+  await sql`DELETE FROM audience_sync.campaign_target_groups WHERE campaign_id = 'spring-sale' AND customer_id IN (SELECT 'cust-' || i FROM generate_series(1, 400) i)`.execute(
+    db,
+  );
   await sql`
     INSERT INTO audience_sync.customers (customer_id, email)
     SELECT 'cust-' || i, 'newcomer' || i || '@example.com' FROM generate_series(${SAMPLE_CUSTOMERS + 1}::int, ${SAMPLE_CUSTOMERS + 600}::int) i`.execute(db);
   await sql`
     INSERT INTO audience_sync.campaign_target_groups (campaign_id, customer_id)
     SELECT 'spring-sale', 'cust-' || i FROM generate_series(${SAMPLE_CUSTOMERS + 1}::int, ${SAMPLE_CUSTOMERS + 600}::int) i`.execute(db);
-  await sql`UPDATE audience_sync.customers SET email = 'renamed' || customer_id || '@example.org' WHERE customer_id IN (SELECT 'cust-' || i FROM generate_series(21000, 21199) i)`.execute(db);
+  await sql`UPDATE audience_sync.customers SET email = 'renamed' || customer_id || '@example.org' WHERE customer_id IN (SELECT 'cust-' || i FROM generate_series(21000, 21199) i)`.execute(
+    db,
+  );
 }
 
 /** True when the source tables already hold campaigns (sample data is never loaded over real data). */

@@ -78,7 +78,16 @@ export async function claimBatch(
     ORDER BY i`.execute(db);
   const first = rows[0];
   // Parts of a thousand identifiers, copied at once into one buffer: no multi-megabyte string is ever made, and the parts die young.
-  return first ? { batchId: first.batch_id, size: first.size, json: jsonStringArray(rows.map((r) => r.part), first.size) } : null;
+  return first
+    ? {
+        batchId: first.batch_id,
+        size: first.size,
+        json: jsonStringArray(
+          rows.map((r) => r.part),
+          first.size,
+        ),
+      }
+    : null;
 }
 
 /** A claimed batch that never left (its list stopped first): no request, so no record. */
@@ -204,13 +213,7 @@ export async function settleInStep(db: Db, segmentId: string, supersededBatchIds
 }
 
 /** Criteo confirmed the DELETE: the list is empty, so is the ledger, and nothing is uncertain any more. */
-export async function applyConfirmedEmptying(
-  db: Db,
-  batchId: number,
-  listSyncId: number,
-  segmentId: string,
-  call: BatchCall,
-): Promise<number> {
+export async function applyConfirmedEmptying(db: Db, batchId: number, listSyncId: number, segmentId: string, call: BatchCall): Promise<number> {
   return db.transaction().execute(async (tx) => {
     const removed = await sql`DELETE FROM audience_sync.list_members WHERE audience_segment_id = ${segmentId}::bigint`.execute(tx);
     await sql`

@@ -70,7 +70,8 @@ export async function materializePlan(tx: Db, listSyncId: number, segmentId: str
         ) u GROUP BY identifier
       ) k ON k.identifier = d.identifier`;
   }
-  const write = () => sql<{ to_add: number; to_remove: number }>`
+  const write = () =>
+    sql<{ to_add: number; to_remove: number }>`
     WITH inserted AS (
       INSERT INTO audience_sync.plan_entries (list_sync_id, operation, batch_no, identifier)
       SELECT ${listSyncId}::bigint, operation,

@@ -58,7 +58,11 @@ export async function preflight(db: Db, client: CriteoClient, asOf = new Date())
         const name = `list ${t.segmentId} (${t.activeCampaignIds.join(', ')})`;
         const advertiser = visible.get(t.segmentId);
         if (!visible.has(t.segmentId)) {
-          checks.push({ name, ok: false, detail: `not found under these credentials: the list is unknown or its advertiser (${t.advertiserIds.join(', ')}) has not granted this app access` });
+          checks.push({
+            name,
+            ok: false,
+            detail: `not found under these credentials: the list is unknown or its advertiser (${t.advertiserIds.join(', ')}) has not granted this app access`,
+          });
         } else if (advertiser && !t.advertiserIds.includes(advertiser)) {
           checks.push({ name, ok: false, detail: `belongs to advertiser ${advertiser}, but its campaigns name advertiser ${t.advertiserIds.join(', ')}` });
         } else if (t.advertiserIds.length > 1) {

@@ -281,7 +281,16 @@ async function syncList(deps: SyncDeps, job: ListJob): Promise<ListOutcome> {
       await readStatistics(deps, listSyncId, target.segmentId, outcome, log);
     }
     log.info(
-      { status: outcome.status, action, toAdd: outcome.toAdd, toRemove: outcome.toRemove, added: outcome.added, removed: outcome.removed, emptied: outcome.emptied, reason: outcome.reason },
+      {
+        status: outcome.status,
+        action,
+        toAdd: outcome.toAdd,
+        toRemove: outcome.toRemove,
+        added: outcome.added,
+        removed: outcome.removed,
+        emptied: outcome.emptied,
+        reason: outcome.reason,
+      },
       'list finished',
     );
     return outcome;
@@ -290,14 +299,7 @@ async function syncList(deps: SyncDeps, job: ListJob): Promise<ListOutcome> {
   }
 }
 
-async function syncMembers(
-  deps: SyncDeps,
-  job: ListJob,
-  listSyncId: number,
-  uncertainty: Uncertainty,
-  outcome: ListOutcome,
-  log: Logger,
-): Promise<boolean> {
+async function syncMembers(deps: SyncDeps, job: ListJob, listSyncId: number, uncertainty: Uncertainty, outcome: ListOutcome, log: Logger): Promise<boolean> {
   const { db, config } = deps;
   const segmentId = job.target.segmentId;
   const plan = await planList(deps, job, listSyncId, uncertainty);
@@ -447,7 +449,9 @@ export async function planList(
       const e = error as { code?: string; constraint?: string };
       if (e.code === '23505' && e.constraint === 'list_targets_pkey') {
         // Only a source view can do this: the tables' own keys forbid it.
-        throw new Error(`the source repeats a target-group row or a customer id for list ${segmentId}: campaign_target_groups must be unique on (campaign_id, customer_id) and customers on customer_id`);
+        throw new Error(
+          `the source repeats a target-group row or a customer id for list ${segmentId}: campaign_target_groups must be unique on (campaign_id, customer_id) and customers on customer_id`,
+        );
       }
       throw error;
     });
@@ -475,14 +479,7 @@ function funnelsOf(counts: SnapshotCounts, activeCampaignIds: readonly string[])
   };
 }
 
-async function emptyList(
-  deps: SyncDeps,
-  job: ListJob,
-  listSyncId: number,
-  hasUncertainty: boolean,
-  outcome: ListOutcome,
-  log: Logger,
-): Promise<boolean> {
+async function emptyList(deps: SyncDeps, job: ListJob, listSyncId: number, hasUncertainty: boolean, outcome: ListOutcome, log: Logger): Promise<boolean> {
   const { db } = deps;
   const segmentId = job.target.segmentId;
   // Batches an earlier sync had confirmed but not yet moved into the ledger (it was killed): the ledger takes them first.
@@ -508,7 +505,8 @@ async function emptyList(
     });
   } catch (error) {
     const mayHaveApplied =
-      callTrace(error)?.mayHaveApplied || (error instanceof TransientError ? error.mayHaveApplied : !(error instanceof ListRejectedError || error instanceof AuthenticationError));
+      callTrace(error)?.mayHaveApplied ||
+      (error instanceof TransientError ? error.mayHaveApplied : !(error instanceof ListRejectedError || error instanceof AuthenticationError));
     await recordBatchFailure(db, batchId, mayHaveApplied, callTrace(error) ?? {}, (error as { problem?: CriteoProblem }).problem).catch(() => {});
     throw error;
   }
@@ -558,11 +556,7 @@ async function acquireListLock(lock: pg.PoolClient, db: Db, segmentId: string, w
 }
 
 async function refreshOutcomeCounts(db: Db, listSyncId: number, outcome: ListOutcome): Promise<void> {
-  const row = await db
-    .selectFrom('audience_sync.list_syncs')
-    .select(['added', 'removed', 'emptied'])
-    .where('list_sync_id', '=', listSyncId)
-    .executeTakeFirst();
+  const row = await db.selectFrom('audience_sync.list_syncs').select(['added', 'removed', 'emptied']).where('list_sync_id', '=', listSyncId).executeTakeFirst();
   if (row) Object.assign(outcome, row);
 }
 
@@ -694,7 +688,12 @@ export async function planSync(
   }
   for (const target of targets) {
     const uncertainty = await findUncertainty(db, target.segmentId);
-    const base = { ...emptyPlanned(target.segmentId), campaignIds: target.campaignIds, activeCampaignIds: target.activeCampaignIds, uncertainBatches: uncertainty.batchIds.length };
+    const base = {
+      ...emptyPlanned(target.segmentId),
+      campaignIds: target.campaignIds,
+      activeCampaignIds: target.activeCampaignIds,
+      uncertainBatches: uncertainty.batchIds.length,
+    };
     if (target.allEnded) {
       const ledgerBefore = await countLedger(db, target.segmentId);
       const needed = ledgerBefore > 0 || uncertainty.batchIds.length > 0;

@@ -96,7 +96,9 @@ export async function sendPlannedOperation(
         break;
       }
       // A batch row the database refuses stops the list like any failure, not the loop: the batches in flight are still awaited.
-      const p: Promise<void> = sendBatch(batchNo, ctx.seq.next++).catch((error: unknown) => void (outcome.error ??= error)).finally(() => inflight.delete(p));
+      const p: Promise<void> = sendBatch(batchNo, ctx.seq.next++)
+        .catch((error: unknown) => void (outcome.error ??= error))
+        .finally(() => inflight.delete(p));
       inflight.add(p);
       if (inflight.size > ctx.concurrency) await Promise.race(inflight);
     }

@@ -379,7 +379,12 @@ export async function waitForNoJobSessions(db: Db, timeoutMs = 60_000): Promise<
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Polls `probe` every `everyMs` until it returns a value, the job exits, or the time is up. */
-export async function until<T>(probe: () => Promise<T | undefined> | T | undefined, job: JobProcess | undefined, timeoutMs: number, everyMs = 10): Promise<T | undefined> {
+export async function until<T>(
+  probe: () => Promise<T | undefined> | T | undefined,
+  job: JobProcess | undefined,
+  timeoutMs: number,
+  everyMs = 10,
+): Promise<T | undefined> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const v = await probe();

@@ -20,14 +20,17 @@ beforeAll(async () => {
   console.log(lines.join('\n'));
 }, 170_000);
 
-it.skipIf(blocker)('under Criteo faults and a Postgres restart, the ledger never claims what Criteo did not confirm, and the next clean run converges exactly', () => {
-  expect(report.postgresRestarts, `seed ${seed}`).toBeGreaterThanOrEqual(1);
-  expect(Object.keys(report.faultsInjected).length, `seed ${seed}`).toBeGreaterThanOrEqual(3);
-  expect(report.ledgerClaimsUnconfirmed, `seed ${seed}`).toBe(0);
-  expect(report.mismatches, `seed ${seed}: ${lines.filter((l) => l.includes('MISMATCH')).join('\n')}`).toBe(0);
-  expect(report.outcomes['hung'] ?? 0, `seed ${seed}`).toBe(0);
-  expect(report.outcomes['silent'] ?? 0, `seed ${seed}`).toBe(0);
-});
+it.skipIf(blocker)(
+  'under Criteo faults and a Postgres restart, the ledger never claims what Criteo did not confirm, and the next clean run converges exactly',
+  () => {
+    expect(report.postgresRestarts, `seed ${seed}`).toBeGreaterThanOrEqual(1);
+    expect(Object.keys(report.faultsInjected).length, `seed ${seed}`).toBeGreaterThanOrEqual(3);
+    expect(report.ledgerClaimsUnconfirmed, `seed ${seed}`).toBe(0);
+    expect(report.mismatches, `seed ${seed}: ${lines.filter((l) => l.includes('MISMATCH')).join('\n')}`).toBe(0);
+    expect(report.outcomes['hung'] ?? 0, `seed ${seed}`).toBe(0);
+    expect(report.outcomes['silent'] ?? 0, `seed ${seed}`).toBe(0);
+  },
+);
 
 // A Postgres restart mid-run: the run ends recorded, naming what is left, never with a stack trace.
 it.skipIf(blocker)('every faulted run converges or names what is left (no crash)', () => {

@@ -124,7 +124,9 @@ export async function runFaultDrill(options: FaultDrillOptions): Promise<FaultDr
     mismatches: 0,
     durationMs: 0,
   };
-  log(`fault drill: seed ${options.seed}, ${options.trials} trials, ~${options.members} members over ${LISTS.length} lists, batches of ${options.batchSize}, private Postgres on port ${pgServer.port}`);
+  log(
+    `fault drill: seed ${options.seed}, ${options.trials} trials, ~${options.members} members over ${LISTS.length} lists, batches of ${options.batchSize}, private Postgres on port ${pgServer.port}`,
+  );
   log(`  replay: npm run drill:faults -- --seed ${options.seed} --trials ${options.trials} --members ${options.members} --batch-size ${options.batchSize}`);
   try {
     await seedSource(world.db, customersFor(options.members));
@@ -208,7 +210,12 @@ async function runTrial(world: DrillWorld, pgServer: PrivatePostgres, plan: Tria
   const postgres: FaultTrial['postgres'] = { restarted: false, mode: null, downMs: 0, afterMs: null };
   if (plan.restart) {
     const after = 1 + Math.floor(rnd() * 6);
-    const sending = await until(() => (trialCalls().filter((c) => c.operation === 'patch' && c.status !== 0).length >= after ? true : undefined), job, 300_000, 20);
+    const sending = await until(
+      () => (trialCalls().filter((c) => c.operation === 'patch' && c.status !== 0).length >= after ? true : undefined),
+      job,
+      300_000,
+      20,
+    );
     if (sending) {
       postgres.mode = rnd() < 0.5 ? 'fast' : 'immediate';
       postgres.downMs = Math.round(between(rnd, 500, 4000));
@@ -285,7 +292,12 @@ async function judgeFaultedRun(
 ): Promise<FaultTrial['faulted']> {
   const summary = parse(done.stdout);
   const checks = new Map((await checkAllLists(world)).map((c) => [c.list, c]));
-  const lists = (summary?.lists ?? []).map((l) => ({ list: l.segmentId, status: l.status, reason: l.reason, exactNow: checks.get(l.segmentId)?.exact ?? false }));
+  const lists = (summary?.lists ?? []).map((l) => ({
+    list: l.segmentId,
+    status: l.status,
+    reason: l.reason,
+    exactNow: checks.get(l.segmentId)?.exact ?? false,
+  }));
   let outcome: FaultedOutcome;
   if (hung) outcome = 'hung';
   else if (/\n\s+at \S/.test(done.stderr) || /Unhandled|uncaught/i.test(done.stderr)) outcome = 'crashed';
@@ -337,8 +349,13 @@ function describeTrial(t: FaultTrial, of: number): string {
   const f = Object.entries(t.faults)
     .map(([k, v]) => `${k} ${v}`)
     .join(', ');
-  const pgText = t.postgres.restarted ? `Postgres ${t.postgres.mode} stop at ${((t.postgres.afterMs ?? 0) / 1000).toFixed(1)}s, down ${(t.postgres.downMs / 1000).toFixed(1)}s` : 'Postgres up';
-  const left = t.faulted.lists.filter((l) => l.status !== 'succeeded').map((l) => `${l.list} ${l.status}`).join(', ');
+  const pgText = t.postgres.restarted
+    ? `Postgres ${t.postgres.mode} stop at ${((t.postgres.afterMs ?? 0) / 1000).toFixed(1)}s, down ${(t.postgres.downMs / 1000).toFixed(1)}s`
+    : 'Postgres up';
+  const left = t.faulted.lists
+    .filter((l) => l.status !== 'succeeded')
+    .map((l) => `${l.list} ${l.status}`)
+    .join(', ');
   return [
     `trial ${String(t.trial).padStart(2)}/${of} seed ${t.seed}`,
     `403 on ${t.forbiddenList}; ${f || 'no faults hit'}; ${pgText}`,

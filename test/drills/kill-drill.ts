@@ -134,7 +134,9 @@ export async function runKillDrill(options: KillDrillOptions): Promise<KillDrill
     startedAt: new Date(started).toISOString(),
     durationMs: 0,
   };
-  log(`kill drill: seed ${options.seed}, ${options.trials} trials, ~${options.members} members (${customers} customers) over ${LISTS.length} lists, batches of ${options.batchSize}`);
+  log(
+    `kill drill: seed ${options.seed}, ${options.trials} trials, ~${options.members} members (${customers} customers) over ${LISTS.length} lists, batches of ${options.batchSize}`,
+  );
   log(`  replay: npm run drill:kill -- --seed ${options.seed} --trials ${options.trials} --members ${options.members} --batch-size ${options.batchSize}`);
   try {
     await seedSource(world.db, customers);
@@ -232,7 +234,9 @@ async function runTrial(world: DrillWorld, plan: TrialPlan): Promise<KillTrial> 
 
   const killedRun = (await lastRunId(db)) > runBefore ? await lastRunId(db) : null;
   // Writes Criteo applied (answered, or read and held unanswered at the kill: a delayed answer is applied at once) that the job never confirmed.
-  const applied = trialCalls().filter((c) => (c.status >= 200 && c.status < 300) || (c.status === 0 && c.identifiers !== undefined && c.fault !== 'hang')).length;
+  const applied = trialCalls().filter(
+    (c) => (c.status >= 200 && c.status < 300) || (c.status === 0 && c.identifiers !== undefined && c.fault !== 'hang'),
+  ).length;
   const confirmed = killedRun === null ? 0 : await confirmedWrites(world, killedRun);
   const lostResponses = Math.max(0, applied - confirmed);
   const unsettledAfterKill = await unsettledBatches(db);
@@ -251,9 +255,21 @@ async function runTrial(world: DrillWorld, plan: TrialPlan): Promise<KillTrial> 
     removed: summary?.lists.reduce((n, l) => n + l.removed, 0) ?? 0,
     // How each synced list found its changed rows: 'changes' (the source change log) or 'whole'.
     reads: (summary?.lists ?? []).map((l) => l.sourceRead ?? '-').join(','),
-    ...(rr.status !== 0 ? { error: (summary?.lists.filter((l) => l.status !== 'succeeded').map((l) => `${l.segmentId}: ${l.status} ${l.reason}`).join('; ') || rr.stderr.trim().split('\n').slice(-3).join(' | ')).slice(0, 800) } : {}),
+    ...(rr.status !== 0
+      ? {
+          error: (
+            summary?.lists
+              .filter((l) => l.status !== 'succeeded')
+              .map((l) => `${l.segmentId}: ${l.status} ${l.reason}`)
+              .join('; ') || rr.stderr.trim().split('\n').slice(-3).join(' | ')
+          ).slice(0, 800),
+        }
+      : {}),
   };
-  const killedRunStatusAfterRerun = killedRun === null ? null : ((await db.selectFrom('audience_sync.runs').select('status').where('run_id', '=', killedRun).executeTakeFirst())?.status ?? null);
+  const killedRunStatusAfterRerun =
+    killedRun === null
+      ? null
+      : ((await db.selectFrom('audience_sync.runs').select('status').where('run_id', '=', killedRun).executeTakeFirst())?.status ?? null);
   const lists = await checkAllLists(world);
   const unsettledAfterRerun = await unsettledBatches(db);
   const mismatches = lists.filter((l) => !l.exact).length + (rr.status === 0 && summary?.status === 'succeeded' ? 0 : 1);
