@@ -19,7 +19,7 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { Kysely, PostgresDialect, type LogEvent } from 'kysely';
 import type pg from 'pg';
-import { withApp } from '../src/core/app.js';
+import { withApp } from '../src/cli/app.js';
 import type { Db } from '../src/db/connection.js';
 import type { Database } from '../src/db/schema.js';
 import { runSync } from '../src/sync/run.js';

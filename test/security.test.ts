@@ -210,7 +210,7 @@ describe('secrets and SQL in the source', () => {
     expect(flags.filter((f) => f !== '--token-ttl <seconds>' && /secret|password|passwd|token|credential|database|dsn|url/i.test(f))).toEqual([]);
     // Only config.ts reads settings from the environment (and logger's default level, the demo's log level).
     const readers = source.filter((f) => /process\.env\b/.test(f.text)).map((f) => f.path);
-    expect(readers.sort()).toEqual(['dev/demo.ts', 'src/core/app.ts', 'src/core/config.ts', 'src/core/logger.ts']);
+    expect(readers.sort()).toEqual(['dev/demo.ts', 'src/cli/app.ts', 'src/core/config.ts', 'src/core/logger.ts']);
     for (const f of source.filter((x) => x.path !== 'src/core/config.ts')) {
       expect(f.text, f.path).not.toMatch(/process\.env(\.|\[')(CRITEO_CLIENT_SECRET|DATABASE_URL)/);
     }

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from 'commander';
-import { withApp, type App } from '../core/app.js';
+import { withApp, type App } from './app.js';
 import { ConfigError, SchemaError, oneLine } from '../core/errors.js';
 import { formatChecks, formatCoverage, formatPlan, formatRunDetail, formatRuns, formatRunSummary } from './format.js';
 import { recentRuns, runDetail } from '../report/history.js';

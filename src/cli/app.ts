@@ -1,7 +1,7 @@
-import { loadConfig, type Config, type ConfigNeeds } from './config.js';
+import { loadConfig, type Config, type ConfigNeeds } from '../core/config.js';
 import { CriteoClient } from '../criteo/client.js';
 import { connect, describeDatabaseUrl, ping, type DbHandle } from '../db/connection.js';
-import { createLogger, type Logger } from './logger.js';
+import { createLogger, type Logger } from '../core/logger.js';
 
 /** Wires config, database, logger and client for a command, and closes them after. */
 export interface App {
