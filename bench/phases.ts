@@ -142,7 +142,7 @@ const KNOWN: [RegExp, string][] = [
 /** "INSERT plan_entries", "SELECT customers+customer_identifiers", "begin"… from a statement's text. */
 export function statementKind(sqlText: string): string {
   const s = sqlText.trim();
-  const created = /^create\s+temp\s+table\s+(\w+)/i.exec(s);
+  const created = /^create\s+temp\s+table\s+(?:"?pg_temp"?\.)?"?(\w+)/i.exec(s);
   if (created) return `CREATE ${created[1]}`;
   const verb = /^(with\b.*?\)\s*)?(select|insert|update|delete|begin|commit|rollback)/is.exec(s);
   if (!verb) return s.slice(0, 30);

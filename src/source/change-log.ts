@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
 import type { Db } from '../db/connection.js';
+import { lockChangeLogShared, tryLockChangeLogAlone } from '../db/locks.js';
 
 /**
  * The source change log (migration 0007): the keys each write to customers
@@ -20,9 +21,6 @@ import type { Db } from '../db/connection.js';
  * the log cannot be trusted or is not worth it: see chooseSourceRead.
  */
 
-/** Advisory lock class: plans hold it shared from their horizon to their commit; pruning needs it alone. */
-const CHANGE_LOG_LOCK_CLASS = 0x41_53_03; // "AS" 3
-
 /** Postgres snapshots (pg_snapshot, as text): the log rows read are those of transactions visible in `seen` and not in `from`. */
 export type SourceRead = { kind: 'changes'; from: string; seen: string; stamp: string } | { kind: 'whole'; seen: string; stamp: string | null; reason: string };
 
@@ -32,9 +30,7 @@ export type SourceRead = { kind: 'changes'; from: string; seen: string; stamp: s
  * source is read.
  */
 export async function takeSourceSnapshot(tx: Db): Promise<string> {
-  const { rows } = await sql<{ seen: string }>`
-    SELECT pg_advisory_xact_lock_shared(${CHANGE_LOG_LOCK_CLASS}::int, 0), pg_current_snapshot()::text AS seen`.execute(tx);
-  return rows[0]!.seen;
+  return lockChangeLogShared(tx);
 }
 
 /** The log rows of transactions visible in `seen` and not in `from`: the changes a list has not read yet. */
@@ -203,9 +199,7 @@ export async function recordSourceRead(
  */
 export async function pruneChangeLog(db: Db): Promise<number> {
   return db.transaction().execute(async (tx) => {
-    const { rows } = await sql<{ locked: boolean }>`
-      SELECT pg_try_advisory_xact_lock(${CHANGE_LOG_LOCK_CLASS}::int, 0) AS locked`.execute(tx);
-    if (!rows[0]!.locked) return 0;
+    if (!(await tryLockChangeLogAlone(tx))) return 0;
     // Recorded first: a list that has not read this far then reads whole, whatever the clocks said (see chooseSourceRead).
     const { rows: bound } = await sql<{ below: string }>`
       UPDATE audience_sync.change_log SET pruned_below = greatest(pruned_below, coalesce(

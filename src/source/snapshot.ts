@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { unreadChanges, type SourceRead } from './change-log.js';
 import { probingKeys, type Db } from '../db/connection.js';
+import { LOGGED_CHANGES, LOGGED_KEYS, REPLACED_TARGETS, TARGET_CHANGES, TOUCHED_IDENTIFIERS } from '../db/temp-tables.js';
 
 /**
  * The snapshot of a list's target groups (list_targets): one row per active
@@ -18,13 +19,6 @@ import { probingKeys, type Db } from '../db/connection.js';
  * customer counted once. A refresh that is not incremental recounts them.
  * Every function here runs inside the plan's transaction (see planList).
  */
-
-/** The changed rows of this refresh, in a temporary table dropped at commit. */
-const CHANGES = sql.table('pg_temp.target_changes');
-/** The snapshot rows the changes took out, with their old state and identifier. */
-const REPLACED = sql.table('pg_temp.replaced_targets');
-/** Identifiers the changes touch, and whether the snapshot holds each after them. */
-const TOUCHED = sql.table('pg_temp.touched_identifiers');
 
 /** The state a changed row gets: the CTAS leaves it NULL for rows with an email, decided here by the identifier. */
 const newState = sql`coalesce(c.new_state, CASE WHEN c.new_identifier IS NULL THEN 'invalid' ELSE 'valid' END)`;
@@ -45,8 +39,8 @@ export async function findChangedTargets(tx: Db, segmentId: string, activeCampai
   if (read.kind === 'changes') await probingKeys(tx, () => compareLoggedKeys(tx, segmentId, activeCampaignIds, read));
   else await compareWholeTargetGroup(tx, segmentId, activeCampaignIds);
   // Statistics for the statements that read the changes: a handful of rows on most days, millions on the first.
-  await sql`ANALYZE ${CHANGES}`.execute(tx);
-  const { rows } = await sql<{ n: number }>`SELECT count(*)::bigint AS n FROM ${CHANGES}`.execute(tx);
+  await sql`ANALYZE ${TARGET_CHANGES}`.execute(tx);
+  const { rows } = await sql<{ n: number }>`SELECT count(*)::bigint AS n FROM ${TARGET_CHANGES}`.execute(tx);
   return { changedRows: Number(rows[0]!.n) };
 }
 
@@ -66,27 +60,27 @@ const stateWithoutEmail = sql`
 async function compareLoggedKeys(tx: Db, segmentId: string, activeCampaignIds: readonly string[], read: { from: string; seen: string }): Promise<void> {
   // The window first, with its own statistics, so the planner looks the keys up by index however stale the log's are.
   await sql`
-    CREATE TEMP TABLE logged_changes ON COMMIT DROP AS
+    CREATE TEMP TABLE ${LOGGED_CHANGES} ON COMMIT DROP AS
     SELECT DISTINCT campaign_id, customer_id FROM audience_sync.source_changes
     WHERE ${unreadChanges(read)} AND customer_id IS NOT NULL`.execute(tx);
-  await sql`ANALYZE pg_temp.logged_changes`.execute(tx);
+  await sql`ANALYZE ${LOGGED_CHANGES}`.execute(tx);
   await sql`
-    CREATE TEMP TABLE logged_keys ON COMMIT DROP AS
-    SELECT campaign_id, customer_id FROM pg_temp.logged_changes WHERE campaign_id = ANY(${activeCampaignIds}::text[])
+    CREATE TEMP TABLE ${LOGGED_KEYS} ON COMMIT DROP AS
+    SELECT campaign_id, customer_id FROM ${LOGGED_CHANGES} WHERE campaign_id = ANY(${activeCampaignIds}::text[])
     UNION
-    SELECT t.campaign_id, t.customer_id FROM pg_temp.logged_changes c
+    SELECT t.campaign_id, t.customer_id FROM ${LOGGED_CHANGES} c
     JOIN audience_sync.list_targets t ON t.audience_segment_id = ${segmentId}::bigint AND t.customer_id = c.customer_id
     WHERE c.campaign_id IS NULL
     -- In key order, so that the probes below and the snapshot's own updates walk each index forward.
     ORDER BY customer_id, campaign_id`.execute(tx);
-  await sql`ANALYZE pg_temp.logged_keys`.execute(tx);
+  await sql`ANALYZE ${LOGGED_KEYS}`.execute(tx);
   await sql`
-    CREATE TEMP TABLE target_changes ON COMMIT DROP AS
+    CREATE TEMP TABLE ${TARGET_CHANGES} ON COMMIT DROP AS
     SELECT k.campaign_id, k.customer_id, t.customer_id IS NOT NULL AS known, tg.customer_id IS NOT NULL AS present,
            CASE WHEN tg.customer_id IS NOT NULL THEN ${fingerprint} END AS new_fingerprint,
            CASE WHEN tg.customer_id IS NOT NULL THEN ${stateWithoutEmail} END AS new_state,
            CASE WHEN tg.customer_id IS NOT NULL THEN audience_sync.email_identifier(cu.email) END AS new_identifier
-    FROM pg_temp.logged_keys k
+    FROM ${LOGGED_KEYS} k
     LEFT JOIN audience_sync.campaign_target_groups tg ON tg.campaign_id = k.campaign_id AND tg.customer_id = k.customer_id
     LEFT JOIN audience_sync.customers cu ON cu.customer_id = k.customer_id
     LEFT JOIN audience_sync.list_targets t
@@ -105,7 +99,7 @@ async function compareWholeTargetGroup(tx: Db, segmentId: string, activeCampaign
   // transfer lets it keep the pass parallel, as CREATE TABLE AS allows.
   await sql`SET LOCAL parallel_tuple_cost = 0.001`.execute(tx);
   await sql`
-    CREATE TEMP TABLE target_changes ON COMMIT DROP AS
+    CREATE TEMP TABLE ${TARGET_CHANGES} ON COMMIT DROP AS
     SELECT tg.campaign_id, tg.customer_id, t.customer_id IS NOT NULL AS known, true AS present,
            ${fingerprint} AS new_fingerprint,
            ${stateWithoutEmail} AS new_state,
@@ -136,19 +130,19 @@ async function compareWholeTargetGroup(tx: Db, segmentId: string, activeCampaign
  */
 export async function applyChangedTargets(tx: Db, segmentId: string): Promise<void> {
   await sql`
-    CREATE TEMP TABLE replaced_targets (customer_id text, campaign_id text, email_state text, identifier bytea) ON COMMIT DROP`.execute(tx);
+    CREATE TEMP TABLE ${REPLACED_TARGETS} (customer_id text, campaign_id text, email_state text, identifier bytea) ON COMMIT DROP`.execute(tx);
   await sql`
     WITH replaced AS (
-      DELETE FROM audience_sync.list_targets t USING ${CHANGES} c
+      DELETE FROM audience_sync.list_targets t USING ${TARGET_CHANGES} c
       WHERE t.audience_segment_id = ${segmentId}::bigint AND c.known
         AND t.customer_id = c.customer_id AND t.campaign_id = c.campaign_id
       RETURNING t.customer_id, t.campaign_id, t.email_state, t.identifier
     )
-    INSERT INTO ${REPLACED} SELECT * FROM replaced`.execute(tx);
+    INSERT INTO ${REPLACED_TARGETS} SELECT * FROM replaced`.execute(tx);
   await sql`
     INSERT INTO audience_sync.list_targets (audience_segment_id, customer_id, campaign_id, email_fingerprint, email_state, identifier)
     SELECT ${segmentId}::bigint, c.customer_id, c.campaign_id, c.new_fingerprint, ${newState}, c.new_identifier
-    FROM ${CHANGES} c WHERE c.present
+    FROM ${TARGET_CHANGES} c WHERE c.present
     ORDER BY c.customer_id, c.campaign_id`.execute(tx);
 }
 
@@ -159,15 +153,15 @@ export async function applyChangedTargets(tx: Db, segmentId: string): Promise<vo
  */
 export async function findTouchedIdentifiers(tx: Db, segmentId: string): Promise<void> {
   await sql`
-    CREATE TEMP TABLE touched_identifiers ON COMMIT DROP AS
+    CREATE TEMP TABLE ${TOUCHED_IDENTIFIERS} ON COMMIT DROP AS
     SELECT i.identifier,
            EXISTS (SELECT 1 FROM audience_sync.list_targets t
                    WHERE t.audience_segment_id = ${segmentId}::bigint AND t.identifier = i.identifier) AS desired
-    FROM (SELECT identifier FROM ${REPLACED} WHERE identifier IS NOT NULL
+    FROM (SELECT identifier FROM ${REPLACED_TARGETS} WHERE identifier IS NOT NULL
           UNION
-          SELECT new_identifier FROM ${CHANGES} WHERE present AND new_identifier IS NOT NULL) i`.execute(tx);
+          SELECT new_identifier FROM ${TARGET_CHANGES} WHERE present AND new_identifier IS NOT NULL) i`.execute(tx);
   // So that the diff looks the touched identifiers up in the ledger's index rather than reading the whole list.
-  await sql`ANALYZE ${TOUCHED}`.execute(tx);
+  await sql`ANALYZE ${TOUCHED_IDENTIFIERS}`.execute(tx);
 }
 
 /**
@@ -181,9 +175,9 @@ export async function applyCounterDeltas(tx: Db, segmentId: string, identifiers:
   await sql`
     WITH customers AS (
       SELECT customer_id, max(before) AS before, max(after) AS after, count(after) AS present_rows FROM (
-        SELECT r.customer_id, r.email_state AS before, NULL AS after FROM ${REPLACED} r
+        SELECT r.customer_id, r.email_state AS before, NULL AS after FROM ${REPLACED_TARGETS} r
         UNION ALL
-        SELECT c.customer_id, NULL, ${newState} FROM ${CHANGES} c WHERE c.present
+        SELECT c.customer_id, NULL, ${newState} FROM ${TARGET_CHANGES} c WHERE c.present
       ) x GROUP BY customer_id
     ),
     wholly_changed AS (
@@ -192,9 +186,9 @@ export async function applyCounterDeltas(tx: Db, segmentId: string, identifiers:
              WHERE t.audience_segment_id = ${segmentId}::bigint AND t.customer_id = k.customer_id) = k.present_rows
     ),
     deltas AS (
-      SELECT c.campaign_id AS scope, ${newState} AS email_state, 1 AS d FROM ${CHANGES} c WHERE c.present
+      SELECT c.campaign_id AS scope, ${newState} AS email_state, 1 AS d FROM ${TARGET_CHANGES} c WHERE c.present
       UNION ALL
-      SELECT r.campaign_id, r.email_state, -1 FROM ${REPLACED} r
+      SELECT r.campaign_id, r.email_state, -1 FROM ${REPLACED_TARGETS} r
       UNION ALL
       SELECT '', before, -1 FROM wholly_changed WHERE before IS NOT NULL
       UNION ALL

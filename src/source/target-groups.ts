@@ -1,14 +1,12 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connection.js';
+import { campaignActiveAt } from './campaign-activity.js';
 
 /**
  * Reads of the source contract's campaigns: which lists exist, which
  * campaigns feed them and which are active. (Target groups and customers are
  * read by the list snapshot: see snapshot.ts.)
  */
-
-/** Campaigns active at `asOf`: the one definition every query here shares. */
-const isActive = (asOf: Date) => sql<boolean>`(c.starts_at <= ${asOf} AND ${asOf} < c.measurement_ends_at)`;
 
 export interface ListTarget {
   segmentId: string;
@@ -35,7 +33,7 @@ export async function findListTargets(db: Db, asOf: Date, segmentIds?: readonly 
   }>`
     SELECT c.audience_segment_id::text AS segment_id,
            array_agg(c.campaign_id ORDER BY c.campaign_id) AS campaign_ids,
-           coalesce(array_agg(c.campaign_id ORDER BY c.campaign_id) FILTER (WHERE ${isActive(asOf)}), '{}') AS active_campaign_ids,
+           coalesce(array_agg(c.campaign_id ORDER BY c.campaign_id) FILTER (WHERE ${campaignActiveAt(asOf)}), '{}') AS active_campaign_ids,
            array_agg(DISTINCT c.advertiser_id::text) AS advertiser_ids,
            bool_and(c.measurement_ends_at <= ${asOf}) AS all_ended,
            coalesce(array_agg(c.campaign_id ORDER BY c.campaign_id) FILTER (WHERE c.measurement_ends_at <= c.starts_at), '{}') AS inverted_campaign_ids
@@ -61,7 +59,7 @@ export async function segmentsOfCampaigns(db: Db, campaignIds: readonly string[]
   return rows.map((r) => r.segment_id);
 }
 
-export interface Funnel {
+export interface FunnelCounts {
   targetGroupSize: number;
   missingCustomers: number;
   withoutEmail: number;
@@ -69,10 +67,8 @@ export interface Funnel {
   uniqueIdentifiers: number;
 }
 
-export interface CampaignFunnel extends Omit<Funnel, 'uniqueIdentifiers'> {
+export interface CampaignFunnelCounts extends Omit<FunnelCounts, 'uniqueIdentifiers'> {
   campaignId: string;
   /** Known for a list's lone campaign; null in a shared list. */
   uniqueIdentifiers: number | null;
 }
-
-export { isActive };

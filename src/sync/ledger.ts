@@ -2,7 +2,6 @@ import { sql } from 'kysely';
 import type { Db } from '../db/connection.js';
 import type { AmendmentResult } from '../criteo/client.js';
 import type { CriteoProblem } from '../core/errors.js';
-import type { BatchOperation } from '../db/schema.js';
 import type { Uncertainty } from './plan.js';
 import { forgetSnapshot, markInStep } from '../source/snapshot.js';
 

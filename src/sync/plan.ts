@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { probingKeys, type Db } from '../db/connection.js';
+import { TOUCHED_IDENTIFIERS } from '../db/temp-tables.js';
 
 /**
  * The diff of one list: desired members (valid identifiers of its active
@@ -45,7 +46,7 @@ export async function materializePlan(tx: Db, listSyncId: number, segmentId: str
     diff = sql`
       SELECT i.identifier,
              CASE WHEN i.desired AND l.identifier IS NULL THEN 'add' WHEN NOT i.desired AND l.identifier IS NOT NULL THEN 'remove' END AS operation
-      FROM pg_temp.touched_identifiers i
+      FROM ${TOUCHED_IDENTIFIERS} i
       LEFT JOIN audience_sync.list_members l ON l.audience_segment_id = ${segmentId}::bigint AND l.identifier = i.identifier`;
   } else if (scope.uncertainty.batchIds.length === 0 && !scope.uncertainty.wholeList) {
     diff = sql`

@@ -3,7 +3,8 @@ import type { CriteoClient } from '../criteo/client.js';
 import type { Db } from '../db/connection.js';
 import { oneLine } from '../core/errors.js';
 import { assertMigrated } from '../db/migrate.js';
-import { findListTargets } from '../source/target-groups.js';
+import { campaignActiveAt } from '../source/campaign-activity.js';
+import { findListTargets, type ListTarget } from '../source/target-groups.js';
 import { describeChangeLog } from '../source/change-log.js';
 
 /**
@@ -20,9 +21,11 @@ export interface Check {
   detail: string;
 }
 
+type CheckStep = (name: string, fn: () => Promise<string>) => Promise<boolean>;
+
 export async function preflight(db: Db, client: CriteoClient, asOf = new Date()): Promise<Check[]> {
   const checks: Check[] = [];
-  const check = async (name: string, fn: () => Promise<string>): Promise<boolean> => {
+  const check: CheckStep = async (name, fn) => {
     try {
       checks.push({ name, ok: true, detail: await fn() });
       return true;
@@ -46,50 +49,54 @@ export async function preflight(db: Db, client: CriteoClient, asOf = new Date())
   // Informational: without the log every run still converges, reading whole target groups.
   await check('source change log', () => describeChangeLog(db));
   const targets = (await findListTargets(db, asOf)).filter((t) => t.activeCampaignIds.length > 0);
-  if (tokenOk && targets.length > 0) {
-    let visible = new Map<string, string | null>();
-    const searched = await check('criteo segment search', async () => {
-      const found = await client.findSegments(targets.map((t) => t.segmentId));
-      visible = new Map(found.map((s) => [s.id, s.advertiserId]));
-      return `${found.length} of ${targets.length} lists visible to these credentials`;
-    });
-    if (searched) {
-      for (const t of targets) {
-        const name = `list ${t.segmentId} (${t.activeCampaignIds.join(', ')})`;
-        const advertiser = visible.get(t.segmentId);
-        if (!visible.has(t.segmentId)) {
-          checks.push({
-            name,
-            ok: false,
-            detail: `not found under these credentials: the list is unknown or its advertiser (${t.advertiserIds.join(', ')}) has not granted this app access`,
-          });
-        } else if (advertiser && !t.advertiserIds.includes(advertiser)) {
-          checks.push({ name, ok: false, detail: `belongs to advertiser ${advertiser}, but its campaigns name advertiser ${t.advertiserIds.join(', ')}` });
-        } else if (t.advertiserIds.length > 1) {
-          checks.push({ name, ok: false, detail: `campaigns feeding it name several advertisers (${t.advertiserIds.join(', ')})` });
-        } else {
-          checks.push({ name, ok: true, detail: `reachable under advertiser ${advertiser ?? t.advertiserIds[0]}` });
-        }
-      }
-    }
-  }
+  if (tokenOk && targets.length > 0) checks.push(...(await checkListsReachable(client, targets, check)));
+  checks.push(...(await checkTargetGroups(db, asOf)));
+  return checks;
+}
 
-  // The recipe itself, in Postgres: a rare check, worth being exact about today's customers.
+/** Every list an active campaign feeds answers under its campaigns' one advertiser for these credentials. */
+async function checkListsReachable(client: CriteoClient, targets: readonly ListTarget[], check: CheckStep): Promise<Check[]> {
+  let visible = new Map<string, string | null>();
+  const searched = await check('criteo segment search', async () => {
+    const found = await client.findSegments(targets.map((t) => t.segmentId));
+    visible = new Map(found.map((s) => [s.id, s.advertiserId]));
+    return `${found.length} of ${targets.length} lists visible to these credentials`;
+  });
+  if (!searched) return [];
+  return targets.map((t) => {
+    const name = `list ${t.segmentId} (${t.activeCampaignIds.join(', ')})`;
+    const advertiser = visible.get(t.segmentId);
+    if (!visible.has(t.segmentId)) {
+      return {
+        name,
+        ok: false,
+        detail: `not found under these credentials: the list is unknown or its advertiser (${t.advertiserIds.join(', ')}) has not granted this app access`,
+      };
+    }
+    if (advertiser && !t.advertiserIds.includes(advertiser)) {
+      return { name, ok: false, detail: `belongs to advertiser ${advertiser}, but its campaigns name advertiser ${t.advertiserIds.join(', ')}` };
+    }
+    if (t.advertiserIds.length > 1) return { name, ok: false, detail: `campaigns feeding it name several advertisers (${t.advertiserIds.join(', ')})` };
+    return { name, ok: true, detail: `reachable under advertiser ${advertiser ?? t.advertiserIds[0]}` };
+  });
+}
+
+/** Each active campaign's share of valid emails, by the recipe itself in Postgres: a rare check, worth being exact about today's customers. */
+async function checkTargetGroups(db: Db, asOf: Date): Promise<Check[]> {
   const { rows } = await sql<{ campaign_id: string; tg: number; valid: number }>`
     SELECT c.campaign_id, count(tg.customer_id)::bigint AS tg,
            count(*) FILTER (WHERE audience_sync.email_identifier(cu.email) IS NOT NULL)::bigint AS valid
     FROM audience_sync.campaigns c
     LEFT JOIN audience_sync.campaign_target_groups tg ON tg.campaign_id = c.campaign_id
     LEFT JOIN audience_sync.customers cu ON cu.customer_id = tg.customer_id
-    WHERE c.starts_at <= ${asOf} AND ${asOf} < c.measurement_ends_at
+    WHERE ${campaignActiveAt(asOf)}
     GROUP BY c.campaign_id ORDER BY c.campaign_id`.execute(db);
-  for (const r of rows) {
+  return rows.map((r) => {
     const share = r.tg > 0 ? r.valid / r.tg : 0;
-    checks.push({
+    return {
       name: `target group ${r.campaign_id}`,
       ok: r.tg > 0,
       detail: r.tg > 0 ? `${r.valid} of ${r.tg} customers have a valid email (${(share * 100).toFixed(1)}%)` : 'empty target group',
-    });
-  }
-  return checks;
+    };
+  });
 }

@@ -1,7 +1,8 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connection.js';
+import { runLockFree } from '../db/locks.js';
 import type { ListSyncStatus, RunStatus } from '../db/schema.js';
-import type { CampaignFunnel, Funnel } from '../source/target-groups.js';
+import type { CampaignFunnelCounts, FunnelCounts } from '../source/target-groups.js';
 import type { ListStatistics } from '../criteo/client.js';
 
 /**
@@ -38,7 +39,7 @@ export async function closeAbandonedRuns(db: Db): Promise<number[]> {
     UPDATE audience_sync.runs r SET status = 'interrupted', finished_at = now(),
            error = coalesce(error, 'the process ended before the run finished')
     WHERE r.status = 'running'
-      AND pg_try_advisory_xact_lock(${RUN_LOCK_CLASS}::int, r.run_id::int)
+      AND ${runLockFree(sql.ref('r.run_id'))}
     RETURNING r.run_id`.execute(db);
   if (rows.length > 0) {
     await sql`
@@ -48,10 +49,6 @@ export async function closeAbandonedRuns(db: Db): Promise<number[]> {
   }
   return rows.map((r) => r.run_id);
 }
-
-/** Advisory lock classes (the first key of the two-key form), so our locks never collide with others'. */
-export const RUN_LOCK_CLASS = 0x41_53_01; // "AS" 1: a run is alive
-export const LIST_LOCK_CLASS = 0x41_53_02; // "AS" 2: a list is being synced
 
 export interface ListSyncStart {
   runId: number;
@@ -79,7 +76,7 @@ export async function startListSync(db: Db, s: ListSyncStart): Promise<number> {
 export async function recordListPlan(
   db: Db,
   listSyncId: number,
-  plan: { funnel?: Funnel; ledgerBefore: number; toAdd: number; toRemove: number },
+  plan: { funnel?: FunnelCounts; ledgerBefore: number; toAdd: number; toRemove: number },
 ): Promise<void> {
   await db
     .updateTable('audience_sync.list_syncs')
@@ -130,7 +127,7 @@ export async function recordListStatistics(db: Db, listSyncId: number, stats: Li
     .execute();
 }
 
-export async function recordCampaignFunnels(db: Db, listSyncId: number, funnels: readonly CampaignFunnel[]): Promise<void> {
+export async function recordCampaignFunnels(db: Db, listSyncId: number, funnels: readonly CampaignFunnelCounts[]): Promise<void> {
   if (funnels.length === 0) return;
   await db
     .insertInto('audience_sync.list_sync_campaigns')
@@ -150,4 +147,18 @@ export async function recordCampaignFunnels(db: Db, listSyncId: number, funnels:
 
 export async function recordHeldRemovals(db: Db, listSyncId: number, heldRemovals: number): Promise<void> {
   await db.updateTable('audience_sync.list_syncs').set({ held_removals: heldRemovals }).where('list_sync_id', '=', listSyncId).execute();
+}
+
+/** The run whose sync of the list is still planning or sending: the holder of the list's lock. */
+export async function listSyncHolder(db: Db, segmentId: string): Promise<number | null> {
+  const { rows } = await sql<{ run_id: number }>`
+    SELECT run_id FROM audience_sync.list_syncs
+    WHERE audience_segment_id = ${segmentId}::bigint AND status IN ('planning', 'sending')
+    ORDER BY list_sync_id DESC LIMIT 1`.execute(db);
+  return rows[0]?.run_id ?? null;
+}
+
+/** What the ledger confirmed for a list sync: identifiers added and removed, and whether the list was emptied. */
+export async function readListSyncCounts(db: Db, listSyncId: number): Promise<{ added: number; removed: number; emptied: boolean } | undefined> {
+  return db.selectFrom('audience_sync.list_syncs').select(['added', 'removed', 'emptied']).where('list_sync_id', '=', listSyncId).executeTakeFirst();
 }

@@ -1,7 +1,7 @@
 import type { CriteoClient } from '../criteo/client.js';
 import { callTrace } from '../criteo/client.js';
 import type { Db } from '../db/connection.js';
-import { TransientError } from '../core/errors.js';
+import { TransientError, type CriteoProblem } from '../core/errors.js';
 import pLimit from 'p-limit';
 import { claimBatch, confirmBatch, recordBatchFailure, withdrawBatch, type ClaimedBatch } from './ledger.js';
 import type { Logger } from '../core/logger.js';
@@ -119,5 +119,5 @@ function isCriteoVerdict(error: unknown): boolean {
 }
 
 function problemOf(error: unknown) {
-  return (error as { problem?: import('../core/errors.js').CriteoProblem }).problem;
+  return (error as { problem?: CriteoProblem }).problem;
 }

@@ -1,0 +1,44 @@
+import { sql } from 'kysely';
+import type pg from 'pg';
+import type { Db } from './connection.js';
+
+/**
+ * Every advisory lock the job takes. Each has a class (the first key of
+ * Postgres's two-key form), so its locks never collide with anyone else's,
+ * and is keyed by the thing it guards.
+ */
+
+/** A run is alive: held for the run's whole life on a dedicated connection. */
+export const RUN_LOCK_CLASS = 0x41_53_01; // "AS" 1
+/** A list is being synced: one run at a time writes to a list. */
+export const LIST_LOCK_CLASS = 0x41_53_02; // "AS" 2
+/** The source change log: plans hold it shared until they commit; pruning needs it alone. */
+export const CHANGE_LOG_LOCK_CLASS = 0x41_53_03; // "AS" 3
+
+/** Marks the run alive until `client`'s connection closes (a dead process lets it go with its connection). */
+export async function holdRunLock(client: pg.PoolClient, runId: number): Promise<void> {
+  await client.query('SELECT pg_advisory_lock($1::int, $2::int)', [RUN_LOCK_CLASS, runId]);
+}
+
+/** Takes the list's lock on `client` if it is free; held until the connection is released. */
+export async function tryListLock(client: pg.PoolClient, segmentId: string): Promise<boolean> {
+  const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1::int, $2::int) AS ok', [LIST_LOCK_CLASS, Number(segmentId) | 0]);
+  return rows[0]?.ok === true;
+}
+
+/** SQL: true, and the run's lock taken for this transaction, when the run `runId` names has no live process. */
+export const runLockFree = (runId: ReturnType<typeof sql.ref>) => sql<boolean>`pg_try_advisory_xact_lock(${RUN_LOCK_CLASS}::int, ${runId}::int)`;
+
+/** Holds the change log's lock shared for the plan's transaction, and returns the snapshot it reads the source as of. */
+export async function lockChangeLogShared(tx: Db): Promise<string> {
+  const { rows } = await sql<{ seen: string }>`
+    SELECT pg_advisory_xact_lock_shared(${CHANGE_LOG_LOCK_CLASS}::int, 0), pg_current_snapshot()::text AS seen`.execute(tx);
+  return rows[0]!.seen;
+}
+
+/** Takes the change log's lock alone for this transaction, if no plan holds it. */
+export async function tryLockChangeLogAlone(tx: Db): Promise<boolean> {
+  const { rows } = await sql<{ locked: boolean }>`
+    SELECT pg_try_advisory_xact_lock(${CHANGE_LOG_LOCK_CLASS}::int, 0) AS locked`.execute(tx);
+  return rows[0]!.locked;
+}

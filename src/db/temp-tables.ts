@@ -1,0 +1,17 @@
+import { sql } from 'kysely';
+
+/**
+ * The plan transaction's temporary tables (created ON COMMIT DROP by
+ * source/snapshot.ts), named once for every statement that creates or reads them.
+ */
+
+/** Source rows a list has not read yet, from the change log. */
+export const LOGGED_CHANGES = sql.table('pg_temp.logged_changes');
+/** The (campaign, customer) keys those rows name for the list's active campaigns. */
+export const LOGGED_KEYS = sql.table('pg_temp.logged_keys');
+/** The changed target-group rows of this refresh. */
+export const TARGET_CHANGES = sql.table('pg_temp.target_changes');
+/** The snapshot rows the changes took out, with their old state and identifier. */
+export const REPLACED_TARGETS = sql.table('pg_temp.replaced_targets');
+/** Identifiers the changes touch, and whether the snapshot holds each after them. */
+export const TOUCHED_IDENTIFIERS = sql.table('pg_temp.touched_identifiers');

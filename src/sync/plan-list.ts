@@ -1,0 +1,164 @@
+import type { Config } from '../core/config.js';
+import type { Db } from '../db/connection.js';
+import { chooseSourceRead, recordSourceRead, takeSourceSnapshot } from '../source/change-log.js';
+import {
+  applyChangedTargets,
+  applyCounterDeltas,
+  findChangedTargets,
+  findTouchedIdentifiers,
+  lockListState,
+  markOutOfStep,
+  readCounters,
+  recountCounters,
+  type SnapshotCounts,
+} from '../source/snapshot.js';
+import type { CampaignFunnelCounts, FunnelCounts } from '../source/target-groups.js';
+import { applyConfirmedBatchesIn, countLedger } from './ledger.js';
+import { materializePlan, type PlanCounts, type Uncertainty } from './plan.js';
+import type { ListJob, SyncDeps } from './types.js';
+
+export interface ListPlan extends PlanCounts {
+  funnel: FunnelCounts;
+  campaignFunnels: CampaignFunnelCounts[];
+  ledgerBefore: number;
+  /** Removals the mass-removal guard holds back (0 when none). */
+  heldRemovals: number;
+  heldReason: string | null;
+  /** Target-group rows new, gone or with a changed email since the list was last planned. */
+  changedRows: number;
+  /** How they were found: from the keys the source change log names, or by reading the whole target group. */
+  sourceRead: 'changes' | 'whole';
+  /** Why the whole target group was read. */
+  wholeReadReason: string | null;
+  /** The diff looked only at the identifiers those rows touch (the ledger was in step). */
+  incremental: boolean;
+}
+
+type PlanJob = Pick<ListJob, 'target' | 'asOf' | 'options'>;
+
+/**
+ * What syncing a list means now: its snapshot brought up to the source, its
+ * funnel, and its diff written to plan_entries under `planId`, in one
+ * transaction. `run` commits it and sends the plan; `plan` (dryRun) rolls it
+ * all back, so a dry run changes nothing.
+ */
+export async function planList(
+  deps: Pick<SyncDeps, 'db' | 'config'>,
+  job: PlanJob,
+  planId: number,
+  uncertainty: Uncertainty,
+  { dryRun = false }: { dryRun?: boolean } = {},
+): Promise<ListPlan> {
+  let plan: ListPlan | undefined;
+  await deps.db
+    .transaction()
+    .execute(async (tx) => {
+      plan = await planInTransaction(tx, deps.config, job, planId, uncertainty);
+      if (dryRun) throw DRY_RUN;
+    })
+    .catch((error: unknown) => {
+      if (error === DRY_RUN) return;
+      const e = error as { code?: string; constraint?: string };
+      if (e.code === '23505' && e.constraint === 'list_targets_pkey') {
+        // Only a source view can do this: the tables' own keys forbid it.
+        throw new Error(
+          `the source repeats a target-group row or a customer id for list ${job.target.segmentId}: campaign_target_groups must be unique on (campaign_id, customer_id) and customers on customer_id`,
+          { cause: error },
+        );
+      }
+      throw error;
+    });
+  return plan!;
+}
+
+/** Thrown to roll a dry run's plan transaction back. */
+const DRY_RUN = new Error('dry run: rolled back');
+
+async function planInTransaction(tx: Db, config: Config, job: PlanJob, planId: number, uncertainty: Uncertainty): Promise<ListPlan> {
+  const { segmentId, activeCampaignIds } = job.target;
+  // Batches an earlier sync had confirmed but not yet moved into the ledger (it was killed): the ledger takes
+  // them first, in this transaction, so a dry run rolls it back with the rest.
+  await applyConfirmedBatchesIn(tx, segmentId);
+  const state = await lockListState(tx, segmentId);
+  // Only a ledger in step with the snapshot, nothing uncertain and no --full lets the diff look at today's changes alone.
+  const incremental = state.inStep && uncertainty.batchIds.length === 0 && !uncertainty.wholeList && !job.options.full;
+  const ledgerBefore = incremental ? state.identifiers : await countLedger(tx, segmentId);
+  const read = await refreshSnapshot(tx, config, job);
+  const counts = incremental ? await diffTouched(tx, config, segmentId, planId, ledgerBefore) : await diffWhole(tx, config, job, planId, uncertainty);
+  await markOutOfStep(tx, segmentId);
+  const { funnel, campaignFunnels } = funnelsOf(await readCounters(tx, segmentId), activeCampaignIds);
+  const held = massRemovalHold(config, counts.toRemove, ledgerBefore, job.options.allowMassRemoval ?? false);
+  return {
+    ...counts,
+    funnel,
+    campaignFunnels,
+    ledgerBefore,
+    changedRows: read.changedRows,
+    sourceRead: read.kind,
+    wholeReadReason: read.wholeReadReason,
+    incremental,
+    heldRemovals: held ? counts.toRemove : 0,
+    heldReason: held,
+  };
+}
+
+/** Brings the list's snapshot up to the source: from the change log, or by reading the whole target group. */
+async function refreshSnapshot(tx: Db, config: Config, job: PlanJob) {
+  const { segmentId, activeCampaignIds } = job.target;
+  const seen = await takeSourceSnapshot(tx);
+  const read = await chooseSourceRead(tx, segmentId, activeCampaignIds, seen, {
+    full: job.options.full ?? false,
+    wholeReadDays: config.sourceWholeReadDays,
+  });
+  const { changedRows } = await findChangedTargets(tx, segmentId, activeCampaignIds, read);
+  await applyChangedTargets(tx, segmentId);
+  await recordSourceRead(tx, segmentId, read, activeCampaignIds, config.sourceWholeReadDays);
+  return { kind: read.kind, wholeReadReason: read.kind === 'whole' ? read.reason : null, changedRows };
+}
+
+/** The diff on the identifiers today's changes touched: the ledger held exactly the snapshot's identifiers. */
+async function diffTouched(tx: Db, config: Config, segmentId: string, planId: number, ledgerBefore: number): Promise<PlanCounts> {
+  await findTouchedIdentifiers(tx, segmentId);
+  const counts = await materializePlan(tx, planId, segmentId, { kind: 'touched' }, config.criteo.batchSize);
+  // The diff moved exactly the identifiers that changed.
+  await applyCounterDeltas(tx, segmentId, ledgerBefore + counts.toAdd - counts.toRemove);
+  return counts;
+}
+
+/** The diff of the whole list against the whole ledger. */
+async function diffWhole(tx: Db, config: Config, job: PlanJob, planId: number, uncertainty: Uncertainty): Promise<PlanCounts> {
+  const { segmentId } = job.target;
+  await recountCounters(tx, segmentId);
+  // --full distrusts the whole ledger: every desired identifier is re-sent.
+  const whole = job.options.full ? { ...uncertainty, wholeList: true } : uncertainty;
+  return materializePlan(tx, planId, segmentId, { kind: 'whole', uncertainty: whole }, config.criteo.batchSize);
+}
+
+/**
+ * The mass-removal guard: removing more than MAX_REMOVAL_RATIO of a list at
+ * once is more often a broken source than a real audience change. Returns
+ * why the removals are held, or null.
+ */
+function massRemovalHold(config: Config, toRemove: number, ledgerBefore: number, allowed: boolean): string | null {
+  const ratio = ledgerBefore > 0 ? toRemove / ledgerBefore : 0;
+  if (allowed || ratio <= config.maxRemovalRatio) return null;
+  return `held ${toRemove} removals (${(ratio * 100).toFixed(0)}% of the list, over MAX_REMOVAL_RATIO ${config.maxRemovalRatio}): check the source data, then rerun with --allow-mass-removal`;
+}
+
+function funnelsOf(counts: SnapshotCounts, activeCampaignIds: readonly string[]): { funnel: FunnelCounts; campaignFunnels: CampaignFunnelCounts[] } {
+  const stages = (scope: string) => {
+    const c = counts.byScope.get(scope) ?? { no_customer: 0, missing: 0, invalid: 0, valid: 0 };
+    return {
+      targetGroupSize: c.no_customer + c.missing + c.invalid + c.valid,
+      missingCustomers: c.no_customer,
+      withoutEmail: c.missing,
+      invalidEmails: c.invalid,
+    };
+  };
+  // A campaign's own distinct identifiers are known only when it feeds the list alone.
+  const lone = activeCampaignIds.length === 1;
+  return {
+    funnel: { ...stages(''), uniqueIdentifiers: counts.identifiers },
+    campaignFunnels: activeCampaignIds.map((campaignId) => ({ campaignId, ...stages(campaignId), uniqueIdentifiers: lone ? counts.identifiers : null })),
+  };
+}

@@ -1,0 +1,109 @@
+import type pg from 'pg';
+import type { Config } from '../core/config.js';
+import type { Logger } from '../core/logger.js';
+import type { CriteoClient, ListStatistics } from '../criteo/client.js';
+import type { Db } from '../db/connection.js';
+import type { ListSyncStatus, RunStatus } from '../db/schema.js';
+import type { CampaignFunnelCounts, FunnelCounts, ListTarget } from '../source/target-groups.js';
+
+/**
+ * What a run takes and gives. `RunSummary` is what `run --json` prints and
+ * `PlanSummary` what `plan --json` prints: every field is declared here.
+ */
+
+export interface SyncDeps {
+  db: Db;
+  pool: pg.Pool;
+  client: CriteoClient;
+  config: Config;
+  log: Logger;
+}
+
+export interface SyncOptions {
+  trigger: string;
+  /** Only these lists (CSM resync); default every list a campaign points at. */
+  segmentIds?: readonly string[];
+  /** The instant campaigns are judged active at; default now. */
+  asOf?: Date;
+  signal?: AbortSignal;
+  /** Resync --full: re-send every desired identifier, remove every ledger identifier not desired. */
+  full?: boolean;
+  /** Override the mass-removal guard for this run. */
+  allowMassRemoval?: boolean;
+  /** Called after each confirmed batch, for progress bars. */
+  onProgress?: (progress: ListProgress) => void;
+}
+
+export interface ListProgress {
+  segmentId: string;
+  planned: number;
+  done: number;
+}
+
+/** One list of a run: what was planned, sent and confirmed, and how it ended. */
+export interface ListOutcome {
+  listSyncId: number | null;
+  segmentId: string;
+  action: 'sync' | 'empty';
+  status: ListSyncStatus;
+  campaignIds: string[];
+  activeCampaignIds: string[];
+  funnel: FunnelCounts | null;
+  campaignFunnels: CampaignFunnelCounts[];
+  ledgerBefore: number | null;
+  toAdd: number;
+  toRemove: number;
+  added: number;
+  removed: number;
+  emptied: boolean;
+  heldRemovals: number;
+  reason: string | null;
+  errorCode: string | null;
+  traceId: string | null;
+  statistics: ListStatistics | null;
+  /** A planned list: whether its source was read from the change log or whole, and why whole. */
+  sourceRead?: 'changes' | 'whole';
+  wholeReadReason?: string | null;
+}
+
+export interface RunSummary {
+  runId: number;
+  trigger: string;
+  status: RunStatus;
+  asOf: string;
+  startedAt: string;
+  finishedAt: string;
+  durationMs: number;
+  lists: ListOutcome[];
+  error: string | null;
+}
+
+/** One list of a dry run: what `run` would do to it now. */
+export interface PlannedList {
+  segmentId: string;
+  action: 'sync' | 'empty' | 'none';
+  campaignIds: string[];
+  activeCampaignIds: string[];
+  funnel: FunnelCounts | null;
+  ledgerBefore: number;
+  toAdd: number;
+  toRemove: number;
+  heldRemovals: number;
+  uncertainBatches: number;
+  note: string | null;
+}
+
+export interface PlanSummary {
+  asOf: string;
+  lists: PlannedList[];
+}
+
+/** One list's share of a run. */
+export interface ListJob {
+  runId: number;
+  asOf: Date;
+  target: ListTarget;
+  signal: AbortSignal;
+  log: Logger;
+  options: SyncOptions;
+}
