@@ -5,7 +5,7 @@ import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CriteoClient } from '../src/criteo/client.js';
 import { silentLogger } from '../src/core/logger.js';
-import type { CoverageReport } from '../src/report/build.js';
+import type { CoverageReport } from '../src/report/types.js';
 import { SAMPLE_SEGMENTS, applySampleChurn, loadSampleData } from '../src/source/sample-data.js';
 import { createWorld, runCli, type World } from './helpers.js';
 
@@ -134,9 +134,10 @@ describe('the coverage report after the demo', () => {
           expect(box!.width).toBeGreaterThan(300);
           const series = async (chart: typeof counts, key: string) =>
             Object.fromEntries(
-              await chart
-                .locator(`circle[data-series="${key}"]`)
-                .evaluateAll((cs) => cs.map((c) => [c.getAttribute('data-x'), Number(c.getAttribute('data-value'))])),
+              await chart.locator(`circle[data-series="${key}"]`).evaluateAll((cs: { getAttribute(name: string): string | null }[]) =>
+                // Runs in the page (the tests have no DOM types): each point's x and value.
+                cs.map((c): [string, number] => [String(c.getAttribute('data-x')), Number(c.getAttribute('data-value'))]),
+              ),
             );
           const expected = (pick: (r: CoverageReport['lists'][number]['runs'][number]) => number | null) =>
             Object.fromEntries(list.runs.flatMap((r) => (pick(r) === null ? [] : [[String(r.runId), pick(r)]])));

@@ -6,7 +6,8 @@ import { parse } from 'csv-parse/sync';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CriteoClient } from '../src/criteo/client.js';
 import { silentLogger } from '../src/core/logger.js';
-import { buildCoverageReport, coverageByList, type CoverageReport } from '../src/report/build.js';
+import { buildCoverageReport, coverageByList } from '../src/report/build.js';
+import type { CoverageReport } from '../src/report/types.js';
 import { CSV_COLUMNS } from '../src/report/render-csv.js';
 import { matchScore } from '../src/sandbox/server.js';
 import type { Db } from '../src/db/connection.js';
@@ -263,7 +264,7 @@ describe('the report on a known history', () => {
 
     const asCsv = await runCli(['report', '--format', 'csv'], world.env);
     expect(asCsv.status).toBe(0);
-    const rows = parse(asCsv.stdout, { columns: true }) as Record<(typeof CSV_COLUMNS)[number], string>[];
+    const rows = parse<Record<(typeof CSV_COLUMNS)[number], string>>(asCsv.stdout, { columns: true });
     expect(Object.keys(rows[0]!)).toEqual([...CSV_COLUMNS]);
     const num = (v: string) => (v === '' ? null : Number(v));
     const listRows = rows.filter((x) => x.row_type === 'list');

@@ -1,19 +1,10 @@
-import type { CoverageRow } from '../report/build.js';
+import { formatCount, formatPercent, textTable } from '../core/format.js';
 import type { RunDetail, RunRow } from '../report/history.js';
+import type { CoverageRow } from '../report/types.js';
 import type { Check } from '../sync/preflight.js';
 import type { PlanSummary, RunSummary } from '../sync/run.js';
 
-/** Plain-text tables for the terminal. */
-
-export function table(headers: string[], rows: (string | number)[][]): string {
-  const cells = [headers, ...rows.map((r) => r.map(String))];
-  const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
-  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  return [line(cells[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.slice(1).map(line)].join('\n');
-}
-
-const n = (v: number | null | undefined) => (v === null || v === undefined ? '-' : v.toLocaleString('en-US'));
-const pct = (v: number | null | undefined) => (v === null || v === undefined ? '-' : `${(v * 100).toFixed(1)}%`);
+/** What the commands print on the terminal: plain-text tables, one function per command. */
 
 export function formatRunSummary(s: RunSummary): string {
   const head = `run ${s.runId} (${s.trigger}) ${s.status} in ${(s.durationMs / 1000).toFixed(1)}s${s.error ? `: ${s.error}` : ''}`;
@@ -21,32 +12,32 @@ export function formatRunSummary(s: RunSummary): string {
     l.segmentId,
     l.action,
     l.status,
-    n(l.funnel?.targetGroupSize),
-    n(l.funnel?.uniqueIdentifiers),
-    n(l.toAdd),
-    n(l.added),
-    n(l.toRemove),
-    n(l.removed),
-    l.emptied ? 'yes' : l.heldRemovals > 0 ? `held ${n(l.heldRemovals)}` : '',
+    formatCount(l.funnel?.targetGroupSize),
+    formatCount(l.funnel?.uniqueIdentifiers),
+    formatCount(l.toAdd),
+    formatCount(l.added),
+    formatCount(l.toRemove),
+    formatCount(l.removed),
+    l.emptied ? 'yes' : l.heldRemovals > 0 ? `held ${formatCount(l.heldRemovals)}` : '',
     l.reason ?? '',
   ]);
-  return `${head}\n${table(['list', 'action', 'status', 'target group', 'identifiers', 'to add', 'added', 'to remove', 'removed', 'emptied/held', 'note'], rows)}`;
+  return `${head}\n${textTable(['list', 'action', 'status', 'target group', 'identifiers', 'to add', 'added', 'to remove', 'removed', 'emptied/held', 'note'], rows)}`;
 }
 
 export function formatCoverage(rows: CoverageRow[]): string {
-  return table(
+  return textTable(
     ['list', 'campaigns', 'target group', 'valid emails', 'identifiers', 'synced', 'in Criteo', 'matched', 'match rate', 'coverage', 'last run'],
     rows.map((r) => [
       r.segmentId,
       r.campaignIds.join(','),
-      n(r.targetGroupSize),
-      n(r.validEmails),
-      n(r.uniqueIdentifiers),
-      n(r.synced),
-      n(r.criteoIdentifiers),
-      n(r.matched),
-      pct(r.matchRate),
-      pct(r.coverage),
+      formatCount(r.targetGroupSize),
+      formatCount(r.validEmails),
+      formatCount(r.uniqueIdentifiers),
+      formatCount(r.synced),
+      formatCount(r.criteoIdentifiers),
+      formatCount(r.matched),
+      formatPercent(r.matchRate),
+      formatPercent(r.coverage),
       `${r.lastRunId} ${r.lastStatus}`,
     ]),
   );
@@ -57,14 +48,14 @@ export function formatPlan(p: PlanSummary): string {
     l.segmentId,
     l.action,
     l.activeCampaignIds.join(',') || '-',
-    n(l.funnel?.uniqueIdentifiers),
-    n(l.ledgerBefore),
-    n(l.toAdd),
-    n(l.toRemove),
-    l.heldRemovals > 0 ? `HELD ${n(l.heldRemovals)}` : '',
+    formatCount(l.funnel?.uniqueIdentifiers),
+    formatCount(l.ledgerBefore),
+    formatCount(l.toAdd),
+    formatCount(l.toRemove),
+    l.heldRemovals > 0 ? `HELD ${formatCount(l.heldRemovals)}` : '',
     l.note ?? '',
   ]);
-  return `plan as of ${p.asOf}\n${table(['list', 'action', 'active campaigns', 'desired', 'ledger', 'adds', 'removes', 'held', 'note'], rows)}`;
+  return `plan as of ${p.asOf}\n${textTable(['list', 'action', 'active campaigns', 'desired', 'ledger', 'adds', 'removes', 'held', 'note'], rows)}`;
 }
 
 export function formatChecks(checks: Check[]): string {
@@ -72,7 +63,7 @@ export function formatChecks(checks: Check[]): string {
 }
 
 export function formatRuns(rows: RunRow[]): string {
-  return table(
+  return textTable(
     ['run', 'trigger', 'status', 'started', 'lists', 'not converged', 'added', 'removed', 'error'],
     rows.map((r) => [
       r.runId,
@@ -81,8 +72,8 @@ export function formatRuns(rows: RunRow[]): string {
       r.startedAt.replace('T', ' ').slice(0, 19),
       r.lists,
       r.listsFailed,
-      n(r.added),
-      n(r.removed),
+      formatCount(r.added),
+      formatCount(r.removed),
       r.error ?? '',
     ]),
   );
@@ -92,20 +83,20 @@ export function formatRunDetail(d: RunDetail): string {
   const parts = [`run ${d.run.runId} (${d.run.trigger}) ${d.run.status}, started ${d.run.startedAt}${d.run.error ? `: ${d.run.error}` : ''}`];
   for (const l of d.lists) {
     parts.push(
-      `\nlist ${l.segmentId} ${l.action} ${l.status}: target group ${n(l.targetGroupSize)}, identifiers ${n(l.uniqueIdentifiers)}, ledger before ${n(l.ledgerBefore)}, added ${n(l.added)}/${n(l.toAdd)}, removed ${n(l.removed)}/${n(l.toRemove)}${l.heldRemovals ? `, held ${n(l.heldRemovals)}` : ''}${l.reason ? ` (${l.reason})` : ''}${l.traceId ? ` traceId ${l.traceId}` : ''}`,
+      `\nlist ${l.segmentId} ${l.action} ${l.status}: target group ${formatCount(l.targetGroupSize)}, identifiers ${formatCount(l.uniqueIdentifiers)}, ledger before ${formatCount(l.ledgerBefore)}, added ${formatCount(l.added)}/${formatCount(l.toAdd)}, removed ${formatCount(l.removed)}/${formatCount(l.toRemove)}${l.heldRemovals ? `, held ${formatCount(l.heldRemovals)}` : ''}${l.reason ? ` (${l.reason})` : ''}${l.traceId ? ` traceId ${l.traceId}` : ''}`,
     );
     if (l.batches.length > 0) {
       parts.push(
-        table(
+        textTable(
           ['batch', 'operation', 'size', 'status', 'http', 'valid', 'invalid', 'attempts', 'waited ms', 'ms', 'error', 'traceId'],
           l.batches.map((b) => [
             b.seq,
             b.operation,
-            n(b.size),
+            formatCount(b.size),
             b.status,
             b.httpStatus ?? '-',
-            n(b.nbValid),
-            n(b.nbInvalid),
+            formatCount(b.nbValid),
+            formatCount(b.nbInvalid),
             b.attempts,
             b.waitedMs,
             b.durationMs ?? '-',

@@ -1,5 +1,6 @@
 import type { Db } from '../db/connection.js';
 import { ConfigError } from '../core/errors.js';
+import { campaignPhase } from '../source/campaign-activity.js';
 import {
   readBatches,
   readCampaignFunnels,
@@ -9,163 +10,44 @@ import {
   type BatchRow,
   type CampaignFunnelRow,
   type CampaignInfo,
+  type ListInScopeRow,
   type ListSyncRow,
   type StatisticsReadingRow,
 } from './queries.js';
-import { findWarnings, type Warning } from './warnings.js';
+import type {
+  BatchAnswer,
+  CoverageReport,
+  CoverageRow,
+  CriteoReading,
+  Funnel,
+  LatestFunnel,
+  ListReport,
+  ListRun,
+  ReportCampaign,
+  ReportOptions,
+  ReportThresholds,
+} from './types.js';
+import { findWarnings } from './warnings.js';
 
 /**
- * Match coverage, per list and per campaign, per run: how much of a target
- * group reaches Criteo and matches there, and how that moves run by run.
- *
- *   target-group customers → with an email → with a valid email → unique
- *   identifiers → synced (our ledger) → identifiers in Criteo → matched
- *
- * The first four are ours, counted when the run planned the list. "Synced" is
- * what Criteo confirmed receiving. The last two are Criteo's statistics:
- * approximate, lagging up to a day, and stamped with when they were read.
- * Rates are fractions (0–1): match rate = matched ÷ identifiers in Criteo,
- * coverage = matched ÷ target-group customers. The renderers (table, JSON,
- * CSV, HTML) all print this one structure.
+ * Builds the coverage report (types.ts) from the audit trail: one read of
+ * each kind for every list in scope, then each list's runs, latest funnel and
+ * warnings, all judged at the report's one instant.
  */
 
-export const REPORT_THRESHOLDS = {
-  /** Criteo's count may differ from the ledger by this share before it is drift. */
+const REPORT_THRESHOLDS = {
   driftRatio: 0.1,
-  /** Criteo processes an update within about this many hours. */
   settleHours: 24,
-  /** An active list without a successful sync for longer is stale. */
   staleHours: 36,
-  /** Invalid emails among customers with an email above this share point upstream. */
   invalidEmailShare: 0.2,
-} as const;
+} as const satisfies Omit<ReportThresholds, 'lowMatchRate'>;
 
-export const DEFAULT_REPORT_DAYS = 30;
-
-export interface ReportOptions {
-  segmentId?: string | undefined;
-  campaignId?: string | undefined;
-  /** Runs started at or after this instant; default 30 days before `now`. */
-  since?: Date | undefined;
-  /** The instant the report is judged at (staleness, active campaigns); default now. */
-  now?: Date | undefined;
-  /** LOW_MATCH_RATE. */
-  lowMatchRate: number;
-}
-
-/** Our side of the funnel: customers, then identifiers. */
-export interface Funnel {
-  /** Target-group customers (a customer in two campaigns of a list counts once for the list). */
-  targetGroup: number;
-  missingCustomers: number;
-  withoutEmail: number;
-  invalidEmails: number;
-  /** Customers with an email: target group − missing customers − without an email. */
-  withEmail: number;
-  /** Customers with a valid email: with an email − invalid emails. */
-  validEmail: number;
-  /** Distinct SHA-256 identifiers of the valid emails (customers sharing an email count once). */
-  uniqueIdentifiers: number;
-}
-
-/** Criteo's statistics of a list, as read once. */
-export interface CriteoReading {
-  identifiers: number | null;
-  matched: number | null;
-  readAt: string;
-  /** The run that read them. */
-  runId: number;
-}
-
-export interface BatchAnswer {
-  seq: number;
-  operation: 'add' | 'remove' | 'delete';
-  size: number;
-  status: string;
-  /** Criteo's nbValidIdentifiers / nbInvalidIdentifiers (null: no answer). */
-  nbValid: number | null;
-  nbInvalid: number | null;
-  /** Criteo's sampleInvalidIdentifiers, masked (maskSample): a prefix and the length of each. */
-  sampleInvalid: string[];
-}
-
-export interface CampaignFunnel {
-  campaignId: string;
-  name: string | null;
-  funnel: Funnel;
-}
-
-/** One list sync: one point of a list's trend. */
-export interface ListRun {
-  runId: number;
-  listSyncId: number;
-  trigger: string;
-  runStartedAt: string;
-  finishedAt: string | null;
-  status: string;
-  action: 'sync' | 'empty';
-  reason: string | null;
-  /** Null when nothing was planned (the list was being emptied, or the sync failed first). */
-  funnel: Funnel | null;
-  campaigns: CampaignFunnel[];
-  ledgerBefore: number | null;
-  added: number;
-  removed: number;
-  heldRemovals: number;
-  /** Identifiers in the ledger after this list sync (what Criteo confirmed it holds). */
-  synced: number;
-  /** Criteo's statistics read right after this list sync; null when it changed nothing or the read failed. */
-  criteo: CriteoReading | null;
-  matchRate: number | null;
-  coverage: number | null;
-  batches: BatchAnswer[];
-  criteoInvalid: number;
-  criteoValid: number;
-}
-
-/** A list as it stands: the latest list sync's funnel with the latest Criteo reading. */
-export interface LatestFunnel {
-  runId: number;
-  status: string;
-  action: 'sync' | 'empty';
-  finishedAt: string | null;
-  funnel: Funnel | null;
-  synced: number;
-  criteo: CriteoReading | null;
-  matchRate: number | null;
-  coverage: number | null;
-  /** Per campaign: its own funnel; synced, Criteo and rates are the whole list's. */
-  campaigns: CampaignFunnel[];
-}
-
-export interface ListReport {
-  segmentId: string;
-  advertiserIds: string[];
-  campaigns: (CampaignInfo & { active: boolean })[];
-  /** At least one campaign is in its active period at the report's instant. */
-  active: boolean;
-  lastSuccessAt: string | null;
-  latest: LatestFunnel | null;
-  /** Oldest first, the runs in range. */
-  runs: ListRun[];
-  warnings: Warning[];
-}
-
-export interface CoverageReport {
-  generatedAt: string;
-  since: string;
-  filter: { segmentId: string | null; campaignId: string | null };
-  thresholds: typeof REPORT_THRESHOLDS & { lowMatchRate: number };
-  lists: ListReport[];
-  warnings: Warning[];
-}
-
-export type { Warning } from './warnings.js';
+const DEFAULT_REPORT_DAYS = 30;
 
 export async function buildCoverageReport(db: Db, options: ReportOptions): Promise<CoverageReport> {
   const now = options.now ?? new Date();
   const since = options.since ?? new Date(now.getTime() - DEFAULT_REPORT_DAYS * 86_400_000);
-  const thresholds = { ...REPORT_THRESHOLDS, lowMatchRate: options.lowMatchRate };
+  const thresholds: ReportThresholds = { ...REPORT_THRESHOLDS, lowMatchRate: options.lowMatchRate };
   const scope = await readListsInScope(db, { segmentId: options.segmentId, campaignId: options.campaignId });
   if (options.campaignId && scope.length === 0) throw new ConfigError(`--campaign: no campaign named ${options.campaignId}`);
   if (options.segmentId && scope.length === 0) throw new ConfigError(`--list: no campaign or run knows list ${options.segmentId}`);
@@ -178,24 +60,8 @@ export async function buildCoverageReport(db: Db, options: ReportOptions): Promi
     readCampaignFunnels(db, ids),
     readLatestStatistics(db, segmentIds, REPORT_THRESHOLDS.settleHours),
   ]);
-
-  const lists = scope.map((l): ListReport => {
-    const campaigns = l.campaigns.map((c) => ({ ...c, active: Date.parse(c.startsAt) <= now.getTime() && now.getTime() < Date.parse(c.measurementEndsAt) }));
-    const runs = syncs.filter((s) => s.segment_id === l.segmentId).map((s) => toListRun(s, l.ledgerNow, batches, campaignFunnels, options.campaignId));
-    const reading = readings.find((r) => r.segment_id === l.segmentId);
-    const report: ListReport = {
-      segmentId: l.segmentId,
-      advertiserIds: [...new Set(campaigns.map((c) => c.advertiserId))],
-      campaigns: options.campaignId ? campaigns.filter((c) => c.campaignId === options.campaignId) : campaigns,
-      active: campaigns.some((c) => c.active),
-      lastSuccessAt: l.lastSuccessAt?.toISOString() ?? null,
-      latest: latestFunnel(runs, reading),
-      runs,
-      warnings: [],
-    };
-    report.warnings = findWarnings(report, { now, thresholds, reading, lastAttempt: l.lastAttempt, allCampaigns: campaigns });
-    return report;
-  });
+  const trail: AuditTrail = { syncs, batches, campaignFunnels, readings };
+  const lists = scope.map((l) => listReport(l, trail, { now, thresholds, onlyCampaign: options.campaignId }));
   return {
     generatedAt: now.toISOString(),
     since: since.toISOString(),
@@ -203,6 +69,48 @@ export async function buildCoverageReport(db: Db, options: ReportOptions): Promi
     thresholds,
     lists,
     warnings: lists.flatMap((l) => l.warnings),
+  };
+}
+
+/** What the report read of every list in scope. */
+interface AuditTrail {
+  syncs: readonly ListSyncRow[];
+  batches: readonly BatchRow[];
+  campaignFunnels: readonly CampaignFunnelRow[];
+  readings: readonly StatisticsReadingRow[];
+}
+
+function listReport(l: ListInScopeRow, trail: AuditTrail, at: { now: Date; thresholds: ReportThresholds; onlyCampaign: string | undefined }): ListReport {
+  const campaigns = l.campaigns.map((c) => reportCampaign(c, at.now));
+  const runs = trail.syncs
+    .filter((s) => s.segment_id === l.segmentId)
+    .map((s) => toListRun(s, l.ledgerNow, trail.batches, trail.campaignFunnels, at.onlyCampaign));
+  const reading = trail.readings.find((r) => r.segment_id === l.segmentId);
+  const report: ListReport = {
+    segmentId: l.segmentId,
+    advertiserIds: [...new Set(campaigns.map((c) => c.advertiserId))],
+    campaigns: at.onlyCampaign ? campaigns.filter((c) => c.campaignId === at.onlyCampaign) : campaigns,
+    active: campaigns.some((c) => c.active),
+    lastSuccessAt: l.lastSuccessAt?.toISOString() ?? null,
+    latest: latestFunnel(runs, reading),
+    runs,
+    warnings: [],
+  };
+  report.warnings = findWarnings(report, { now: at.now, thresholds: at.thresholds, reading, lastAttempt: l.lastAttempt, allCampaigns: campaigns });
+  return report;
+}
+
+/** A campaign with its phase at the report's instant, by the job's one definition of "active". */
+function reportCampaign(c: CampaignInfo, now: Date): ReportCampaign {
+  const phase = campaignPhase(c, now);
+  return {
+    campaignId: c.campaignId,
+    name: c.name,
+    advertiserId: c.advertiserId,
+    startsAt: c.startsAt,
+    measurementEndsAt: c.measurementEndsAt,
+    active: phase === 'active',
+    phase,
   };
 }
 
@@ -223,21 +131,13 @@ function toListRun(
           invalid_emails: s.invalid_emails ?? 0,
           unique_identifiers: s.unique_identifiers ?? 0,
         });
-  const synced = s.ledger_after ?? ledgerNow;
-  const criteo = s.stats_read_at
+  const criteo: CriteoReading | null = s.stats_read_at
     ? { identifiers: s.stats_identifiers, matched: s.stats_matches, readAt: s.stats_read_at.toISOString(), runId: s.run_id }
     : null;
   const answers = batches
     .filter((b) => b.list_sync_id === s.list_sync_id)
-    .map((b) => ({
-      seq: b.seq,
-      operation: b.operation,
-      size: b.size,
-      status: b.status,
-      nbValid: b.nb_valid,
-      nbInvalid: b.nb_invalid,
-      sampleInvalid: (b.sample_invalid ?? []).map(maskSample),
-    }));
+    .toSorted((a, b) => a.seq - b.seq)
+    .map(batchAnswer);
   return {
     runId: s.run_id,
     listSyncId: s.list_sync_id,
@@ -255,13 +155,25 @@ function toListRun(
     added: s.added,
     removed: s.removed,
     heldRemovals: s.held_removals,
-    synced,
+    synced: s.ledger_after ?? ledgerNow,
     criteo,
     matchRate: matchRate(criteo),
     coverage: coverage(criteo, funnel),
     batches: answers,
     criteoInvalid: answers.reduce((n, b) => n + (b.nbInvalid ?? 0), 0),
     criteoValid: answers.reduce((n, b) => n + (b.nbValid ?? 0), 0),
+  };
+}
+
+function batchAnswer(b: BatchRow): BatchAnswer {
+  return {
+    seq: b.seq,
+    operation: b.operation,
+    size: b.size,
+    status: b.status,
+    nbValid: b.nb_valid,
+    nbInvalid: b.nb_invalid,
+    sampleInvalid: (b.sample_invalid ?? []).map(maskSample),
   };
 }
 
@@ -282,7 +194,7 @@ function funnelOf(r: Pick<CampaignFunnelRow, 'target_group_size' | 'missing_cust
 function latestFunnel(runs: readonly ListRun[], reading: StatisticsReadingRow | undefined): LatestFunnel | null {
   const last = runs.at(-1);
   if (!last) return null;
-  const criteo = reading
+  const criteo: CriteoReading | null = reading
     ? { identifiers: reading.stats_identifiers, matched: reading.stats_matches, readAt: reading.stats_read_at.toISOString(), runId: reading.run_id }
     : null;
   return {
@@ -304,37 +216,18 @@ function latestFunnel(runs: readonly ListRun[], reading: StatisticsReadingRow | 
  * from Criteo's sample of what it rejected: a hash prefix tells a double hash
  * or a truncation; the whole value stays in the batches table.
  */
-export function maskSample(value: string): string {
+function maskSample(value: string): string {
   if (value.includes('@')) return `[email-like, ${value.length} chars]`;
   return value.length > 12 ? `${value.slice(0, 12)}…(${value.length})` : value;
 }
 
 /** Derived from the two counts: Criteo's own matchRate is 0–1 or 0–100, unconfirmed. */
-export function matchRate(c: CriteoReading | null): number | null {
+function matchRate(c: CriteoReading | null): number | null {
   return c && c.identifiers && c.matched !== null ? c.matched / c.identifiers : null;
 }
 
-export function coverage(c: CriteoReading | null, funnel: Funnel | null): number | null {
+function coverage(c: CriteoReading | null, funnel: Funnel | null): number | null {
   return c && c.matched !== null && funnel && funnel.targetGroup > 0 ? c.matched / funnel.targetGroup : null;
-}
-
-// --- The one-line-per-list view of `coverage` ------------------------------------
-
-export interface CoverageRow {
-  segmentId: string;
-  campaignIds: string[];
-  lastRunId: number;
-  lastStatus: string;
-  lastSyncAt: string | null;
-  targetGroupSize: number | null;
-  validEmails: number | null;
-  uniqueIdentifiers: number | null;
-  synced: number;
-  criteoIdentifiers: number | null;
-  matched: number | null;
-  matchRate: number | null;
-  coverage: number | null;
-  statsReadAt: string | null;
 }
 
 /** Each list's latest funnel, one row each (the `coverage` command). */
@@ -363,7 +256,11 @@ export function coverageRows(report: CoverageReport): CoverageRow[] {
   );
 }
 
-/** Kept for callers of the earlier API: the latest funnel of every (or the chosen) list. */
+/**
+ * The `coverage` rows over every run ever (since the epoch), judged at the
+ * current time, optionally narrowed to some lists: a list's coverage in one
+ * call, for code that needs no report options.
+ */
 export async function coverageByList(db: Db, filter: { segmentIds?: readonly string[]; lowMatchRate?: number } = {}): Promise<CoverageRow[]> {
   const report = await buildCoverageReport(db, { lowMatchRate: filter.lowMatchRate ?? 0.3, since: new Date(0) });
   const rows = coverageRows(report);

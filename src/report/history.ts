@@ -1,5 +1,7 @@
-import { sql } from 'kysely';
+import { sql, type Selectable } from 'kysely';
 import type { Db } from '../db/connection.js';
+import type { ListSyncsTable } from '../db/schema.js';
+import { readBatches, type BatchRow } from './queries.js';
 
 /** Reads of the audit trail for `runs` and `runs show ID`. */
 
@@ -57,103 +59,96 @@ export async function recentRuns(db: Db, limit = 20, onlyRunId?: number): Promis
   }));
 }
 
+interface BatchDetail {
+  seq: number;
+  operation: string;
+  size: number;
+  status: string;
+  httpStatus: number | null;
+  nbValid: number | null;
+  nbInvalid: number | null;
+  attempts: number;
+  waitedMs: number;
+  durationMs: number | null;
+  errorCode: string | null;
+  traceId: string | null;
+}
+
+interface ListSyncDetail {
+  listSyncId: number;
+  segmentId: string;
+  action: string;
+  status: string;
+  campaignIds: string[];
+  targetGroupSize: number | null;
+  uniqueIdentifiers: number | null;
+  ledgerBefore: number | null;
+  toAdd: number | null;
+  toRemove: number | null;
+  added: number;
+  removed: number;
+  heldRemovals: number;
+  emptied: boolean;
+  reason: string | null;
+  errorCode: string | null;
+  traceId: string | null;
+  /** In the order they were claimed. */
+  batches: BatchDetail[];
+}
+
+/** `runs show ID`: the run, then each of its list syncs with its batches. */
 export interface RunDetail {
   run: RunRow;
-  lists: {
-    listSyncId: number;
-    segmentId: string;
-    action: string;
-    status: string;
-    campaignIds: string[];
-    targetGroupSize: number | null;
-    uniqueIdentifiers: number | null;
-    ledgerBefore: number | null;
-    toAdd: number | null;
-    toRemove: number | null;
-    added: number;
-    removed: number;
-    heldRemovals: number;
-    emptied: boolean;
-    reason: string | null;
-    errorCode: string | null;
-    traceId: string | null;
-    batches: {
-      seq: number;
-      operation: string;
-      size: number;
-      status: string;
-      httpStatus: number | null;
-      nbValid: number | null;
-      nbInvalid: number | null;
-      attempts: number;
-      waitedMs: number;
-      durationMs: number | null;
-      errorCode: string | null;
-      traceId: string | null;
-    }[];
-  }[];
+  lists: ListSyncDetail[];
 }
 
 export async function runDetail(db: Db, runId: number): Promise<RunDetail | undefined> {
   const run = (await recentRuns(db, 1, runId))[0];
   if (!run) return undefined;
   const lists = await db.selectFrom('audience_sync.list_syncs').selectAll().where('run_id', '=', runId).orderBy('list_sync_id').execute();
-  const batches = await db
-    .selectFrom('audience_sync.batches')
-    .select([
-      'list_sync_id',
-      'seq',
-      'operation',
-      'size',
-      'status',
-      'http_status',
-      'nb_valid',
-      'nb_invalid',
-      'attempts',
-      'waited_ms',
-      'duration_ms',
-      'error_code',
-      'trace_id',
-    ])
-    .where('list_sync_id', 'in', lists.length ? lists.map((l) => l.list_sync_id) : [-1])
-    .orderBy('batch_id')
-    .execute();
+  const batches = await readBatches(
+    db,
+    lists.map((l) => l.list_sync_id),
+  );
+  return { run, lists: lists.map((l) => listSyncDetail(l, batches)) };
+}
+
+function listSyncDetail(l: Selectable<ListSyncsTable>, batches: readonly BatchRow[]): ListSyncDetail {
   return {
-    run,
-    lists: lists.map((l) => ({
-      listSyncId: l.list_sync_id,
-      segmentId: String(l.audience_segment_id),
-      action: l.action,
-      status: l.status,
-      campaignIds: l.campaign_ids,
-      targetGroupSize: l.target_group_size,
-      uniqueIdentifiers: l.unique_identifiers,
-      ledgerBefore: l.ledger_before,
-      toAdd: l.to_add,
-      toRemove: l.to_remove,
-      added: l.added,
-      removed: l.removed,
-      heldRemovals: l.held_removals,
-      emptied: l.emptied,
-      reason: l.reason,
-      errorCode: l.error_code,
-      traceId: l.trace_id,
-      batches: batches
-        .filter((b) => b.list_sync_id === l.list_sync_id)
-        .map((b) => ({
-          seq: b.seq,
-          operation: b.operation,
-          size: b.size,
-          status: b.status,
-          httpStatus: b.http_status,
-          nbValid: b.nb_valid,
-          nbInvalid: b.nb_invalid,
-          attempts: b.attempts,
-          waitedMs: b.waited_ms,
-          durationMs: b.duration_ms,
-          errorCode: b.error_code,
-          traceId: b.trace_id,
-        })),
-    })),
+    listSyncId: l.list_sync_id,
+    segmentId: String(l.audience_segment_id),
+    action: l.action,
+    status: l.status,
+    campaignIds: l.campaign_ids,
+    targetGroupSize: l.target_group_size,
+    uniqueIdentifiers: l.unique_identifiers,
+    ledgerBefore: l.ledger_before,
+    toAdd: l.to_add,
+    toRemove: l.to_remove,
+    added: l.added,
+    removed: l.removed,
+    heldRemovals: l.held_removals,
+    emptied: l.emptied,
+    reason: l.reason,
+    errorCode: l.error_code,
+    traceId: l.trace_id,
+    batches: batches.filter((b) => b.list_sync_id === l.list_sync_id).map(batchDetail),
+  };
+}
+
+function batchDetail(b: BatchRow): BatchDetail {
+  return {
+    seq: b.seq,
+    operation: b.operation,
+    size: b.size,
+    status: b.status,
+    httpStatus: b.http_status,
+    nbValid: b.nb_valid,
+    nbInvalid: b.nb_invalid,
+    attempts: b.attempts,
+    waitedMs: b.waited_ms,
+    durationMs: b.duration_ms,
+    errorCode: b.error_code,
+    traceId: b.trace_id,
   };
 }

@@ -1,7 +1,8 @@
 import { request } from 'undici';
 import type { Db } from '../db/connection.js';
 import type { Logger } from '../core/logger.js';
-import { buildCoverageReport, type ListReport } from './build.js';
+import { buildCoverageReport } from './build.js';
+import type { ListReport } from './types.js';
 import type { RunSummary } from '../sync/run.js';
 
 /**
@@ -20,23 +21,23 @@ import type { RunSummary } from '../sync/run.js';
  * library. A push never fails a run: a failure is one logged warning.
  */
 
-export const PUSH_JOB = 'audience-sync';
+const PUSH_JOB = 'audience-sync';
 const TIMEOUT_MS = 10_000;
 
-export interface Gauge {
+interface Gauge {
   name: string;
   help: string;
   samples: { labels?: Record<string, string>; value: number }[];
 }
 
-export interface PushGroup {
+interface PushGroup {
   /** Grouping key after /metrics/job/<job>, as label name → value. */
   key: Record<string, string>;
   gauges: Gauge[];
 }
 
 /** The run's groups: its own, and one per list it synced (with that list's latest coverage). */
-export function runMetricGroups(summary: RunSummary, lists: readonly ListReport[]): PushGroup[] {
+function runMetricGroups(summary: RunSummary, lists: readonly ListReport[]): PushGroup[] {
   const finished = Date.parse(summary.finishedAt) / 1000;
   const notConverged = summary.lists.filter((l) => l.status === 'failed' || l.status === 'incomplete' || l.status === 'held').length;
   const run: PushGroup = {
@@ -94,7 +95,7 @@ function gauge(name: string, help: string, value: number | null): Gauge {
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
 /** Prometheus text exposition format 0.0.4. */
-export function exposition(gauges: readonly Gauge[]): string {
+function exposition(gauges: readonly Gauge[]): string {
   const lines: string[] = [];
   for (const g of gauges) {
     lines.push(`# HELP ${g.name} ${g.help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}`, `# TYPE ${g.name} gauge`);
@@ -114,13 +115,13 @@ function formatValue(v: number): string {
 }
 
 /** /metrics/job/<job>/<label>/<value>…, values base64url-encoded when they could break a path segment. */
-export function groupPath(key: Record<string, string>): string {
+function groupPath(key: Record<string, string>): string {
   const parts = Object.entries(key).map(([k, v]) => (/^[A-Za-z0-9_.-]+$/.test(v) ? `${k}/${v}` : `${k}@base64/${Buffer.from(v).toString('base64url') || '='}`));
   return `/metrics/job/${PUSH_JOB}${parts.length ? `/${parts.join('/')}` : ''}`;
 }
 
 /** PUTs each group; returns how many were accepted. Never throws. */
-export async function pushGroups(baseUrl: string, groups: readonly PushGroup[], log: Logger): Promise<number> {
+async function pushGroups(baseUrl: string, groups: readonly PushGroup[], log: Logger): Promise<number> {
   let pushed = 0;
   for (const group of groups) {
     const url = `${baseUrl.replace(/\/+$/, '')}${groupPath(group.key)}`;

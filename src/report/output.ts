@@ -1,6 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import type { CoverageReport } from './build.js';
+import type { CoverageReport } from './types.js';
 import { reportToCsv } from './render-csv.js';
 import { reportToHtml } from './render-html.js';
 import { formatReportTable } from './render-table.js';
@@ -9,7 +9,7 @@ import { formatReportTable } from './render-table.js';
 
 export type ReportFormat = 'table' | 'json' | 'csv' | 'html';
 
-export function renderReport(report: CoverageReport, format: ReportFormat): string {
+function renderReport(report: CoverageReport, format: ReportFormat): string {
   switch (format) {
     case 'json':
       return `${JSON.stringify(report, null, 2)}\n`;

@@ -39,7 +39,7 @@ export async function readListsInScope(db: Db, filter: { segmentId?: string; cam
       : sql``;
   const { rows } = await sql<{
     segment_id: string;
-    campaigns: { campaignId: string; name: string; advertiserId: string; startsAt: string; measurementEndsAt: string }[];
+    campaigns: CampaignInfo[];
     ledger_now: number;
     last_success_at: Date | null;
     last_attempt: { runId: number; status: string; reason: string | null; finishedAt: string | null } | null;
@@ -65,7 +65,13 @@ export async function readListsInScope(db: Db, filter: { segmentId?: string; cam
     ORDER BY l.audience_segment_id`.execute(db);
   return rows.map((r) => ({
     segmentId: r.segment_id,
-    campaigns: r.campaigns.map((c) => ({ ...c, startsAt: iso(c.startsAt), measurementEndsAt: iso(c.measurementEndsAt) })),
+    campaigns: r.campaigns.map((c) => ({
+      campaignId: c.campaignId,
+      name: c.name,
+      advertiserId: c.advertiserId,
+      startsAt: iso(c.startsAt),
+      measurementEndsAt: iso(c.measurementEndsAt),
+    })),
     ledgerNow: r.ledger_now,
     lastSuccessAt: r.last_success_at,
     lastAttempt: r.last_attempt ? { ...r.last_attempt, finishedAt: r.last_attempt.finishedAt ? iso(r.last_attempt.finishedAt) : null } : null,
@@ -97,7 +103,7 @@ export interface ListSyncRow {
   stats_identifiers: number | null;
   stats_matches: number | null;
   stats_read_at: Date | null;
-  /** The next list sync's ledger_before; null for the latest (the ledger as it is now). */
+  /** The next list sync's ledger_before; null for the latest (whose ledger is the current one). */
   ledger_after: number | null;
 }
 
@@ -128,19 +134,31 @@ export interface BatchRow {
   operation: 'add' | 'remove' | 'delete';
   size: number;
   status: string;
+  http_status: number | null;
   nb_valid: number | null;
   nb_invalid: number | null;
   sample_invalid: string[] | null;
+  attempts: number;
+  waited_ms: number;
+  duration_ms: number | null;
+  error_code: string | null;
+  trace_id: string | null;
 }
 
-/** Criteo's answer to each batch of these list syncs (identifiers only: the sample is of hashes sent). */
+/**
+ * The batches of these list syncs, each list sync's in the order they were
+ * claimed (batch_id; concurrent sends may claim them out of seq order), with
+ * Criteo's answer to each. The sample of invalid identifiers is of hashes sent,
+ * never of emails. `report` and `runs show` both read batches here.
+ */
 export async function readBatches(db: Db, listSyncIds: readonly number[]): Promise<BatchRow[]> {
   if (listSyncIds.length === 0) return [];
   const { rows } = await sql<BatchRow>`
-    SELECT list_sync_id, seq, operation, size, status, nb_valid, nb_invalid, sample_invalid
+    SELECT list_sync_id, seq, operation, size, status, http_status, nb_valid, nb_invalid, sample_invalid,
+           attempts, waited_ms, duration_ms, error_code, trace_id
     FROM audience_sync.batches
     WHERE list_sync_id = ANY(${listSyncIds}::bigint[])
-    ORDER BY list_sync_id, seq, batch_id`.execute(db);
+    ORDER BY list_sync_id, batch_id`.execute(db);
   return rows;
 }
 

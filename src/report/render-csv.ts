@@ -1,5 +1,5 @@
 import { stringify } from 'csv-stringify/sync';
-import type { CoverageReport, Funnel, ListRun } from './build.js';
+import type { CoverageReport, Funnel, ListRun } from './types.js';
 
 /**
  * The report as CSV, for spreadsheets and tools: one row per list per run,

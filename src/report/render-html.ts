@@ -1,6 +1,6 @@
-import type { CoverageReport, LatestFunnel, ListReport, ListRun } from './build.js';
+import { formatCount, formatPercent, formatUtc } from '../core/format.js';
 import { lineChart } from './render-svg.js';
-import { stamp, type Warning } from './warnings.js';
+import type { CoverageReport, Funnel, LatestFunnel, ListReport, ListRun, Warning, WarningCode } from './types.js';
 
 /**
  * The report for people: one self-contained HTML file (inline CSS and SVG,
@@ -12,9 +12,11 @@ import { stamp, type Warning } from './warnings.js';
  */
 
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-const n = (v: number | null | undefined) => (v === null || v === undefined ? '–' : v.toLocaleString('en-US'));
-const pct = (v: number | null | undefined) => (v === null || v === undefined ? '–' : `${(v * 100).toFixed(1)}%`);
-const when = (iso: string | null | undefined) => (iso ? stamp(iso) : '–');
+/** What the page prints for a figure that is not known: an en dash. */
+const UNKNOWN = '–';
+const n = (v: number | null | undefined) => formatCount(v, UNKNOWN);
+const pct = (v: number | null | undefined) => formatPercent(v, { unknown: UNKNOWN });
+const when = (iso: string | null | undefined) => formatUtc(iso, UNKNOWN);
 
 const COLORS = { ours: '#2f6fdf', synced: '#5b3fc4', criteo: '#0b8a7a', matched: '#d9622b', rate: '#c2410c', grey: '#98a2b3' };
 
@@ -75,7 +77,7 @@ function warnings(list: readonly Warning[]): string {
   return `<section class="card warnings" data-warnings="${list.length}"><h2>Needs attention (${list.length})</h2><ul>${items.join('')}</ul></section>`;
 }
 
-const TITLES: Record<Warning['code'], string> = {
+const TITLES: Record<WarningCode, string> = {
   low_match_rate: 'Low match rate',
   drift: "Criteo's count drifted from the ledger",
   stale: 'No recent successful sync',
@@ -92,7 +94,7 @@ function listSection(list: ListReport, lowMatchRate: number): string {
   const chips = list.campaigns
     .map(
       (c) =>
-        `<span class="chip ${c.active ? 'active' : 'ended'}" title="${esc(`${c.startsAt.slice(0, 10)} → ${c.measurementEndsAt.slice(0, 10)}`)}">${esc(c.name)} <span class="id">${esc(c.campaignId)}</span> · ${c.active ? 'active' : Date.parse(c.startsAt) > Date.now() ? 'not started' : 'ended'}</span>`,
+        `<span class="chip ${c.active ? 'active' : 'ended'}" title="${esc(`${c.startsAt.slice(0, 10)} → ${c.measurementEndsAt.slice(0, 10)}`)}">${esc(c.name)} <span class="id">${esc(c.campaignId)}</span> · ${c.phase}</span>`,
     )
     .join('');
   const head = `<div class="list-head"><h2>List ${esc(list.segmentId)}</h2><span class="sub">advertiser ${esc(list.advertiserIds.join(', ') || '–')}</span></div><div class="chips">${chips}</div>`;
@@ -131,43 +133,56 @@ interface Stage {
 
 function funnel(l: LatestFunnel): string {
   const f = l.funnel;
-  const ours: Stage[] = f
-    ? [
-        {
-          key: 'targetGroup',
-          label: 'Target-group customers',
-          help: 'selected by the active campaigns',
-          value: f.targetGroup,
-          unit: 'customers',
-          color: COLORS.ours,
-        },
-        {
-          key: 'withEmail',
-          label: 'with an email',
-          help: `${n(f.missingCustomers)} not in the customer table, ${n(f.withoutEmail)} without an email`,
-          value: f.withEmail,
-          unit: 'customers',
-          color: COLORS.ours,
-        },
-        {
-          key: 'validEmail',
-          label: 'with a valid email',
-          help: `${n(f.invalidEmails)} invalid emails`,
-          value: f.validEmail,
-          unit: 'customers',
-          color: COLORS.ours,
-        },
-        {
-          key: 'uniqueIdentifiers',
-          label: 'unique identifiers',
-          help: 'one SHA-256 per distinct email',
-          value: f.uniqueIdentifiers,
-          unit: 'identifiers',
-          color: COLORS.ours,
-        },
-      ]
-    : [];
-  const theirs: Stage[] = [
+  const stages = [...(f ? ourStages(f) : []), ...criteoStages(l)];
+  const base = f?.targetGroup ?? Math.max(0, ...stages.map((s) => s.value ?? 0));
+  const rows = stages.map((s) => stageRow(s, base, f));
+  const readNote = l.criteo
+    ? `Criteo figures read ${when(l.criteo.readAt)} (run ${l.criteo.runId}): approximate, and up to a day behind a sync.`
+    : 'Criteo has not been asked yet: its statistics are read after a run that changes the list.';
+  return `<div class="funnel" data-funnel="${l.runId}">${funnelHeading(l)}${rows.join('')}<p class="foot">${esc(readNote)}</p></div>`;
+}
+
+/** The stages counted by the run: customers, then identifiers. */
+function ourStages(f: Funnel): Stage[] {
+  return [
+    {
+      key: 'targetGroup',
+      label: 'Target-group customers',
+      help: 'selected by the active campaigns',
+      value: f.targetGroup,
+      unit: 'customers',
+      color: COLORS.ours,
+    },
+    {
+      key: 'withEmail',
+      label: 'with an email',
+      help: `${n(f.missingCustomers)} not in the customer table, ${n(f.withoutEmail)} without an email`,
+      value: f.withEmail,
+      unit: 'customers',
+      color: COLORS.ours,
+    },
+    {
+      key: 'validEmail',
+      label: 'with a valid email',
+      help: `${n(f.invalidEmails)} invalid emails`,
+      value: f.validEmail,
+      unit: 'customers',
+      color: COLORS.ours,
+    },
+    {
+      key: 'uniqueIdentifiers',
+      label: 'unique identifiers',
+      help: 'one SHA-256 per distinct email',
+      value: f.uniqueIdentifiers,
+      unit: 'identifiers',
+      color: COLORS.ours,
+    },
+  ];
+}
+
+/** The ledger, then Criteo's two counts (null until read). */
+function criteoStages(l: LatestFunnel): Stage[] {
+  return [
     { key: 'synced', label: 'synced (our ledger)', help: 'identifiers Criteo confirmed receiving', value: l.synced, unit: 'identifiers', color: COLORS.synced },
     {
       key: 'criteoIdentifiers',
@@ -188,23 +203,25 @@ function funnel(l: LatestFunnel): string {
       criteo: true,
     },
   ];
-  const stages = [...ours, ...theirs];
-  const base = f?.targetGroup ?? Math.max(0, ...stages.map((s) => s.value ?? 0));
-  const rows = stages.map((s) => {
-    const width = s.value === null || base === 0 ? 0 : Math.min(100, (s.value / base) * 100);
-    const share = s.value === null || !f || f.targetGroup === 0 ? '' : pct(s.value / f.targetGroup);
-    return `<div class="stage${s.criteo ? ' from-criteo' : ''}" data-stage="${s.key}" data-value="${s.value ?? ''}">
+}
+
+/** One bar: its width against `base`, its share of the target group when there is one. */
+function stageRow(s: Stage, base: number, f: Funnel | null): string {
+  const width = s.value === null || base === 0 ? 0 : Math.min(100, (s.value / base) * 100);
+  const share = s.value === null || !f || f.targetGroup === 0 ? '' : pct(s.value / f.targetGroup);
+  return `<div class="stage${s.criteo ? ' from-criteo' : ''}" data-stage="${s.key}" data-value="${s.value ?? ''}">
 <div class="label">${esc(s.label)}${s.criteo ? ' <span class="criteo-chip">Criteo</span>' : ''}<div class="help">${esc(s.help)}</div></div>
 <div class="bar"><div style="width:${width.toFixed(2)}%;background:${s.color}"></div></div>
 <div class="count">${s.value === null ? '<span class="unknown">not read yet</span>' : `${n(s.value)}<div class="unit">${s.unit}</div>`}</div><div class="share">${share}</div></div>`;
-  });
-  const readNote = l.criteo
-    ? `Criteo figures read ${when(l.criteo.readAt)} (run ${l.criteo.runId}): approximate, and up to a day behind a sync.`
-    : 'Criteo has not been asked yet: its statistics are read after a run that changes the list.';
-  const heading = f
-    ? '<h3>Funnel <span class="sub">(% = share of the target-group customers)</span></h3>'
-    : `<h3>Funnel</h3><p class="empty">${l.action === 'empty' ? `At run ${l.runId} every campaign of this list had ended: it has no target group, and the list is kept empty.` : `Run ${l.runId} planned nothing for this list (see its status below).`}</p>`;
-  return `<div class="funnel" data-funnel="${l.runId}">${heading}${rows.join('')}<p class="foot">${esc(readNote)}</p></div>`;
+}
+
+function funnelHeading(l: LatestFunnel): string {
+  if (l.funnel) return '<h3>Funnel <span class="sub">(% = share of the target-group customers)</span></h3>';
+  const why =
+    l.action === 'empty'
+      ? `At run ${l.runId} every campaign of this list had ended: it has no target group, and the list is kept empty.`
+      : `Run ${l.runId} planned nothing for this list (see its status below).`;
+  return `<h3>Funnel</h3><p class="empty">${why}</p>`;
 }
 
 function kpis(l: LatestFunnel): string {
@@ -243,12 +260,12 @@ function campaigns(l: LatestFunnel): string {
 }
 
 function xLabels(runs: readonly ListRun[]) {
-  return runs.map((r) => ({ key: String(r.runId), first: `run ${r.runId}`, second: shortStamp(r.runStartedAt, false) }));
+  return runs.map((r) => ({ key: String(r.runId), first: `run ${r.runId}`, second: dayMonthUtc(r.runStartedAt, false) }));
 }
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 /** "25 Nov 2026 16:37" (or without the year in charts): day and month never confused, UTC like every time in the report. */
-function shortStamp(iso: string, withYear = true): string {
+function dayMonthUtc(iso: string, withYear = true): string {
   const d = new Date(iso);
   return `${d.getUTCDate()} ${MONTHS[d.getUTCMonth()]}${withYear ? ` ${d.getUTCFullYear()}` : ''} ${iso.slice(11, 16)}`;
 }
@@ -265,7 +282,7 @@ function trend(list: ListReport, lowMatchRate: number): string {
       { key: 'criteoIdentifiers', label: 'in Criteo (as read)', color: COLORS.criteo, dashed: true, values: runs.map((r) => r.criteo?.identifiers ?? null) },
       { key: 'matched', label: 'matched by Criteo (as read)', color: COLORS.matched, values: runs.map((r) => r.criteo?.matched ?? null) },
     ],
-    format: (v) => Math.round(v).toLocaleString('en-US'),
+    format: (v) => formatCount(Math.round(v)),
     integer: true,
   });
   const rates = lineChart({
@@ -273,8 +290,8 @@ function trend(list: ListReport, lowMatchRate: number): string {
     title: 'Match rate per run (matched ÷ identifiers in Criteo)',
     x,
     series: [{ key: 'matchRate', label: 'match rate', color: COLORS.rate, values: runs.map((r) => r.matchRate) }],
-    format: (v) => `${(v * 100).toFixed(1)}%`,
-    tickFormat: (v) => `${Math.round(v * 100)}%`,
+    format: (v) => formatPercent(v),
+    tickFormat: (v) => formatPercent(v, { digits: 0 }),
     yMax: 1,
     threshold: { value: lowMatchRate, label: `warning below ${pct(lowMatchRate)} (LOW_MATCH_RATE)` },
   });
@@ -285,10 +302,10 @@ function runsTable(list: ListReport): string {
   const rows = [...list.runs].reverse().map((r) => {
     const rejected = r.batches.length ? `${n(r.criteoInvalid)} of ${n(r.criteoInvalid + r.criteoValid)}` : '–';
     const samples = [...new Set(r.batches.flatMap((b) => b.sampleInvalid))].slice(0, 5);
-    return `<tr data-run="${r.runId}"><td class="nowrap">run ${r.runId}<div class="sub">${shortStamp(r.runStartedAt)} · ${esc(r.trigger)}</div></td><td><span class="status ${esc(r.status)}">${esc(r.action === 'empty' ? `emptied · ${r.status}` : r.status)}</span>${r.reason ? `<div class="sub">${esc(r.reason)}</div>` : ''}</td>
+    return `<tr data-run="${r.runId}"><td class="nowrap">run ${r.runId}<div class="sub">${dayMonthUtc(r.runStartedAt)} · ${esc(r.trigger)}</div></td><td><span class="status ${esc(r.status)}">${esc(r.action === 'empty' ? `emptied · ${r.status}` : r.status)}</span>${r.reason ? `<div class="sub">${esc(r.reason)}</div>` : ''}</td>
 <td class="num">${n(r.funnel?.targetGroup)}</td><td class="num">${n(r.funnel?.uniqueIdentifiers)}</td><td class="num">+${n(r.added)} / −${n(r.removed)}</td>
 <td class="num" data-col="synced">${n(r.synced)}</td><td class="num" data-col="criteoIdentifiers">${n(r.criteo?.identifiers)}</td><td class="num" data-col="matched">${n(r.criteo?.matched)}</td>
-<td class="num" data-col="matchRate">${pct(r.matchRate)}</td><td class="num" data-col="coverage">${pct(r.coverage)}</td><td class="nowrap">${r.criteo ? shortStamp(r.criteo.readAt) : '<span class="sub">not read</span>'}</td>
+<td class="num" data-col="matchRate">${pct(r.matchRate)}</td><td class="num" data-col="coverage">${pct(r.coverage)}</td><td class="nowrap">${r.criteo ? dayMonthUtc(r.criteo.readAt) : '<span class="sub">not read</span>'}</td>
 <td class="num">${rejected}</td></tr>${
       samples.length
         ? `<tr class="samples-row"><td colspan="12">Criteo's sample of what it rejected in run ${r.runId} (prefix and length only): <span class="mono">${samples.map((s) => esc(s)).join(' · ')}</span></td></tr>`

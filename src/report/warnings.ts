@@ -1,30 +1,19 @@
-import type { CampaignInfo, ListInScopeRow, StatisticsReadingRow } from './queries.js';
-import type { CoverageReport, ListReport } from './build.js';
+import { formatCount, formatPercent, formatUtc } from '../core/format.js';
+import type { ListInScopeRow, StatisticsReadingRow } from './queries.js';
+import type { Funnel, ListReport, ReportCampaign, ReportThresholds, Warning } from './types.js';
 
 /**
  * What a CSM should act on, each with the action to take. Judged from the
  * report's figures alone, at the report's instant.
  */
 
-export type WarningCode = 'low_match_rate' | 'drift' | 'stale' | 'invalid_emails' | 'criteo_rejected_identifiers';
-
-export interface Warning {
-  code: WarningCode;
-  segmentId: string;
-  campaignId: string | null;
-  /** What is wrong, with the figures that show it. */
-  message: string;
-  /** What to do about it. */
-  action: string;
-}
-
 interface Context {
   now: Date;
-  thresholds: CoverageReport['thresholds'];
+  thresholds: ReportThresholds;
   reading: StatisticsReadingRow | undefined;
   lastAttempt: ListInScopeRow['lastAttempt'];
   /** Every campaign of the list, even when the report is narrowed to one. */
-  allCampaigns: (CampaignInfo & { active: boolean })[];
+  allCampaigns: readonly ReportCampaign[];
 }
 
 const HOUR = 3_600_000;
@@ -50,7 +39,7 @@ function stale(list: ListReport, ctx: Context): Warning[] {
       code: 'stale',
       segmentId: list.segmentId,
       campaignId: null,
-      message: `List ${list.segmentId} is active but ${lastSuccess === null ? 'has never been synced successfully' : `was last synced successfully ${stamp(list.lastSuccessAt!)}`}: ${Math.floor(hours)} hours without a successful sync (limit ${ctx.thresholds.staleHours}).${attempt}`,
+      message: `List ${list.segmentId} is active but ${lastSuccess === null ? 'has never been synced successfully' : `was last synced successfully ${formatUtc(list.lastSuccessAt)}`}: ${Math.floor(hours)} hours without a successful sync (limit ${ctx.thresholds.staleHours}).${attempt}`,
       action: ctx.lastAttempt
         ? `Read \`audience-sync runs show ${ctx.lastAttempt.runId}\`, fix the cause, then run \`audience-sync resync --list ${list.segmentId}\`. Check the daily schedule is running.`
         : `Check the daily schedule is running, then run \`audience-sync resync --list ${list.segmentId}\`.`,
@@ -71,7 +60,7 @@ function lowMatchRate(list: ListReport, ctx: Context): Warning[] {
       code: 'low_match_rate',
       segmentId: list.segmentId,
       campaignId: null,
-      message: `Match rate of list ${list.segmentId} is ${pct(latest.matchRate)} (${num(criteo.matched)} matched of ${num(criteo.identifiers)} identifiers in Criteo, read ${stamp(criteo.readAt)}), under LOW_MATCH_RATE ${pct(ctx.thresholds.lowMatchRate)}.${settling}`,
+      message: `Match rate of list ${list.segmentId} is ${formatPercent(latest.matchRate)} (${num(criteo.matched)} matched of ${num(criteo.identifiers)} identifiers in Criteo, read ${formatUtc(criteo.readAt)}), under LOW_MATCH_RATE ${formatPercent(ctx.thresholds.lowMatchRate)}.${settling}`,
       action:
         "Check Criteo's rejected identifiers for this list (a hashing problem shows there), that the target group holds real customer emails (not placeholders or test addresses), and that the advertiser's audience is one Criteo can know; then wait a day for the next reading.",
     },
@@ -101,7 +90,7 @@ function drift(list: ListReport, ctx: Context): Warning[] {
       code: 'drift',
       segmentId: list.segmentId,
       campaignId: null,
-      message: `Criteo counts ${num(count)} identifiers in list ${list.segmentId} (read ${stamp(r.stats_read_at.toISOString())}), ${off === null ? 'while' : `${pct(off)} ${under ? 'fewer' : 'more'} than`} the ${num(ref)} our ledger held after the sync of ${stamp(r.settled.finishedAt)} and since: the list drifted from what this job sent (over ${pct(tolerance)}).`,
+      message: `Criteo counts ${num(count)} identifiers in list ${list.segmentId} (read ${formatUtc(r.stats_read_at.toISOString())}), ${off === null ? 'while' : `${formatPercent(off)} ${under ? 'fewer' : 'more'} than`} the ${num(ref)} our ledger held after the sync of ${formatUtc(r.settled.finishedAt)} and since: the list drifted from what this job sent (over ${formatPercent(tolerance)}).`,
       action: `Run \`audience-sync resync --list ${list.segmentId} --full\` to re-send every wanted identifier and remove every other one; if it recurs, look for another tool writing to this list.`,
     },
   ];
@@ -112,10 +101,8 @@ function invalidEmails(list: ListReport, ctx: Context): Warning[] {
   const latest = list.latest;
   if (!latest?.funnel) return [];
   // Per campaign when the list's funnel is kept per campaign: it names the source to fix.
-  const subjects =
-    latest.campaigns.length > 0
-      ? latest.campaigns.map((c) => ({ campaignId: c.campaignId as string | null, f: c.funnel }))
-      : [{ campaignId: null, f: latest.funnel }];
+  const subjects: { campaignId: string | null; f: Funnel }[] =
+    latest.campaigns.length > 0 ? latest.campaigns.map((c) => ({ campaignId: c.campaignId, f: c.funnel })) : [{ campaignId: null, f: latest.funnel }];
   return subjects.flatMap(({ campaignId, f }) => {
     if (f.withEmail === 0) return [];
     const share = f.invalidEmails / f.withEmail;
@@ -126,7 +113,7 @@ function invalidEmails(list: ListReport, ctx: Context): Warning[] {
         code: 'invalid_emails' as const,
         segmentId: list.segmentId,
         campaignId,
-        message: `${pct(share)} of the customers with an email in ${who} have an invalid one (${num(f.invalidEmails)} of ${num(f.withEmail)}, run ${latest.runId}), over ${pct(ctx.thresholds.invalidEmailShare)}.`,
+        message: `${formatPercent(share)} of the customers with an email in ${who} have an invalid one (${num(f.invalidEmails)} of ${num(f.withEmail)}, run ${latest.runId}), over ${formatPercent(ctx.thresholds.invalidEmailShare)}.`,
         action:
           'A data-quality problem upstream: ask the team filling the customers table to check how emails are captured and exported (truncation, placeholders, wrong column); the job cannot send an invalid email.',
       },
@@ -150,9 +137,5 @@ function criteoRejected(list: ListReport): Warning[] {
   ];
 }
 
-const num = (v: number | null) => (v === null ? 'unknown' : v.toLocaleString('en-US'));
-const pct = (v: number) => `${(v * 100).toFixed(1)}%`;
-/** A UTC instant to the minute: unambiguous whatever the reader's zone. */
-export function stamp(iso: string): string {
-  return `${iso.slice(0, 16).replace('T', ' ')} UTC`;
-}
+/** A count in a message: "unknown" where Criteo gave none. */
+const num = (v: number | null) => formatCount(v, 'unknown');
