@@ -1,5 +1,5 @@
 import { formatCount, formatPercent, formatUtc } from '../core/format.js';
-import { lineChart } from './render-svg.js';
+import { esc, lineChart } from './render-svg.js';
 import type { CoverageReport, Funnel, LatestFunnel, ListReport, ListRun, Warning, WarningCode } from './types.js';
 
 /**
@@ -11,7 +11,6 @@ import type { CoverageReport, Funnel, LatestFunnel, ListReport, ListRun, Warning
  * divide, and every Criteo figure with when it was read.
  */
 
-const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 /** What the page prints for a figure that is not known: an en dash. */
 const UNKNOWN = '–';
 const n = (v: number | null | undefined) => formatCount(v, UNKNOWN);

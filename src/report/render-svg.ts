@@ -32,7 +32,8 @@ interface LineChartSpec {
   height?: number;
 }
 
-const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+/** Escapes text for HTML and SVG, attributes included. */
+export const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 /** The plot's geometry: margins, the y scale and where each x position and value fall. */
 interface Frame {
