@@ -29,8 +29,38 @@ export class SchemaError extends AudienceSyncError {
   readonly retryable = false;
 }
 
+/** How one call to Criteo went, as a failed call's error carries it. */
+export interface CallTrace {
+  /** HTTP requests made for the call (429 answers and token renewals included). */
+  attempts: number;
+  /** Time spent waiting: rate-limiter queue, backoff and 429 waits. */
+  waitedMs: number;
+  durationMs: number;
+  /**
+   * Whether Criteo may have applied the request: some attempt went unanswered
+   * or answered 5xx. A later definite refusal (400/403/404/401/429) does not
+   * undo an earlier attempt that may have gone through.
+   */
+  mayHaveApplied: boolean;
+}
+
+/**
+ * A failure met while talking to Criteo. When it ends a call of the Criteo
+ * client, `trace` says how that call went; it is absent otherwise (a token
+ * request made on its own).
+ */
+export abstract class CriteoError extends AudienceSyncError {
+  declare trace?: CallTrace;
+
+  /** Records how the call that ends with this error went; returns the error. */
+  withTrace(trace: CallTrace): this {
+    this.trace = trace;
+    return this;
+  }
+}
+
 /** Criteo refused the credentials, or refused a freshly renewed token: the run stops. */
-export class AuthenticationError extends AudienceSyncError {
+export class AuthenticationError extends CriteoError {
   readonly retryable = false;
   constructor(
     message: string,
@@ -45,7 +75,7 @@ export class AuthenticationError extends AudienceSyncError {
  * access to its advertiser), 404 (unknown list) or 400 (a request it will never
  * take). Nothing was applied; stop writing to that list, go on with the others.
  */
-export class ListRejectedError extends AudienceSyncError {
+export class ListRejectedError extends CriteoError {
   readonly retryable = false;
   constructor(
     message: string,
@@ -61,7 +91,7 @@ export class ListRejectedError extends AudienceSyncError {
  * next run picks the work up. `mayHaveApplied` is true when Criteo may have
  * acted on the request even though no answer came back.
  */
-export class TransientError extends AudienceSyncError {
+export class TransientError extends CriteoError {
   readonly retryable = true;
   constructor(
     message: string,
