@@ -402,6 +402,25 @@ describe('definite refusals: 400, 403, 404', () => {
   });
 });
 
+describe('a token endpoint that does not answer as OAuth', () => {
+  it.each([
+    ['a JSON null', 'null'],
+    ['a JSON number', '42'],
+    ['an HTML page', '<html>Bad Request</html>'],
+  ])('answering HTTP 400 with %s is a wrong CRITEO_API_URL, said in one line, not a crash', async (_name, body) => {
+    const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+      req.resume();
+      req.on('end', () => res.writeHead(400, { 'content-type': 'application/json' }).end(body));
+    });
+    await new Promise<void>((done) => server.listen(0, '127.0.0.1', () => done()));
+    closers.push(() => new Promise<void>((done) => server.close(() => done())));
+    const c = newClient(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    const error = await caught(c.accessToken());
+    expect(error).toBeInstanceOf(AuthenticationError);
+    expect(error.message).toMatch(/answered HTTP 400\): check CRITEO_API_URL$/);
+  });
+});
+
 // ---------------------------------------------------------------------------
 
 interface Scripted {

@@ -123,7 +123,8 @@ export class TokenSource {
     const problem = parseProblem(status, text);
     const fields = problemFields(problem);
     const env = safeJson<ErrorEnvelope>(text);
-    if (status === 404 || status === 405 || env === undefined) {
+    // An OAuth error is a JSON object; anything else (a page, null, a number) did not come from a token endpoint.
+    if (status === 404 || status === 405 || typeof env !== 'object' || env === null) {
       // Not an OAuth answer at all: the URL is wrong, not the secret.
       const message = `no Criteo token endpoint at CRITEO_API_URL (${this.settings.apiUrl}/oauth2/token answered HTTP ${status}): check CRITEO_API_URL`;
       return { next: 'stop', fields, error: this.authenticationFailed(new AuthenticationError(message, problem)) };
