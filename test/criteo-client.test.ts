@@ -340,6 +340,19 @@ describe('401', () => {
     expect(sb.members('501').size).toBe(10);
   });
 
+  it('calls that share one refused token request each fail with a trace of their own', async () => {
+    const sb = await withSandbox();
+    const c = newClient(sb.url, { CRITEO_CLIENT_SECRET: 'wrong-secret' });
+    const [a, b] = await Promise.all([c.amendContactList('501', 'add', ids(5)), c.amendContactList('502', 'add', ids(5))].map(caught));
+    expect(tokenCalls(sb)).toHaveLength(1);
+    expect(a).toBeInstanceOf(AuthenticationError);
+    expect(b).toBeInstanceOf(AuthenticationError);
+    expect(b!.message).toBe(a!.message);
+    expect(callTrace(a)).toMatchObject({ attempts: 1, mayHaveApplied: false });
+    expect(callTrace(b)).toMatchObject({ attempts: 1, mayHaveApplied: false });
+    expect(callTrace(a)).not.toBe(callTrace(b));
+  });
+
   it('a second 401 is one authentication error, and the client then sends nothing more', async () => {
     const sb = await withSandbox({ faults: { script: [{ operation: 'patch', nth: 1, times: 100, status: 401 }] } });
     const c = newClient(sb.url, { CRITEO_MAX_ATTEMPTS: '5' });

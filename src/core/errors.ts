@@ -52,10 +52,15 @@ export interface CallTrace {
 export abstract class CriteoError extends AudienceSyncError {
   declare trace?: CallTrace;
 
-  /** Records how the call that ends with this error went; returns the error. */
+  /**
+   * Records how the call that ends with this error went. An error that already
+   * carries a trace (one token failure shared by every call waiting on it) is
+   * copied, so each call keeps its own.
+   */
   withTrace(trace: CallTrace): this {
-    this.trace = trace;
-    return this;
+    const own = this.trace === undefined ? this : (Object.create(Object.getPrototypeOf(this) as object, Object.getOwnPropertyDescriptors(this)) as this);
+    own.trace = trace;
+    return own;
   }
 }
 
