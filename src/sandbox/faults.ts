@@ -3,17 +3,17 @@
  * to produce, either scripted ("the 3rd PATCH answers 503") or random but seeded,
  * so a failing run can be replayed exactly.
  *
- * This module only decides *what* goes wrong for a given call; src/sandbox/server.ts
+ * This module only decides *what* goes wrong for a given call; fault-replies.ts
  * turns the decision into HTTP behaviour.
  */
 import { z } from 'zod';
 
 /** The operations a fault can target; they match `SandboxCall.operation`. */
-export const FAULT_OPERATIONS = ['token', 'patch', 'delete', 'statistics', 'search', 'create'] as const;
-export type FaultOperation = (typeof FAULT_OPERATIONS)[number];
+const FAULT_OPERATIONS = ['token', 'patch', 'delete', 'statistics', 'search', 'create'] as const;
+type FaultOperation = (typeof FAULT_OPERATIONS)[number];
 
 /** Random faults, drawn from a seeded PRNG once per eligible call. */
-export interface RandomFaults {
+interface RandomFaults {
   /** Share of calls answered with one of `errorStatuses` (0–1). */
   errorRate?: number;
   /** Statuses picked uniformly for `errorRate` faults; default [500, 502, 503, 504]. */
@@ -30,7 +30,7 @@ export interface RandomFaults {
 }
 
 /** One scripted fault: fires for calls nth .. nth+times-1 of `operation`. */
-export interface ScriptedFault {
+interface ScriptedFault {
   operation: FaultOperation;
   /** 1-based count of calls of that operation since the plan was set. */
   nth: number;
@@ -66,7 +66,7 @@ export interface FaultPlan {
 }
 
 /** A plan after validation, with every default filled in. */
-export interface ResolvedFaultPlan {
+interface ResolvedFaultPlan {
   seed: number;
   random?: Required<RandomFaults>;
   tokenTtlSeconds?: number;
@@ -77,7 +77,7 @@ export interface ResolvedFaultPlan {
   rateLimitResetSeconds: number;
 }
 
-export class FaultPlanError extends Error {
+class FaultPlanError extends Error {
   override readonly name = 'FaultPlanError';
 }
 
@@ -147,8 +147,8 @@ const faultPlanSchema = z.strictObject({
 
 // Compile-time guard: the hand-written interfaces above stay in step with the schema.
 type AssertAssignable<T extends U, U> = T;
-export type _ResolvedMatchesSchema = AssertAssignable<z.output<typeof faultPlanSchema>, ResolvedFaultPlan>;
-export type _InputMatchesSchema = AssertAssignable<FaultPlan, z.input<typeof faultPlanSchema>>;
+type _ResolvedMatchesSchema = AssertAssignable<z.output<typeof faultPlanSchema>, ResolvedFaultPlan>;
+type _InputMatchesSchema = AssertAssignable<FaultPlan, z.input<typeof faultPlanSchema>>;
 
 /** Renders a zod path like ['script', 0, 'status'] as `script[0].status`. */
 function formatPath(path: ReadonlyArray<PropertyKey>): string {
@@ -186,7 +186,7 @@ export function mulberry32(seed: number): () => number {
   };
 }
 
-export type FaultAction = 'pass' | 'fail' | 'hang' | 'apply-then-fail' | 'apply-then-hang';
+type FaultAction = 'pass' | 'fail' | 'hang' | 'apply-then-fail' | 'apply-then-hang';
 
 export interface FaultDecision {
   action: FaultAction;
