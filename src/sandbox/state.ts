@@ -37,7 +37,8 @@ interface StateOutlets {
 
 /** A fresh state from the options, without segments or faults (installed after, in that order). */
 export function createState(contract: OpenAPIBackend, opts: SandboxOptions, outlets: StateOutlets): SandboxState {
-  const limit = opts.rateLimitPerMinute ?? 250;
+  // Absent: Criteo's own 250. null, like 0 and Infinity, means no limit (as in an options file).
+  const limit = opts.rateLimitPerMinute === undefined ? 250 : (opts.rateLimitPerMinute ?? 0);
   return {
     contract,
     replies: new ReplyChecker(contract, opts.validateResponses ?? true, outlets.contractViolations, outlets.loud),
