@@ -34,7 +34,7 @@ export async function findUncertainty(db: Db, segmentId: string): Promise<Uncert
 }
 
 /** Marks unsettled batches settled once a later sync has re-sent their work. */
-export async function supersedeBatches(db: Db, batchIds: readonly number[]): Promise<void> {
+async function supersedeBatches(db: Db, batchIds: readonly number[]): Promise<void> {
   if (batchIds.length === 0) return;
   await db
     .updateTable('audience_sync.batches')

@@ -1,4 +1,4 @@
-import { TransientError, oneLine, type CriteoProblem } from '../core/errors.js';
+import { AudienceSyncError, oneLine, type CriteoProblem } from '../core/errors.js';
 import type { ListSyncStatus } from '../db/schema.js';
 import type { ListTarget } from '../source/target-groups.js';
 import type { ListOutcome } from './types.js';
@@ -59,11 +59,12 @@ export interface Verdict {
   problem?: CriteoProblem;
 }
 
-/** What an error means for the list: incomplete (the next run resumes it) or failed. */
+/** What an error means for the list: incomplete when it is retryable (the next run resumes it), else failed. */
 export function classify(error: unknown): Verdict {
   const problem = (error as { problem?: CriteoProblem }).problem;
   const reason = oneLine(error);
-  const status = error instanceof TransientError || lostDatabase(error) ? 'incomplete' : 'failed';
+  const retryable = error instanceof AudienceSyncError ? error.retryable : lostDatabase(error);
+  const status = retryable ? 'incomplete' : 'failed';
   return { status, reason, ...(problem ? { problem } : {}) };
 }
 
