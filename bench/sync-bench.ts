@@ -68,7 +68,7 @@ function sourceDigest(): string {
 /** The newest result at the other size (1M or 10M) of the same job code, for the RSS growth target. */
 function previousResult(customers: number, jobFrom: string, source: string): BenchResult | undefined {
   const dir = join(ROOT, 'bench', 'results');
-  let files: string[] = [];
+  let files: string[];
   try {
     files = readdirSync(dir)
       .filter((f) => f.endsWith('.json'))
@@ -109,7 +109,7 @@ async function syncBench(): Promise<void> {
   const load = [loadavg()];
   log(`${customers.toLocaleString('en')} customers, churn ${churn}; work files in ${work}`);
 
-  const url = await freshDatabase(args['admin-url']!, args.database!, explain);
+  const url = await freshDatabase(args['admin-url'], args.database, explain);
   await migrate(url);
   const client = new pg.Client({ connectionString: url, application_name: 'audience-sync-bench' });
   await client.connect();
@@ -263,7 +263,7 @@ async function syncBench(): Promise<void> {
     await sandbox?.stop();
     await client.end();
     if (!args.keep) {
-      await dropDatabase(args['admin-url']!, args.database!);
+      await dropDatabase(args['admin-url'], args.database);
       rmSync(work, { recursive: true, force: true });
     } else {
       log(`kept database ${args.database} and ${work}`);
@@ -272,7 +272,7 @@ async function syncBench(): Promise<void> {
 }
 
 async function rateBench(): Promise<void> {
-  const url = await freshDatabase(args['admin-url']!, args.database!);
+  const url = await freshDatabase(args['admin-url'], args.database);
   await migrate(url);
   const work = mkdtempSync(join(tmpdir(), 'audience-sync-rate-'));
   try {
@@ -290,7 +290,7 @@ async function rateBench(): Promise<void> {
     log(`written ${file}`);
   } finally {
     if (!args.keep) {
-      await dropDatabase(args['admin-url']!, args.database!);
+      await dropDatabase(args['admin-url'], args.database);
       rmSync(work, { recursive: true, force: true });
     }
   }

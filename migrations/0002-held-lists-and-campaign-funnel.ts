@@ -23,6 +23,6 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     )`.execute(db);
 }
 
-export async function down(): Promise<void> {
-  throw new Error('migrations are forward-only');
+export function down(): Promise<void> {
+  return Promise.reject(new Error('migrations are forward-only'));
 }

@@ -5,6 +5,6 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`ALTER TABLE audience_sync.list_sync_campaigns ALTER COLUMN unique_identifiers DROP NOT NULL`.execute(db);
 }
 
-export async function down(): Promise<void> {
-  throw new Error('migrations are forward-only');
+export function down(): Promise<void> {
+  return Promise.reject(new Error('migrations are forward-only'));
 }

@@ -31,6 +31,6 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     WHERE c.customer_id = ci.customer_id AND c.email ~ '[^\\x01-\\x7f]'`.execute(db);
 }
 
-export async function down(): Promise<void> {
-  throw new Error('migrations are forward-only');
+export function down(): Promise<void> {
+  return Promise.reject(new Error('migrations are forward-only'));
 }

@@ -71,6 +71,6 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`CREATE INDEX plan_entries_batch_idx ON audience_sync.plan_entries (list_sync_id, operation, batch_no)`.execute(db);
 }
 
-export async function down(): Promise<void> {
-  throw new Error('migrations are forward-only');
+export function down(): Promise<void> {
+  return Promise.reject(new Error('migrations are forward-only'));
 }

@@ -294,7 +294,7 @@ describe('the CLI in a bad environment', () => {
         summary(unreachable)
           .lists.filter((l) => lists.includes(l.segmentId))
           .map((l) => [l.segmentId, l.status, l.reason]),
-      ).toEqual(lists.map((id) => [id, 'incomplete', expect.stringMatching(/^Criteo token endpoint unreachable after 2 attempts: ECONNREFUSED/)]));
+      ).toEqual(lists.map((id): unknown[] => [id, 'incomplete', expect.stringMatching(/^Criteo token endpoint unreachable after 2 attempts: ECONNREFUSED/)]));
 
       expect(wrongSecret.status).toBe(1);
       expect(summary(wrongSecret)).toMatchObject({

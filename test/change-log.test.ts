@@ -224,7 +224,7 @@ describe('the source change log', () => {
     try {
       const migrator = new Migrator({
         db: database.db,
-        provider: { getMigrations: async () => migrations },
+        provider: { getMigrations: () => Promise.resolve(migrations) },
         migrationTableSchema: 'audience_sync',
         migrationTableName: 'migrations',
         migrationLockTableName: 'migrations_lock',

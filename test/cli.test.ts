@@ -56,7 +56,7 @@ describe('migrate, then run, from the command line', () => {
     expect(summary).toMatchObject({ status: 'succeeded', lists: [{ segmentId: '501', added: 2500 }] });
     expect(sandbox.members('501').size).toBe(2500);
     // Logs are pino JSON on stderr, one object per line.
-    for (const line of first.stderr.trim().split('\n')) expect(() => JSON.parse(line)).not.toThrow();
+    for (const line of first.stderr.trim().split('\n')) expect((): unknown => JSON.parse(line)).not.toThrow();
 
     const writesBefore = sandbox.calls.filter((c) => c.operation === 'patch' || c.operation === 'delete').length;
     const second = await runCli(['run'], env);

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, type createHash as nodeCreateHash } from 'node:crypto';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { inject } from 'vitest';
@@ -169,7 +169,7 @@ export async function expectedIdentifiers(db: DbHandle['db'], segmentId: string,
 const WHATWG = /^[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
 
 /** A second, independent implementation of the identifier recipe, for checking the SQL one. */
-export function referenceIdentifier(email: string | null, createHash: typeof import('node:crypto').createHash): string | null {
+export function referenceIdentifier(email: string | null, createHash: typeof nodeCreateHash): string | null {
   if (email === null) return null;
   // The syntax is checked before lowercasing: toLowerCase() folds some non-ASCII letters to ASCII.
   const t = email.replace(/^[ \t\n\r\f]+|[ \t\n\r\f]+$/g, '');

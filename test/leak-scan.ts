@@ -48,7 +48,9 @@ export class LeakScanner {
   readonly scanned: { source: string; chars: number }[] = [];
   private readonly secrets: Secret[] = [];
   /** Emails indexed by the up-to-4 characters before '@' and the 4 after: maps[k] holds keys with k characters before. */
-  private readonly byKey: Map<string, { email: string; at: number; index: number }[]>[] = [0, 1, 2, 3, 4].map(() => new Map());
+  private readonly byKey: Map<string, { email: string; at: number; index: number }[]>[] = [0, 1, 2, 3, 4].map(
+    () => new Map<string, { email: string; at: number; index: number }[]>(),
+  );
   private emailCount = 0;
 
   constructor(needles: LeakNeedles = {}) {

@@ -29,7 +29,8 @@ export function captureLog(): { log: Logger; lines: Record<string, unknown>[]; r
 export function watchTokens(): { tokens: Set<string>; stop: () => void } {
   const tokens = new Set<string>();
   const onHeaders = (message: unknown) => {
-    const headers = String((message as { headers?: unknown }).headers ?? '');
+    // undici's sendHeaders message carries the raw request head as one string.
+    const headers = (message as { headers?: string }).headers ?? '';
     const match = /authorization: Bearer (\S+)\r\n/i.exec(headers);
     if (match?.[1]) tokens.add(match[1]);
   };

@@ -135,7 +135,7 @@ describe('RateLimiter', () => {
     expect(limiter.inFlight).toBe(0);
   });
 
-  it('slows down by a fifth after a 429, once per window however many 429s arrive together, never below one call', async () => {
+  it('slows down by a fifth after a 429, once per window however many 429s arrive together, never below one call', () => {
     const limiter = new RateLimiter(100, 60_000);
     expect(limiter.slowDown()).toBe(true);
     expect(limiter.effectiveLimit).toBe(80);
@@ -152,7 +152,7 @@ describe('RateLimiter', () => {
     expect(limiter.effectiveLimit).toBe(1);
   });
 
-  it('restores the configured limit for a new run', async () => {
+  it('restores the configured limit for a new run', () => {
     const limiter = new RateLimiter(100, 60_000);
     limiter.slowDown();
     expect(limiter.effectiveLimit).toBe(80);

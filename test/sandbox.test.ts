@@ -14,19 +14,54 @@ const BASE = '/2026-07/marketing-solutions';
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 const hashes = (n: number, prefix = 'user') => Array.from({ length: n }, (_, i) => sha(`${prefix}${i}@example.com`));
 
-interface Answer {
-  status: number;
-  headers: Headers;
-  // JSON under test: loosely typed on purpose, the assertions do the checking.
-  body: any;
+// JSON under test: typed as far as the tests read it, the assertions do the checking.
+/** One entry of the API's error list. */
+interface ApiError {
+  type: string;
+  code: string;
+  traceId: string;
+}
+interface Resource {
+  id: string;
+  type: string;
+  attributes: Record<string, unknown>;
+}
+/** A contact-list amendment: the one resource whose attributes a test reads by name. */
+interface Amendment extends Resource {
+  attributes: { requestDate: string } & Record<string, unknown>;
+}
+/** The API's envelope; `errors` is empty on success. */
+interface Envelope<D = Resource> {
+  data: D;
+  meta?: Record<string, unknown>;
+  errors: ApiError[];
+  warnings: unknown[];
+}
+/** The OAuth endpoint's answer: a token, or an error and its description. */
+interface TokenBody {
+  access_token?: string;
+  token_type?: string;
+  expires_in?: number;
+  error?: string;
+  error_description?: string;
+}
+/** The admin endpoints' refusal. */
+interface AdminError {
+  error: string;
 }
 
-async function http(
+interface Answer<B = Envelope> {
+  status: number;
+  headers: Headers;
+  body: B;
+}
+
+async function http<B = Envelope>(
   sb: Sandbox,
   method: string,
   path: string,
   opts: { token?: string; body?: unknown; raw?: string; signal?: AbortSignal } = {},
-): Promise<Answer> {
+): Promise<Answer<B>> {
   const headers: Record<string, string> = {};
   if (opts.token) headers['authorization'] = `Bearer ${opts.token}`;
   let body: string | undefined = opts.raw;
@@ -34,16 +69,16 @@ async function http(
   if (body !== undefined) headers['content-type'] = 'application/json';
   const res = await fetch(`${sb.url}${path}`, { method, headers, body, signal: opts.signal });
   const text = await res.text();
-  return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined };
+  return { status: res.status, headers: res.headers, body: (text ? JSON.parse(text) : undefined) as B };
 }
 
-async function tokenFor(sb: Sandbox, clientId = 'sandbox-client', clientSecret = 'sandbox-secret'): Promise<Answer> {
+async function tokenFor(sb: Sandbox, clientId = 'sandbox-client', clientSecret = 'sandbox-secret'): Promise<Answer<TokenBody>> {
   const res = await fetch(`${sb.url}/oauth2/token`, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
     body: new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, client_secret: clientSecret }).toString(),
   });
-  return { status: res.status, headers: res.headers, body: await res.json() };
+  return { status: res.status, headers: res.headers, body: (await res.json()) as TokenBody };
 }
 
 async function token(sb: Sandbox, clientId?: string, secret?: string): Promise<string> {
@@ -57,7 +92,7 @@ const amendment = (operation: 'add' | 'remove', identifiers: string[], identifie
 });
 
 const patch = (sb: Sandbox, t: string, id: string, operation: 'add' | 'remove', identifiers: string[], signal?: AbortSignal) =>
-  http(sb, 'PATCH', `${BASE}/audience-segments/${id}/contact-list`, { token: t, body: amendment(operation, identifiers), signal });
+  http<Envelope<Amendment>>(sb, 'PATCH', `${BASE}/audience-segments/${id}/contact-list`, { token: t, body: amendment(operation, identifiers), signal });
 
 const started: Sandbox[] = [];
 async function sandbox(opts: SandboxOptions = {}): Promise<Sandbox> {
@@ -120,7 +155,7 @@ describe('token endpoint', () => {
     const expired = await http(sb, 'GET', `${BASE}/audience-segments/101/contact-list/statistics`, { token: t });
     expect(expired.status).toBe(401);
     expect(expired.body.errors[0]).toMatchObject({ type: 'authentication', code: 'authorization-token-expired' });
-    expect(expired.body.errors[0].traceId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(expired.body.errors[0]!.traceId).toMatch(/^[0-9a-f-]{36}$/);
   });
 
   it('answers authorization-token-invalid for a missing or unknown token', async () => {
@@ -131,7 +166,7 @@ describe('token endpoint', () => {
       expect(answer.status).toBe(401);
       expect(answer.body).toMatchObject({ errors: [{ type: 'authentication', code: 'authorization-token-invalid' }], warnings: [] });
     }
-    expect(missing.body.errors[0].traceId).not.toBe(unknown.body.errors[0].traceId);
+    expect(missing.body.errors[0]!.traceId).not.toBe(unknown.body.errors[0]!.traceId);
   });
 });
 
@@ -219,7 +254,7 @@ describe('contact lists', () => {
     }
     const malformed = await http(sb, 'PATCH', path, { token: t, raw: '{"data":' });
     expect(malformed.status).toBe(400);
-    expect(malformed.body.errors[0].code).toBe('invalid-json');
+    expect(malformed.body.errors[0]!.code).toBe('invalid-json');
     const noBody = await http(sb, 'PATCH', path, { token: t });
     expect(noBody.status).toBe(400);
     // The segment id is an int32 in the contract.
@@ -245,7 +280,7 @@ describe('contact lists', () => {
         await http(sb, 'GET', `${BASE}/audience-segments/${id}/contact-list/statistics`, { token: t }),
       ]) {
         expect(answer.status, id).toBe(status);
-        expect(answer.body.errors[0].type).toBe(type);
+        expect(answer.body.errors[0]!.type).toBe(type);
       }
     };
     await check('999', 404, 'validation');
@@ -318,13 +353,13 @@ describe('segment search and create', () => {
     });
     const t = await token(sb, 'narrow', 's');
     const search = (query: string, attributes: object) =>
-      http(sb, 'POST', `${BASE}/audience-segments/search${query}`, { token: t, body: { data: { type: 'AudienceSegment', attributes } } });
+      http<Envelope<Resource[]>>(sb, 'POST', `${BASE}/audience-segments/search${query}`, { token: t, body: { data: { type: 'AudienceSegment', attributes } } });
 
     const all = await search('?limit=2&offset=1', {});
     expect(all.status).toBe(200);
     expect(all.body.meta).toEqual({ limit: 2, offset: 1, totalItems: 3 });
     expect(all.body.data.map((s: { id: string }) => s.id)).toEqual(['102', '103']);
-    expect(all.body.data[0].attributes).toMatchObject({ advertiserId: '7', name: 'B', type: 'ContactList' });
+    expect(all.body.data[0]!.attributes).toMatchObject({ advertiserId: '7', name: 'B', type: 'ContactList' });
 
     const byId = await search('', { audienceSegmentIds: ['103', '201', '999'] });
     expect(byId.body.data.map((s: { id: string }) => s.id)).toEqual(['103']);
@@ -338,20 +373,31 @@ describe('segment search and create', () => {
     const sb = await sandbox();
     const t = await token(sb);
     const body = { data: [{ type: 'AudienceSegment', attributes: { advertiserId: '7', name: 'Fresh list', contactList: {} } }] };
-    const created = await http(sb, 'POST', `${BASE}/audience-segments/create`, { token: t, body });
+    const created = await http<Envelope<Resource[]>>(sb, 'POST', `${BASE}/audience-segments/create`, { token: t, body });
     expect(created.status).toBe(200);
-    const id = created.body.data[0].id as string;
-    expect(created.body.data[0].attributes).toMatchObject({ advertiserId: '7', name: 'Fresh list', type: 'ContactList' });
+    const id = created.body.data[0]!.id;
+    expect(created.body.data[0]!.attributes).toMatchObject({ advertiserId: '7', name: 'Fresh list', type: 'ContactList' });
     expect(sb.members(id).size).toBe(0);
     expect((await patch(sb, t, id, 'add', hashes(2))).status).toBe(200);
     // Names are unique per advertiser.
     const again = await http(sb, 'POST', `${BASE}/audience-segments/create`, { token: t, body });
     expect(again.status).toBe(400);
-    expect(again.body.errors[0].code).toBe('duplicate-name');
+    expect(again.body.errors[0]!.code).toBe('duplicate-name');
   });
 });
 
 describe('rate limit', () => {
+  it.each([
+    ["absent: Criteo's 250 a minute", undefined, '250'],
+    ['null: none', null, null],
+  ])('rateLimitPerMinute %s', async (_name, rateLimitPerMinute, limitHeader) => {
+    const sb = await sandbox(rateLimitPerMinute === undefined ? {} : { rateLimitPerMinute });
+    const t = await token(sb);
+    const ok = await http(sb, 'GET', `${BASE}/audience-segments/101/contact-list/statistics`, { token: t });
+    expect(ok.status).toBe(200);
+    expect(ok.headers.get('x-ratelimit-limit')).toBe(limitHeader);
+  });
+
   it('answers 429 with x-ratelimit headers past the per-client limit and does not count rejected calls', async () => {
     const sb = await sandbox({ rateLimitPerMinute: 5 });
     const t = await token(sb);
@@ -408,7 +454,7 @@ describe('fault plans', () => {
     const ids = hashes(3);
     const answer = await patch(sb, t, '101', 'add', ids);
     expect(answer.status).toBe(502);
-    expect(answer.body.errors[0].type).toBe('availability');
+    expect(answer.body.errors[0]!.type).toBe('availability');
     expect(sb.members('101')).toEqual(new Set(ids));
   });
 
@@ -449,7 +495,7 @@ describe('fault plans', () => {
     const t = await token(sb);
     const answer = await http(sb, 'GET', `${BASE}/audience-segments/101/contact-list/statistics`, { token: t });
     expect(answer.status).toBe(429);
-    expect(answer.body.errors[0].type).toBe('quota');
+    expect(answer.body.errors[0]!.type).toBe('quota');
     const reset = Number(answer.headers.get('x-ratelimit-reset'));
     expect(reset - Date.now() / 1000).toBeGreaterThan(2);
     expect(reset - Date.now() / 1000).toBeLessThanOrEqual(4);
@@ -507,24 +553,24 @@ describe('admin endpoints', () => {
     const t = await token(sb);
     const ids = hashes(5, 'adm');
     await patch(sb, t, '555', 'add', ids);
-    const members = await http(sb, 'GET', '/_sandbox/segments/555/members');
+    const members = await http<string[]>(sb, 'GET', '/_sandbox/segments/555/members');
     expect(members.status).toBe(200);
     expect(members.body).toEqual([...ids].sort());
     expect((await http(sb, 'GET', '/_sandbox/segments/556/members')).status).toBe(404);
 
-    const calls = await http(sb, 'GET', '/_sandbox/calls');
+    const calls = await http<{ operation: string }[]>(sb, 'GET', '/_sandbox/calls');
     expect(calls.body.map((c: { operation: string }) => c.operation)).toEqual(['token', 'patch']);
 
     const faults = await http(sb, 'PUT', '/_sandbox/faults', { body: { script: [{ operation: 'patch', nth: 1, status: 500 }] } });
     expect(faults.status).toBe(200);
     expect((await patch(sb, t, '555', 'add', hashes(1, 'x'))).status).toBe(500);
-    const badPlan = await http(sb, 'PUT', '/_sandbox/faults', { body: { script: [{ operation: 'patch', nth: 'one', status: 500 }] } });
+    const badPlan = await http<AdminError>(sb, 'PUT', '/_sandbox/faults', { body: { script: [{ operation: 'patch', nth: 'one', status: 500 }] } });
     expect(badPlan.status).toBe(400);
     expect(badPlan.body.error).toMatch(/script\[0\]\.nth/);
     expect((await http(sb, 'PUT', '/_sandbox/faults', { raw: 'null' })).status).toBe(200);
     expect((await patch(sb, t, '555', 'add', hashes(1, 'x'))).status).toBe(200);
 
-    const badSegment = await http(sb, 'POST', '/_sandbox/segments', { body: { id: 'abc', advertiserId: '9' } });
+    const badSegment = await http<AdminError>(sb, 'POST', '/_sandbox/segments', { body: { id: 'abc', advertiserId: '9' } });
     expect(badSegment.status).toBe(400);
     expect(badSegment.body.error).toMatch(/^id:/);
   });
@@ -562,7 +608,10 @@ describe('configuration', () => {
 
   it('answers 500 and records a violation when a response breaks the contract', async () => {
     // A copy of the contract that demands a field the sandbox never sends.
-    const contract = JSON.parse(readFileSync(defaultContractPath(), 'utf8'));
+    // Only the schema this test tightens is typed; the rest is written back as read.
+    const contract = JSON.parse(readFileSync(defaultContractPath(), 'utf8')) as {
+      components: { schemas: { ContactListStatisticsEntityV1: { required: string[] } } };
+    };
     contract.components.schemas.ContactListStatisticsEntityV1.required = ['sandboxNeverSendsThis'];
     const contractPath = join(dir, 'strict-contract.json');
     writeFileSync(contractPath, JSON.stringify(contract));
@@ -572,7 +621,7 @@ describe('configuration', () => {
       const t = await token(sb);
       const answer = await http(sb, 'GET', `${BASE}/audience-segments/101/contact-list/statistics`, { token: t });
       expect(answer.status).toBe(500);
-      expect(answer.body.errors[0].code).toBe('sandbox-contract-violation');
+      expect(answer.body.errors[0]!.code).toBe('sandbox-contract-violation');
       expect(sb.contractViolations).toHaveLength(1);
       expect(logged.join('\n')).toMatch(/CONTRACT VIOLATION/);
     } finally {

@@ -2,7 +2,6 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { convergence, createWorld, patchCalls, seedCampaigns, seedCustomers, seedTargetGroup, type World } from './helpers.js';
 
-const DAY = 86_400_000;
 let world: World;
 
 beforeAll(async () => {

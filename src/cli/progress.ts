@@ -2,11 +2,17 @@ import cliProgress from 'cli-progress';
 import type { Logger } from '../core/logger.js';
 import type { ListProgress } from '../sync/run.js';
 
+/** Plain function properties, so `update` can be handed on as a callback. */
+export interface ProgressReporter {
+  update: (p: ListProgress) => void;
+  stop: () => void;
+}
+
 /**
  * A bar per list on a terminal; on anything else (cron, Kubernetes logs)
  * plain log lines at most every few seconds per list.
  */
-export function progressReporter(log: Logger, stream: NodeJS.WriteStream = process.stderr) {
+export function progressReporter(log: Logger, stream: NodeJS.WriteStream = process.stderr): ProgressReporter {
   if (stream.isTTY) {
     const bars = new cliProgress.MultiBar(
       { format: 'list {list} [{bar}] {value}/{total} identifiers', hideCursor: true, clearOnComplete: false, stream },
@@ -14,7 +20,7 @@ export function progressReporter(log: Logger, stream: NodeJS.WriteStream = proce
     );
     const byList = new Map<string, cliProgress.SingleBar>();
     return {
-      update(p: ListProgress) {
+      update: (p: ListProgress) => {
         let bar = byList.get(p.segmentId);
         if (!bar) {
           bar = bars.create(Math.max(p.planned, 1), 0, { list: p.segmentId });
@@ -28,7 +34,7 @@ export function progressReporter(log: Logger, stream: NodeJS.WriteStream = proce
   }
   const lastLogged = new Map<string, number>();
   return {
-    update(p: ListProgress) {
+    update: (p: ListProgress) => {
       const now = Date.now();
       if (p.done !== p.planned && now - (lastLogged.get(p.segmentId) ?? 0) < 5000) return;
       lastLogged.set(p.segmentId, now);

@@ -9,7 +9,7 @@ const migrationTables = { migrationTableSchema: 'audience_sync', migrationTableN
 function migrator(db: Db): Migrator {
   return new Migrator({
     db,
-    provider: { getMigrations: async () => migrations },
+    provider: { getMigrations: () => Promise.resolve(migrations) },
     ...migrationTables,
   });
 }
@@ -21,7 +21,8 @@ function migrator(db: Db): Migrator {
 export async function migrateToLatest(db: Db): Promise<string[]> {
   await sql`CREATE SCHEMA IF NOT EXISTS audience_sync`.execute(db);
   const { error, results } = await migrator(db).migrateToLatest();
-  if (error) throw error;
+  // Kysely types the failure as unknown; what a migration or pg throws is an Error, rethrown as is.
+  if (error) throw error instanceof Error ? error : new Error('a migration failed', { cause: error });
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
 }
 

