@@ -1,6 +1,7 @@
 import { loadConfig, type Config, type ConfigNeeds } from '../core/config.js';
 import { CriteoClient } from '../criteo/client.js';
 import { connect, describeDatabaseUrl, ping, type DbHandle } from '../db/connection.js';
+import { DatabaseUnreachableError } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/logger.js';
 
 /** Wires config, database, logger and client for a command, and closes them after. */
@@ -19,7 +20,7 @@ export async function withApp<T>(needs: ConfigNeeds, fn: (app: App) => Promise<T
   try {
     await ping(database.db).catch((error: unknown) => {
       const code = (error as { code?: string }).code;
-      throw new DatabaseUnreachable(`cannot reach Postgres at ${describeDatabaseUrl(config.databaseUrl)}${code ? ` (${code})` : ''}`);
+      throw new DatabaseUnreachableError(`cannot reach Postgres at ${describeDatabaseUrl(config.databaseUrl)}${code ? ` (${code})` : ''}`);
     });
     return await fn({ config, log, database, client });
   } finally {
@@ -27,5 +28,3 @@ export async function withApp<T>(needs: ConfigNeeds, fn: (app: App) => Promise<T
     await database.close();
   }
 }
-
-export class DatabaseUnreachable extends Error {}

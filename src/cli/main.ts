@@ -19,9 +19,9 @@ import { planSync, runSync, type RunSummary, type SyncOptions } from '../sync/ru
  * held, or the run could not complete; 2 bad usage, configuration or schema
  * (nothing was written).
  */
-export const EXIT_OK = 0;
-export const EXIT_FAILED = 1;
-export const EXIT_USAGE = 2;
+const EXIT_OK = 0;
+const EXIT_FAILED = 1;
+const EXIT_USAGE = 2;
 
 const program = new Command('audience-sync')
   .description('Keeps Criteo Audience Lists in step with campaign target groups held in Postgres')
@@ -266,7 +266,7 @@ async function syncOnce(
   process.exitCode = exitCodeOf(summary);
 }
 
-export function exitCodeOf(summary: RunSummary): number {
+function exitCodeOf(summary: RunSummary): number {
   return summary.status === 'succeeded' || summary.status === 'interrupted' ? EXIT_OK : EXIT_FAILED;
 }
 

@@ -29,6 +29,11 @@ export class SchemaError extends AudienceSyncError {
   readonly retryable = false;
 }
 
+/** Postgres did not answer at start: nothing was written; the next run tries again. */
+export class DatabaseUnreachableError extends AudienceSyncError {
+  readonly retryable = true;
+}
+
 /** How one call to Criteo went, as a failed call's error carries it. */
 export interface CallTrace {
   /** HTTP requests made for the call (429 answers and token renewals included). */
