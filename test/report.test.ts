@@ -396,7 +396,7 @@ describe('the report against the sandbox', () => {
     // Every batch was well formed: Criteo rejected nothing.
     expect(list.runs.every((x) => x.criteoInvalid === 0 && x.batches.length > 0)).toBe(true);
 
-    // The earlier API still answers from the same figures.
+    // The `coverage` command's rows say the same.
     expect((await coverageByList(db, { segmentIds: ['601'] }))[0]).toMatchObject({ synced: held.size, matched, targetGroupSize: 2_030 });
   });
 });

@@ -8,7 +8,7 @@ import { migrateToLatest } from '../db/migrate.js';
 import { preflight } from '../sync/preflight.js';
 import { progressReporter } from './progress.js';
 import { pushRunMetrics } from '../report/metrics.js';
-import { buildCoverageReport, coverageRows } from '../report/build.js';
+import { buildCoverageReport, coverageByList } from '../report/build.js';
 import { writeReport, type ReportFormat } from '../report/output.js';
 import { isValidCron, runSchedule } from '../sync/schedule.js';
 import { segmentsOfCampaigns } from '../source/target-groups.js';
@@ -142,9 +142,7 @@ program
   .description('match coverage of each list, from its latest sync (one line each; see `report`)')
   .option('--json', 'print as JSON')
   .action(async (opts: { json?: boolean }) => {
-    const rows = await withApp({ database: true }, async ({ database, config }) =>
-      coverageRows(await buildCoverageReport(database.db, { lowMatchRate: config.lowMatchRate, since: new Date(0) })),
-    );
+    const rows = await withApp({ database: true }, ({ database, config }) => coverageByList(database.db, { lowMatchRate: config.lowMatchRate }));
     if (opts.json) json(rows);
     else out(formatCoverage(rows));
   });

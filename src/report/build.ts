@@ -257,9 +257,8 @@ export function coverageRows(report: CoverageReport): CoverageRow[] {
 }
 
 /**
- * The `coverage` rows over every run ever (since the epoch), judged at the
- * current time, optionally narrowed to some lists: a list's coverage in one
- * call, for code that needs no report options.
+ * What `audience-sync coverage` prints: a row per list from its latest sync,
+ * over every run (since the epoch), judged now, optionally narrowed to some lists.
  */
 export async function coverageByList(db: Db, filter: { segmentIds?: readonly string[]; lowMatchRate?: number } = {}): Promise<CoverageRow[]> {
   const report = await buildCoverageReport(db, { lowMatchRate: filter.lowMatchRate ?? 0.3, since: new Date(0) });
