@@ -16,7 +16,7 @@
  *
  * BENCH_IDLE=1 loads, connects, takes a token and stops: the fixed part of the RSS.
  */
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { Kysely, PostgresDialect, type LogEvent } from 'kysely';
 import type pg from 'pg';
 import { withApp } from '../src/cli/app.js';
@@ -67,11 +67,21 @@ function recordNotices(pool: pg.Pool): void {
   });
 }
 
+/** VmHWM from /proc/self/status (Linux), or undefined elsewhere. */
+function highWaterKb(): number | undefined {
+  try {
+    const m = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 const sampleMemory = () => {
   const m = process.memoryUsage();
-  emit({ ev: 'rss', t: now(), rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers });
+  emit({ ev: 'rss', t: now(), rss: m.rss, heapTotal: m.heapTotal, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers });
 };
-const sampler = setInterval(sampleMemory, 200);
+const sampler = setInterval(sampleMemory, Number(process.env.BENCH_SAMPLE_MS ?? 200));
 
 let exitCode = 0;
 try {
@@ -110,8 +120,10 @@ try {
   exitCode = 1;
 } finally {
   clearInterval(sampler);
-  // ru_maxrss: the most this process ever held resident, in kilobytes.
-  emit({ ev: 'maxrss', kb: process.resourceUsage().maxRSS });
+  // The most this process ever held resident, in kilobytes: VmHWM, the high-water mark of this program's
+  // own memory. ru_maxrss (kept as rusageKb) also counts the address space the process had before its exec,
+  // a fork of the bench process, so it can report the parent's size instead of the job's.
+  emit({ ev: 'maxrss', kb: highWaterKb() ?? process.resourceUsage().maxRSS, rusageKb: process.resourceUsage().maxRSS });
   closeSync(events);
 }
 process.exitCode = exitCode;

@@ -39,6 +39,8 @@ const { values: args } = parseArgs({
     'rate-batch-size': { type: 'string', default: '50' },
     keep: { type: 'boolean', default: false },
     tsx: { type: 'boolean', default: false },
+    // The Docker image's NODE_OPTIONS (see the Dockerfile), so the job is measured as deployed.
+    'node-options': { type: 'string', default: '--max-semi-space-size=16' },
   },
   strict: true,
 });
@@ -138,6 +140,8 @@ async function syncBench(): Promise<void> {
       CRITEO_CLIENT_SECRET: BENCH_CLIENT.clientSecret,
       // No limit of ours either: the send phase is bound by the sandbox, or by the job.
       CRITEO_MAX_CALLS_PER_MINUTE: '1000000',
+      // The job's own Node flags, as a deployment would set them (e.g. --max-semi-space-size).
+      ...(args['node-options'] ? { NODE_OPTIONS: args['node-options'] } : {}),
       LOG_LEVEL: 'info',
     };
 
