@@ -18,10 +18,14 @@ function countCalls(calls: SandboxCallRecord[]): Record<string, number> {
   return out;
 }
 
-/** ceil(adds / 50,000) + ceil(removes / 50,000) per list, one DELETE per emptied list, one statistics read per touched list. */
+/**
+ * One search per run (which advertiser owns each list, checked before any write), then per list
+ * ceil(adds / 50,000) + ceil(removes / 50,000), one DELETE per emptied list, one statistics read per touched list.
+ */
 function minimumCalls(phases: RunPhases): Record<string, number> {
-  const out: Record<string, number> = { 'patch-add': 0, 'patch-remove': 0, delete: 0, statistics: 0 };
-  for (const l of phases.summary?.lists ?? []) {
+  const lists = phases.summary?.lists ?? [];
+  const out: Record<string, number> = { search: lists.length > 0 ? 1 : 0, 'patch-add': 0, 'patch-remove': 0, delete: 0, statistics: 0 };
+  for (const l of lists) {
     const adds = Math.ceil(l.toAdd / BATCH);
     if (l.action === 'empty') {
       const needed = (l.ledgerBefore ?? 0) > 0;
@@ -40,7 +44,7 @@ function minimumCalls(phases: RunPhases): Record<string, number> {
 export function apiCalls(sandboxCalls: SandboxCallRecord[], phases: RunPhases): ApiCalls {
   const observed = countCalls(sandboxCalls);
   const minimum = minimumCalls(phases);
-  const keys = ['patch-add', 'patch-remove', 'delete', 'statistics'];
+  const keys = ['search', 'patch-add', 'patch-remove', 'delete', 'statistics'];
   const total = (r: Record<string, number>) => keys.reduce((s, k) => s + (r[k] ?? 0), 0);
   const patches = sandboxCalls.filter((c) => c.operation === 'patch');
   // The send rate is taken on the big list alone: the small one is sent while the big one is still planning.

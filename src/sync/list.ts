@@ -34,6 +34,7 @@ export async function syncList(deps: SyncDeps, job: ListJob): Promise<ListResult
   const { target } = job;
   const log = job.log.child({ list: target.segmentId, campaigns: target.activeCampaignIds });
   const outcome = baseOutcome(target, actionOf(target));
+  if (job.refusal) return { outcome: await refuseList(deps.db, job, job.refusal, outcome, log) };
   const lock = await deps.pool.connect();
   try {
     if (!(await acquireListLock(lock, deps.config.lockWaitSeconds, target.segmentId))) return { outcome: await skipLockedList(deps.db, job, outcome, log) };
@@ -72,6 +73,16 @@ async function skipLockedList(db: Db, job: ListJob, outcome: ListOutcome, log: L
   outcome.listSyncId = await startListSync(db, listSyncStart(job, outcome.action));
   await finishListSync(db, outcome.listSyncId, 'skipped', { reason: outcome.reason });
   log.warn({ reason: outcome.reason }, 'list skipped');
+  return outcome;
+}
+
+/** Records a list the run must not write to, and why; nothing is sent, and the ledger is untouched. */
+async function refuseList(db: Db, job: ListJob, refusal: NonNullable<ListJob['refusal']>, outcome: ListOutcome, log: Logger): Promise<ListOutcome> {
+  outcome.status = refusal.status;
+  outcome.reason = refusal.reason;
+  outcome.listSyncId = await startListSync(db, listSyncStart(job, outcome.action));
+  await finishListSync(db, outcome.listSyncId, refusal.status, { reason: refusal.reason });
+  log.warn({ reason: refusal.reason }, 'list refused');
   return outcome;
 }
 

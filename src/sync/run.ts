@@ -1,16 +1,17 @@
 import pLimit from 'p-limit';
-import { oneLine, type AuthenticationError } from '../core/errors.js';
+import { AuthenticationError, oneLine } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { holdRunLock } from '../db/locks.js';
 import type { RunStatus } from '../db/schema.js';
 import { assertMigrated } from '../db/migrate.js';
 import { pruneChangeLog } from '../source/change-log.js';
 import { findListTargets, type ListTarget } from '../source/target-groups.js';
+import { advertiserMismatch, findListOwners } from './advertisers.js';
 import { syncList } from './list.js';
 import { failedOutside, interruptedBeforeStart, notFedByAnyCampaign } from './outcome.js';
 import { discardOrphanedPlans } from './plan.js';
 import { closeAbandonedRuns, finishRun, startRun } from './records.js';
-import type { ListOutcome, RunSummary, SyncDeps, SyncOptions } from './types.js';
+import type { ListJob, ListOutcome, RunSummary, SyncDeps, SyncOptions } from './types.js';
 
 export type { ListOutcome, ListProgress, PlannedList, PlanSummary, RunSummary, SyncDeps, SyncOptions } from './types.js';
 export { planSync } from './dry-run.js';
@@ -91,11 +92,18 @@ async function syncLists(deps: SyncDeps, runId: number, asOf: Date, log: Logger,
   const onOuterAbort = () => abort.abort(options.signal?.reason);
   options.signal?.addEventListener('abort', onOuterAbort, { once: true });
   let authFailure: AuthenticationError | undefined;
+  const owners = await findListOwners(deps.client, targets).catch((error: unknown) => {
+    if (!(error instanceof AuthenticationError)) return oneLine(error);
+    authFailure = error;
+    abort.abort(error);
+    return undefined;
+  });
 
   const limit = pLimit(deps.config.listConcurrency);
   const one = async (target: ListTarget): Promise<ListOutcome> => {
     if (abort.signal.aborted) return interruptedBeforeStart(target, authFailure ? 'run aborted: authentication failed' : 'run interrupted');
-    const result = await syncList(deps, { runId, asOf, target, signal: abort.signal, log, options });
+    const refusal = refusalOf(target, owners);
+    const result = await syncList(deps, { runId, asOf, target, signal: abort.signal, log, options, ...(refusal ? { refusal } : {}) });
     if (result.authFailure) {
       authFailure ??= result.authFailure;
       abort.abort(result.authFailure);
@@ -105,6 +113,18 @@ async function syncLists(deps: SyncDeps, runId: number, asOf: Date, log: Logger,
   const outcomes = await Promise.all(targets.map((target) => limit(() => one(target)).catch((error: unknown) => failedOutside(target, error))));
   options.signal?.removeEventListener('abort', onOuterAbort);
   return { lists: [...unknown.map(notFedByAnyCampaign), ...outcomes], authFailure };
+}
+
+/** Why the list must not be written to in this run: its owner is another advertiser, or could not be learnt. */
+function refusalOf(target: ListTarget, owners: Map<string, string | null> | string | undefined): ListJob['refusal'] {
+  if (typeof owners === 'string') {
+    return {
+      status: 'incomplete',
+      reason: `could not check which advertiser owns list ${target.segmentId} (${owners}); nothing was sent, the next run retries`,
+    };
+  }
+  const mismatch = advertiserMismatch(target, owners?.get(target.segmentId));
+  return mismatch ? { status: 'failed', reason: `list ${target.segmentId} ${mismatch}: nothing was sent to it` } : undefined;
 }
 
 /** Housekeeping: a failure here loses nothing (the rows stay for the next run), so it never fails the run. */

@@ -103,6 +103,8 @@ export interface ListJob {
   runId: number;
   asOf: Date;
   target: ListTarget;
+  /** Why nothing may be written to the list in this run (another advertiser's list, or its owner unknown). */
+  refusal?: { status: 'failed' | 'incomplete'; reason: string };
   signal: AbortSignal;
   log: Logger;
   options: SyncOptions;
