@@ -382,7 +382,7 @@ describe('segment search and create', () => {
     // Names are unique per advertiser.
     const again = await http(sb, 'POST', `${BASE}/audience-segments/create`, { token: t, body });
     expect(again.status).toBe(400);
-    expect(again.body.errors[0]!.code).toBe('duplicate-name');
+    expect(again.body.errors[0]!.code).toBe('name-must-be-unique');
   });
 });
 

@@ -96,6 +96,39 @@ export class ListRejectedError extends CriteoError {
 }
 
 /**
+ * Criteo refused to create a segment because its advertiser already has one
+ * of that name (`name-must-be-unique`): another creator won the race, or an
+ * earlier attempt whose answer was lost went through. Search for the name
+ * again; nothing new was created by this request.
+ */
+export class NameTakenError extends ListRejectedError {
+  constructor(
+    message: string,
+    problem: CriteoProblem,
+    readonly advertiserId: string,
+    readonly segmentName: string,
+  ) {
+    super(message, problem);
+  }
+}
+
+/**
+ * Criteo answered 410: the API version in CRITEO_API_VERSION is past its
+ * sunset and no call under it will ever succeed. Not retryable; the run stops,
+ * as on an authentication failure, until the setting names a supported version.
+ */
+export class VersionRetiredError extends CriteoError {
+  readonly retryable = false;
+  constructor(
+    message: string,
+    readonly apiVersion: string,
+    readonly problem?: CriteoProblem,
+  ) {
+    super(message);
+  }
+}
+
+/**
  * 5xx, timeouts and broken connections after every attempt was used, or a
  * rate-limit wait longer than allowed. The list is left incomplete and the
  * next run picks the work up. `mayHaveApplied` is true when Criteo may have

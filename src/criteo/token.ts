@@ -108,7 +108,7 @@ export class TokenSource {
   private settle(answer: Answer, state: CallState): Verdict<string> {
     const { status, text } = answer;
     if (status === 200) {
-      const body = safeJson<{ access_token?: string; expires_in?: number }>(text);
+      const body = safeJson<{ access_token?: string; expires_in?: number; refresh_token?: string }>(text);
       if (!body?.access_token) {
         return { next: 'stop', error: this.authenticationFailed(new AuthenticationError('Criteo token endpoint answered without an access_token')) };
       }
@@ -117,6 +117,8 @@ export class TokenSource {
       const margin = Math.min(TOKEN_RENEW_MARGIN_MS, ttlMs * TOKEN_RENEW_SHARE);
       this.token = { value: body.access_token, renewAt: answer.startedAt + ttlMs - margin };
       redactValue(body.access_token); // scrubbed from every log line by value, not only by field name
+      // Criteo's answer also holds a refresh_token: the client-credentials flow never uses it, and it is scrubbed the same way.
+      redactValue(body.refresh_token);
       const fields = { expiresInSeconds: ttlMs / 1000, attempts: state.attempts, totalDurationMs: Date.now() - state.started };
       return { next: 'done', value: body.access_token, fields };
     }

@@ -18,6 +18,9 @@ import { sleep, type RateLimiter } from './rate-limiter.js';
  *   to `maxAttempts` attempts; then the call fails as transient.
  * - Every other answer (2xx, 401, other 4xx) is the caller's to judge: see
  *   `CallPolicy.settle`.
+ * - Every answer, whatever its status, is shown to the policy first
+ *   (`CallPolicy.heard`): API calls read the version lifecycle headers
+ *   (Deprecation, Sunset) there.
  *
  * What differs between token requests and API calls (the slots an attempt
  * takes, whether a request can change anything, what a 429 does to the shared
@@ -28,12 +31,14 @@ import { sleep, type RateLimiter } from './rate-limiter.js';
  * traceId. Never an identifier, a token or the secret.
  */
 
-export type CriteoOperation = 'patch' | 'delete' | 'statistics' | 'search' | 'token';
+export type CriteoOperation = 'patch' | 'delete' | 'statistics' | 'search' | 'create' | 'token';
 
 /** What names a call in its log lines. */
 export interface CallMeta {
   operation: CriteoOperation;
   segmentId?: string;
+  /** The advertiser a create names. */
+  advertiserId?: string;
   op?: string;
   size?: number;
 }
@@ -90,6 +95,8 @@ export interface CallPolicy<T> {
   mayApply: boolean;
   /** Throws to end the call before another request goes out (a held authentication failure). */
   check?(): void;
+  /** Sees every answer first, whatever its status (the version lifecycle headers of API answers). */
+  heard?(answer: Answer): void;
   /** The request of one attempt, built once its slots are held; an AudienceSyncError it throws ends the call. */
   prepare(): Outgoing | Promise<Outgoing>;
   /** Every answer but 429, 408 and 5xx. */
@@ -231,6 +238,7 @@ export class Transport {
 
   private answered<T>(policy: CallPolicy<T>, state: CallState, answer: Answer): Step<T> {
     const { status } = answer;
+    policy.heard?.(answer);
     if (status === 429) return this.rateLimited(policy, state, answer);
     if (status >= 500 || status === 408) {
       // An answer from a server in trouble: the request may have been applied before it failed.
@@ -286,6 +294,7 @@ export class Transport {
       {
         operation: meta.operation,
         list: meta.segmentId,
+        advertiser: meta.advertiserId,
         op: meta.op,
         batchSize: meta.size,
         attempt: state.attempts,

@@ -1,4 +1,5 @@
 import { request } from 'undici';
+import type { ApiLifecycle } from '../criteo/client.js';
 import type { Db } from '../db/connection.js';
 import type { Logger } from '../core/logger.js';
 import { buildCoverageReport } from './build.js';
@@ -11,7 +12,8 @@ import type { RunSummary } from '../sync/run.js';
  * the last push of each group.
  *
  * Groups (PUT replaces a group's metrics, so nothing stale survives in it):
- *   /metrics/job/audience-sync/trigger/<trigger>   the run: duration, status, counts
+ *   /metrics/job/audience-sync/trigger/<trigger>   the run: duration, status, counts,
+ *                                                  and what Criteo said of its API version
  *   /metrics/job/audience-sync/list/<segment id>   each list the run synced
  * A list has a group of its own so that a CSM's resync of one list replaces
  * that list's figures and leaves the others' in place; the run group is keyed
@@ -36,8 +38,27 @@ interface PushGroup {
   gauges: Gauge[];
 }
 
+/**
+ * What the run's Criteo answers said of CRITEO_API_VERSION: whether it is
+ * deprecated (or retired), and its sunset when one was announced. None when the
+ * caller passed no lifecycle; null (nothing heard) is "not deprecated".
+ */
+function lifecycleGauges(lifecycle: ApiLifecycle | null | undefined): Gauge[] {
+  if (lifecycle === undefined) return [];
+  const sunset = lifecycle?.sunset ? Date.parse(lifecycle.sunset) / 1000 : null;
+  const gauges = [
+    gauge(
+      'audience_sync_criteo_api_deprecated',
+      '1 when Criteo announced CRITEO_API_VERSION deprecated or retired in the last run, else 0.',
+      lifecycle?.deprecated ? 1 : 0,
+    ),
+    gauge('audience_sync_criteo_api_sunset_timestamp_seconds', 'The sunset Criteo announced for CRITEO_API_VERSION (Unix time).', sunset),
+  ];
+  return gauges.filter((g) => g.samples.length > 0);
+}
+
 /** The run's groups: its own, and one per list it synced (with that list's latest coverage). */
-function runMetricGroups(summary: RunSummary, lists: readonly ListReport[]): PushGroup[] {
+function runMetricGroups(summary: RunSummary, lists: readonly ListReport[], lifecycle?: ApiLifecycle | null): PushGroup[] {
   const finished = Date.parse(summary.finishedAt) / 1000;
   const notConverged = summary.lists.filter((l) => l.status === 'failed' || l.status === 'incomplete' || l.status === 'held').length;
   const run: PushGroup = {
@@ -51,6 +72,7 @@ function runMetricGroups(summary: RunSummary, lists: readonly ListReport[]): Pus
       gauge('audience_sync_run_lists_failed', 'Lists the last run left failed, incomplete or held.', notConverged),
       gauge('audience_sync_run_added_identifiers', 'Identifiers added to Criteo lists by the last run.', sum(summary.lists.map((l) => l.added))),
       gauge('audience_sync_run_removed_identifiers', 'Identifiers removed from Criteo lists by the last run.', sum(summary.lists.map((l) => l.removed))),
+      ...lifecycleGauges(lifecycle),
     ],
   };
   const perList = summary.lists
@@ -149,10 +171,13 @@ async function pushGroups(baseUrl: string, groups: readonly PushGroup[], log: Lo
 /**
  * After a run: the run's metrics and each synced list's coverage, pushed when
  * PUSHGATEWAY_URL is set. Reading the coverage failing is a warning too.
+ * `lifecycle` is the client's `lifecycle()` after the run: when passed, the run
+ * group carries whether the API version is deprecated and its sunset when known.
  */
 export async function pushRunMetrics(
   deps: { db: Db; log: Logger; pushgatewayUrl: string | undefined; lowMatchRate: number },
   summary: RunSummary,
+  lifecycle?: ApiLifecycle | null,
 ): Promise<void> {
   if (!deps.pushgatewayUrl) return;
   let lists: ListReport[] = [];
@@ -162,6 +187,6 @@ export async function pushRunMetrics(
   } catch (error) {
     deps.log.warn({ error: error instanceof Error ? error.message : String(error) }, 'could not read coverage for the Pushgateway; pushing run counts only');
   }
-  const pushed = await pushGroups(deps.pushgatewayUrl, runMetricGroups(summary, lists), deps.log);
+  const pushed = await pushGroups(deps.pushgatewayUrl, runMetricGroups(summary, lists, lifecycle), deps.log);
   deps.log.info({ pushed }, 'metrics pushed to the Pushgateway');
 }

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { parseFaultPlan } from './faults.js';
 import { isSegmentId } from './segment-store.js';
 import type { SandboxOptions } from './types.js';
+import { isVersionName, parseSunset, VERSION_PHASES } from './version.js';
 
 /** The first issue of a zod error as `path: message`. */
 export function formatZodError(error: z.ZodError): string {
@@ -35,6 +36,13 @@ export const adminSegmentSchema = z.strictObject({
 const optionsFileSchema = z.strictObject({
   port: z.number().int().min(0).max(65535).optional(),
   host: z.string().min(1).optional(),
+  apiVersion: z.string().refine(isVersionName, { message: 'must be one path segment, e.g. 2026-07' }).optional(),
+  versionPhase: z.enum(VERSION_PHASES).optional(),
+  sunset: z
+    .string()
+    .refine((v) => Number.isFinite(Date.parse(v)), { message: 'must be a date, e.g. 2027-07-01' })
+    .nullable()
+    .optional(),
   clients: z
     .array(
       z.strictObject({
@@ -94,4 +102,9 @@ export function checkOptions(opts: SandboxOptions): void {
   if (opts.rateLimitPerMinute !== undefined && opts.rateLimitPerMinute !== null && !(opts.rateLimitPerMinute >= 0)) {
     throw new Error('sandbox: rateLimitPerMinute must be >= 0 (0, null or Infinity = no limit)');
   }
+  if (opts.apiVersion !== undefined && !isVersionName(opts.apiVersion)) throw new Error('sandbox: apiVersion must be one path segment, e.g. 2026-07');
+  if (opts.versionPhase !== undefined && !VERSION_PHASES.includes(opts.versionPhase)) {
+    throw new Error(`sandbox: versionPhase must be one of ${VERSION_PHASES.join(', ')}`);
+  }
+  parseSunset(opts.sunset);
 }

@@ -24,10 +24,21 @@ import { readBody, sendJson } from './http.js';
 import { checkOptions } from './options.js';
 import { ApiProblem, envelope } from './problems.js';
 import { createState, installFaults, type SandboxState } from './state.js';
-import type { ContractViolation, IdentifierAudit, Sandbox, SandboxCall, SandboxLogger, SandboxOptions, SandboxSegment, WindowCountOptions } from './types.js';
+import type {
+  ContractViolation,
+  IdentifierAudit,
+  Sandbox,
+  SandboxCall,
+  SandboxLogger,
+  SandboxOptions,
+  SandboxSegment,
+  VersionPhase,
+  WindowCountOptions,
+} from './types.js';
+import { parseSunset } from './version.js';
 
 export type { FaultPlan } from './faults.js';
-export type { Sandbox, SandboxCall, SandboxOptions } from './types.js';
+export type { Sandbox, SandboxCall, SandboxOptions, VersionPhase } from './types.js';
 export { defaultContractPath } from './contract.js';
 export { matchScore } from './identifiers.js';
 export { loadSandboxOptionsFromFile } from './options.js';
@@ -99,6 +110,14 @@ class SandboxServer implements Sandbox {
 
   setFaults(plan: FaultPlan | undefined): void {
     installFaults(this.state, plan);
+  }
+
+  get apiVersion(): string {
+    return this.state.apiVersion;
+  }
+
+  setVersionLifecycle(phase: VersionPhase, sunset: string | Date | null = null): void {
+    this.state.lifecycle = { phase, sunset: parseSunset(sunset) };
   }
 
   async close(): Promise<void> {

@@ -11,6 +11,7 @@ import { IdentifierAuditor } from './identifiers.js';
 import { SlidingWindowLimiter } from './rate-window.js';
 import { SegmentStore } from './segment-store.js';
 import type { ContractViolation, SandboxCall, SandboxClient, SandboxLogger, SandboxOptions } from './types.js';
+import { clientDefaultApiVersion, contractVersionOf, parseSunset, type VersionLifecycle } from './version.js';
 
 export interface SandboxState {
   readonly contract: OpenAPIBackend;
@@ -24,6 +25,11 @@ export interface SandboxState {
   readonly limiter: SlidingWindowLimiter | undefined;
   readonly tokenTtlSeconds: number;
   readonly maxBodyBytes: number;
+  /** The API version served, and the one the contract's paths are written under. */
+  readonly apiVersion: string;
+  readonly contractVersion: string;
+  /** Where the served version stands; replaced by the admin route and `setVersionLifecycle`. */
+  lifecycle: VersionLifecycle;
   /** The fault plan in force, with its counters; replaced by installFaults. */
   injector: FaultInjector | undefined;
 }
@@ -50,6 +56,9 @@ export function createState(contract: OpenAPIBackend, opts: SandboxOptions, outl
     limiter: limit > 0 && Number.isFinite(limit) ? new SlidingWindowLimiter(limit) : undefined,
     tokenTtlSeconds: opts.tokenTtlSeconds ?? 900,
     maxBodyBytes: opts.maxBodyBytes ?? 16 * 1024 * 1024,
+    apiVersion: opts.apiVersion ?? clientDefaultApiVersion(),
+    contractVersion: contractVersionOf(Object.keys(contract.definition.paths ?? {})),
+    lifecycle: { phase: opts.versionPhase ?? 'supported', sunset: parseSunset(opts.sunset) },
     injector: undefined,
   };
 }

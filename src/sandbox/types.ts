@@ -3,6 +3,9 @@
  * and the `Sandbox` handle a test, the demo or a benchmark holds.
  */
 import type { FaultPlan } from './faults.js';
+import type { VersionPhase } from './version.js';
+
+export type { VersionPhase } from './version.js';
 
 export interface SandboxSegment {
   /** Criteo ids are int32 numbers sent as strings; the contract's path param says so. */
@@ -25,6 +28,16 @@ export type SandboxLogger = (msg: string, fields?: object) => void;
 export interface SandboxOptions {
   port?: number;
   host?: string;
+  /** The API version served; calls to another answer 404. Default: the job's client default (CRITEO_API_VERSION's). */
+  apiVersion?: string;
+  /**
+   * Where the served version stands in Criteo's lifecycle. 'deprecated': every API
+   * answer carries `Deprecation: true`; 'retired': every API call answers 410.
+   * Default 'supported'.
+   */
+  versionPhase?: VersionPhase;
+  /** The served version's sunset (a Date, an ISO date or instant): every API answer carries it as `Sunset`. */
+  sunset?: string | Date | null;
   clients?: SandboxClient[];
   segments?: SandboxSegment[];
   tokenTtlSeconds?: number;
@@ -88,6 +101,10 @@ export interface WindowCountOptions {
 export interface Sandbox {
   url: string;
   port: number;
+  /** The API version served. */
+  readonly apiVersion: string;
+  /** Moves the served version in its lifecycle (and sets or clears its sunset) from now on. */
+  setVersionLifecycle(phase: VersionPhase, sunset?: string | Date | null): void;
   /** The live member set Criteo holds for that list. Throws for an unknown segment. */
   members(segmentId: string): ReadonlySet<string>;
   /** Adds a segment, or updates its advertiser / name if it exists (members are kept, then extended). */

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { CriteoClient } from '../criteo/client.js';
 import type { Db } from '../db/connection.js';
-import { oneLine } from '../core/errors.js';
+import { oneLine, VersionRetiredError } from '../core/errors.js';
 import { assertMigrated } from '../db/migrate.js';
 import { campaignActiveAt } from '../source/campaign-activity.js';
 import { findListTargets, type ListTarget } from '../source/target-groups.js';
@@ -12,12 +12,16 @@ import { describeChangeLog } from '../source/change-log.js';
  * database and its schema, the credentials, and for every list an active
  * campaign feeds, that the list exists under the campaign's advertiser for
  * these credentials (they can authenticate and still have no access to an
- * advertiser's lists). Also reports each target group's share of valid emails.
+ * advertiser's lists), and what Criteo's answers say of CRITEO_API_VERSION (a
+ * warning while it is deprecated, a failure once it is retired). Also reports
+ * each target group's share of valid emails.
  */
 
 export interface Check {
   name: string;
   ok: boolean;
+  /** A passed check that still asks for action (shown as WARN): it fails nothing. */
+  warning?: true;
   detail: string;
 }
 
@@ -44,12 +48,18 @@ export async function preflight(db: Db, client: CriteoClient, asOf = new Date())
     await client.accessToken();
     return 'client credentials accepted';
   });
-  if (!dbOk) return checks;
+  if (!dbOk) {
+    if (tokenOk) checks.push(await checkApiVersion(client, true));
+    return checks;
+  }
 
   // Informational: without the log every run still converges, reading whole target groups.
   await check('source change log', () => describeChangeLog(db));
   const targets = (await findListTargets(db, asOf)).filter((t) => t.activeCampaignIds.length > 0);
-  if (tokenOk && targets.length > 0) checks.push(...(await checkListsReachable(client, targets, check)));
+  const searches = tokenOk && targets.length > 0;
+  if (searches) checks.push(...(await checkListsReachable(client, targets, check)));
+  // After the segment search its answers tell; without one, one small search asks.
+  if (tokenOk) checks.push(await checkApiVersion(client, !searches));
   checks.push(...(await checkTargetGroups(db, asOf)));
   return checks;
 }
@@ -79,6 +89,27 @@ async function checkListsReachable(client: CriteoClient, targets: readonly ListT
     if (t.advertiserIds.length > 1) return { name, ok: false, detail: `campaigns feeding it name several advertisers (${t.advertiserIds.join(', ')})` };
     return { name, ok: true, detail: `reachable under advertiser ${advertiser ?? t.advertiserIds[0]}` };
   });
+}
+
+/**
+ * What Criteo's answers said of CRITEO_API_VERSION: retired (410) fails, deprecated
+ * or with a sunset date warns, with the date and the setting to change. `probe`:
+ * no API call was made yet, so one small search asks.
+ */
+async function checkApiVersion(client: CriteoClient, probe: boolean): Promise<Check> {
+  const name = 'criteo api version';
+  if (probe && client.lifecycle() === null) {
+    try {
+      await client.checkVersion();
+    } catch (error) {
+      if (!(error instanceof VersionRetiredError)) return { name, ok: false, detail: `could not ask Criteo: ${oneLine(error)}` };
+    }
+  }
+  const lifecycle = client.lifecycle();
+  const warning = client.lifecycleWarning();
+  if (lifecycle?.retired) return { name, ok: false, detail: warning ?? `${client.apiVersion} is retired` };
+  if (warning) return { name, ok: true, warning: true, detail: warning };
+  return { name, ok: true, detail: `${client.apiVersion}: Criteo announces no deprecation` };
 }
 
 /** Each active campaign's share of valid emails, by the recipe itself in Postgres: a rare check, worth being exact about today's customers. */

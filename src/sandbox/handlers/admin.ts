@@ -8,6 +8,18 @@ import { parseFaultPlan } from '../faults.js';
 import { readBody, safeDecode, sendJson, streamJsonArray } from '../http.js';
 import { adminSegmentSchema, formatZodError } from '../options.js';
 import { installFaults, type SandboxState } from '../state.js';
+import { parseSunset, VERSION_PHASES } from '../version.js';
+
+/** PUT /_sandbox/lifecycle: where the served version stands from now on. */
+const lifecycleSchema = z.strictObject({
+  versionPhase: z.enum(VERSION_PHASES),
+  sunset: z.string().nullable().optional(),
+});
+
+/** The served version and its lifecycle, as the admin routes show them. */
+function lifecycleBody(state: SandboxState) {
+  return { apiVersion: state.apiVersion, versionPhase: state.lifecycle.phase, sunset: state.lifecycle.sunset?.toISOString() ?? null };
+}
 
 export const ADMIN_PREFIX = '/_sandbox/';
 
@@ -45,6 +57,12 @@ export async function handleAdmin(state: SandboxState, req: IncomingMessage, res
       const parsed = JSON.parse(body?.toString('utf8') || 'null') as unknown;
       installFaults(state, parsed === null ? undefined : parseFaultPlan(parsed));
       return sendJson(res, { status: 200, body: { faults: state.injector?.plan ?? null } });
+    }
+    if (route === 'lifecycle' && method === 'GET') return sendJson(res, { status: 200, body: lifecycleBody(state) });
+    if (route === 'lifecycle' && method === 'PUT') {
+      const wanted = lifecycleSchema.parse(JSON.parse(body?.toString('utf8') || 'null'));
+      state.lifecycle = { phase: wanted.versionPhase, sunset: parseSunset(wanted.sunset) };
+      return sendJson(res, { status: 200, body: lifecycleBody(state) });
     }
     return adminError(404, `no admin route ${method} ${url.pathname}`);
   } catch (error) {

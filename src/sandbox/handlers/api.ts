@@ -1,7 +1,9 @@
 /**
  * The Criteo API routes under /{version}/marketing-solutions: each call is recorded,
- * put through the fault plan, then routing, authentication, rate limit and contract
- * validation, before the operation itself; every answer is checked against the contract.
+ * put through the fault plan, then routing (the served version, and 410 once it is
+ * retired), authentication, rate limit and contract validation, before the operation
+ * itself; every answer is checked against the contract, and every answer under the
+ * served version carries its lifecycle headers (Deprecation, Sunset).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { authenticate, mayUse } from '../auth.js';
@@ -12,15 +14,15 @@ import { accessDenied, ApiProblem, routeNotFound } from '../problems.js';
 import type { SegmentState } from '../segment-store.js';
 import type { SandboxState } from '../state.js';
 import type { SandboxCall, SandboxClient, SandboxOperation } from '../types.js';
+import { contractPath, lifecycleHeaders, splitApiPath, versionNotFound, versionRetired } from '../version.js';
 import { create, search } from './audience-segments.js';
 import { deleteAll, patch, statistics } from './contact-list.js';
-
-const SANDBOX_API_VERSION = '2026-07';
-const API_PREFIX = /^\/([^/]+)\/marketing-solutions(?:\/.*)?$/;
 
 interface ApiContext {
   req: IncomingMessage;
   url: URL;
+  /** The path as the contract writes it (the served version's paths are the contract version's). */
+  path: string;
   body: Buffer | null;
   call: SandboxCall;
   operationId: string | undefined;
@@ -29,22 +31,26 @@ interface ApiContext {
 
 export function handleApi(state: SandboxState, req: IncomingMessage, res: ServerResponse, url: URL, body: Buffer | null, arrivedAt: number): void {
   const method = (req.method ?? 'GET').toUpperCase();
-  const operationId = state.contract.matchOperation({ method, path: url.pathname, headers: {} })?.operationId;
+  const path = contractPath(url.pathname, state.apiVersion, state.contractVersion);
+  const operationId = state.contract.matchOperation({ method, path, headers: {} })?.operationId;
   const operation: SandboxOperation = (operationId && OPERATION_IDS[operationId]) || 'unknown';
   const known = state.tokens.lookup(bearerToken(req));
   const call = state.calls.record(req, url.pathname, operation, known?.clientId ?? null, arrivedAt);
   const segmentId = /\/audience-segments\/([^/]+)\/contact-list/.exec(url.pathname)?.[1];
   if (segmentId !== undefined) call.segmentId = safeDecode(segmentId);
-  const ctx: ApiContext = { req, url, body, call, operationId, rateHeaders: {} };
+  const ctx: ApiContext = { req, url, path, body, call, operationId, rateHeaders: {} };
 
   const decision = operation === 'unknown' ? undefined : state.injector?.decide(operation);
+  const served = splitApiPath(url.pathname)?.version === state.apiVersion;
+  const lifecycle = served ? lifecycleHeaders(state.lifecycle) : {};
+  const withLifecycle = (reply: Reply): Reply => ({ ...reply, headers: { ...reply.headers, ...lifecycle } });
   answerUnderFault(
     state.calls,
     res,
     call,
     decision,
-    () => checkedReply(state, ctx, operation),
-    (status) => state.replies.checkedEnvelope(faultProblem(status, injectedRateHeaders(state)), url.pathname, operation, call),
+    () => withLifecycle(checkedReply(state, ctx, operation)),
+    (status) => withLifecycle(state.replies.checkedEnvelope(faultProblem(status, injectedRateHeaders(state)), url.pathname, operation, call)),
   );
 }
 
@@ -64,17 +70,11 @@ function checkedReply(state: SandboxState, ctx: ApiContext, operation: SandboxOp
 /** Routing, auth, rate limit, validation, then the operation itself. Throws ApiProblem. */
 function serveApi(state: SandboxState, ctx: ApiContext): Reply {
   const { url, call } = ctx;
-  const version = API_PREFIX.exec(url.pathname)?.[1];
+  const version = splitApiPath(url.pathname)?.version;
   if (version === undefined) throw routeNotFound(url.pathname);
-  if (version !== SANDBOX_API_VERSION) {
-    throw new ApiProblem(
-      404,
-      'validation',
-      'api-version-not-found',
-      'Unknown API version',
-      `API version ${version} is not available; use ${SANDBOX_API_VERSION}`,
-    );
-  }
+  if (version !== state.apiVersion) throw versionNotFound(version, state.apiVersion);
+  // Past its sunset the version answers every call 410, before authentication: nothing under it exists any more.
+  if (state.lifecycle.phase === 'retired') throw versionRetired(state.apiVersion, state.lifecycle.sunset);
   if (!ctx.operationId) throw routeProblem(state, ctx);
 
   const client = authenticate(state.tokens, state.clients, ctx.req);
@@ -103,7 +103,7 @@ function serveApi(state: SandboxState, ctx: ApiContext): Reply {
 /** 405 when the path exists for another method, else 404. */
 function routeProblem(state: SandboxState, ctx: ApiContext): ApiProblem {
   const otherMethod = ['GET', 'POST', 'PATCH', 'DELETE', 'PUT'].some(
-    (m) => state.contract.matchOperation({ method: m, path: ctx.url.pathname, headers: {} }) !== undefined,
+    (m) => state.contract.matchOperation({ method: m, path: ctx.path, headers: {} }) !== undefined,
   );
   if (otherMethod) {
     return new ApiProblem(405, 'validation', 'method-not-allowed', 'Method not allowed', `${ctx.req.method} is not allowed on ${ctx.url.pathname}`);
@@ -148,7 +148,7 @@ function parseJsonBody(state: SandboxState, ctx: ApiContext): unknown {
 function validateRequest(state: SandboxState, ctx: ApiContext, body: unknown): void {
   const identifiers = (body as { data?: { attributes?: { identifiers?: unknown } } } | undefined)?.data?.attributes?.identifiers;
   if (Array.isArray(identifiers)) ctx.call.identifiers = identifiers.length;
-  const request = { method: ctx.req.method ?? 'GET', path: ctx.url.pathname, query: ctx.url.search.replace(/^\?/, ''), body };
+  const request = { method: ctx.req.method ?? 'GET', path: ctx.path, query: ctx.url.search.replace(/^\?/, ''), body };
   checkRequest(state.contract, request, ctx.operationId);
 }
 

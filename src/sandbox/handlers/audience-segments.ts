@@ -92,7 +92,7 @@ export function create(state: SandboxState, client: SandboxClient, body: unknown
   return { status: 200, body: { data: created, errors: [], warnings: [] } };
 }
 
-/** Throws the problem Criteo answers for item `index`: not a contact list, no consent, or a name already used. */
+/** Throws the problem Criteo answers for item `index`: not a contact list, no consent, or a name already used (name-must-be-unique). */
 function checkCreateItem(state: SandboxState, client: SandboxClient, items: readonly CreateItem[], index: number): void {
   const a = (items[index] as CreateItem).attributes;
   const pointer = `/data/${index}/attributes`;
@@ -114,7 +114,7 @@ function checkCreateItem(state: SandboxState, client: SandboxClient, items: read
     throw new ApiProblem(
       400,
       'validation',
-      'duplicate-name',
+      'name-must-be-unique',
       'Segment name already used',
       `Advertiser ${a.advertiserId} already has a segment named ${JSON.stringify(a.name)}`,
       { pointer: `${pointer}/name` },

@@ -2,6 +2,7 @@
  * POST /oauth2/token: the client-credentials grant (RFC 6749 §4.4). Its own errors use
  * RFC 6749 bodies; quota and availability errors use Criteo's envelope.
  */
+import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { answerUnderFault, faultProblem, injectedRateHeaders } from '../fault-replies.js';
 import { basicCredentials, type Reply } from '../http.js';
@@ -63,9 +64,11 @@ function issueToken(state: SandboxState, req: IncomingMessage, body: Buffer | nu
 
   const ttl = state.injector?.plan.tokenTtlSeconds ?? state.tokenTtlSeconds;
   const token = state.tokens.issue(client.clientId, ttl);
+  // Criteo's answer holds a refresh_token, and its SDKs read it unconditionally: an opaque value, never stored nor logged.
+  const refreshToken = randomBytes(24).toString('base64url');
   return {
     status: 200,
-    body: { access_token: token, token_type: 'Bearer', expires_in: ttl },
+    body: { access_token: token, token_type: 'Bearer', expires_in: ttl, refresh_token: refreshToken },
     headers: { 'cache-control': 'no-store' },
   };
 }
