@@ -94,6 +94,18 @@ async function reportMismatches(report: CoverageReport, sandbox: { members(id: s
   return out;
 }
 
+/** A campaign that names its list instead of giving its id: the first run creates "Summer preview" under advertiser 501. */
+async function addCampaignNamingItsList(db: Db, now: Date): Promise<void> {
+  await sql`
+    INSERT INTO audience_sync.campaigns (campaign_id, name, advertiser_id, audience_segment_id, audience_segment_name, starts_at, measurement_ends_at)
+    VALUES ('summer-preview', 'Summer preview', 501, NULL, 'Summer preview', ${new Date(now.getTime() - 2 * DAY)}, ${new Date(now.getTime() + 40 * DAY)})`.execute(
+    db,
+  );
+  await sql`
+    INSERT INTO audience_sync.campaign_target_groups (campaign_id, customer_id)
+    SELECT 'summer-preview', 'cust-' || i FROM generate_series(36001, 40000) i`.execute(db);
+}
+
 async function main(): Promise<void> {
   out('audience-sync demo: embedded Postgres + Criteo sandbox, two daily runs');
   const postgres = await startEmbeddedPostgres();
@@ -120,8 +132,9 @@ async function main(): Promise<void> {
     await migrateToLatest(database.db);
     const now = new Date();
     await loadSampleData(database.db, now);
+    await addCampaignNamingItsList(database.db, now);
     out(
-      `loaded ${SAMPLE_CUSTOMERS.toLocaleString('en-US')} customers, 5 campaigns, 4 lists (postgres ${postgres.url.replace(/:[^:@/]*@/, ':***@')}, criteo sandbox ${sandbox.url})\n`,
+      `loaded ${SAMPLE_CUSTOMERS.toLocaleString('en-US')} customers, 6 campaigns, 4 lists and one named by a campaign (postgres ${postgres.url.replace(/:[^:@/]*@/, ':***@')}, criteo sandbox ${sandbox.url})\n`,
     );
 
     const client = new CriteoClient(config.criteo, log);

@@ -2,7 +2,7 @@ import { formatCount, formatPercent, textTable } from '../core/format.js';
 import type { RunDetail, RunRow } from '../report/history.js';
 import type { CoverageRow } from '../report/types.js';
 import type { Check } from '../sync/preflight.js';
-import type { PlanSummary, RunSummary } from '../sync/run.js';
+import type { ListBinding, PlanSummary, RunSummary } from '../sync/types.js';
 
 /** What the commands print on the terminal: plain-text tables, one function per command. */
 
@@ -21,7 +21,20 @@ export function formatRunSummary(s: RunSummary): string {
     l.emptied ? 'yes' : l.heldRemovals > 0 ? `held ${formatCount(l.heldRemovals)}` : '',
     l.reason ?? '',
   ]);
-  return `${head}\n${textTable(['list', 'action', 'status', 'target group', 'identifiers', 'to add', 'added', 'to remove', 'removed', 'emptied/held', 'note'], rows)}`;
+  const table = textTable(['list', 'action', 'status', 'target group', 'identifiers', 'to add', 'added', 'to remove', 'removed', 'emptied/held', 'note'], rows);
+  return [head, ...formatBindings(s.bindings), table].join('\n');
+}
+
+/** One line per campaign that names its list: the list it was bound to, or why it has none. */
+function formatBindings(bindings: readonly ListBinding[]): string[] {
+  return bindings.map((b) => {
+    const named = `campaign ${b.campaignId} names list ${JSON.stringify(b.name)} of advertiser ${b.advertiserId}`;
+    if (b.state === 'failed') return `${named}: not bound: ${b.reason ?? ''}`;
+    if (b.state === 'to create') return `${named}: a run would create it`;
+    const fresh =
+      b.listCreatedAt && Date.now() - Date.parse(b.listCreatedAt) < 24 * 3_600_000 ? ' (created less than 24 hours ago: Criteo may not serve it yet)' : '';
+    return `${named}: list ${b.segmentId}, ${b.state}${fresh}`;
+  });
 }
 
 export function formatCoverage(rows: CoverageRow[]): string {
@@ -55,11 +68,16 @@ export function formatPlan(p: PlanSummary): string {
     l.heldRemovals > 0 ? `HELD ${formatCount(l.heldRemovals)}` : '',
     l.note ?? '',
   ]);
-  return `plan as of ${p.asOf}\n${textTable(['list', 'action', 'active campaigns', 'desired', 'ledger', 'adds', 'removes', 'held', 'note'], rows)}`;
+  return [
+    `plan as of ${p.asOf}`,
+    ...formatBindings(p.bindings),
+    textTable(['list', 'action', 'active campaigns', 'desired', 'ledger', 'adds', 'removes', 'held', 'note'], rows),
+  ].join('\n');
 }
 
 export function formatChecks(checks: Check[]): string {
-  return checks.map((c) => `${c.ok ? 'ok  ' : 'FAIL'}  ${c.name}: ${c.detail}`).join('\n');
+  // A warning passes (the exit code stays 0) but asks for action: WARN, not ok.
+  return checks.map((c) => `${!c.ok ? 'FAIL' : c.warning ? 'WARN' : 'ok  '}  ${c.name}: ${c.detail}`).join('\n');
 }
 
 export function formatRuns(rows: RunRow[]): string {

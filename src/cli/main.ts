@@ -6,6 +6,7 @@ import { formatChecks, formatCoverage, formatPlan, formatRunDetail, formatRuns, 
 import { recentRuns, runDetail } from '../report/history.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { preflight } from '../sync/preflight.js';
+import { addListsCommands } from './lists-commands.js';
 import { progressReporter } from './progress.js';
 import { pushRunMetrics } from '../report/metrics.js';
 import { buildCoverageReport, coverageByList } from '../report/build.js';
@@ -165,6 +166,8 @@ program
     if (written) process.stderr.write(`report written to ${written} (${report.lists.length} lists, ${report.warnings.length} warnings)\n`);
   });
 
+addListsCommands(program);
+
 program
   .command('load-sample-data')
   .description("load the demo's sample campaigns and customers (refuses if campaigns exist)")
@@ -186,7 +189,16 @@ program
   .option('--token-ttl <seconds>', 'token lifetime', parseInteger)
   .option('--rate-limit <n>', 'calls per minute per client (0 = none)', parseInteger)
   .option('--faults <file>', 'JSON fault plan')
-  .action(async (opts: { port: number; host: string; config?: string; tokenTtl?: number; rateLimit?: number; faults?: string }) => {
+  .option('--api-version <version>', 'the API version served (default: the client default CRITEO_API_VERSION); others answer 404')
+  .addOption(
+    new Option('--version-phase <phase>', 'deprecated: Deprecation header on every API answer; retired: every API call answers 410').choices([
+      'supported',
+      'deprecated',
+      'retired',
+    ]),
+  )
+  .option('--sunset <date>', "the served version's sunset (e.g. 2027-07-01), sent as the Sunset header")
+  .action(async (opts: SandboxCommandOptions) => {
     const { startSandbox, loadSandboxOptionsFromFile } = await import('../sandbox/server.js');
     const { parseFaultPlan } = await import('../sandbox/faults.js');
     const { readFileSync } = await import('node:fs');
@@ -198,6 +210,9 @@ program
       ...(opts.tokenTtl !== undefined ? { tokenTtlSeconds: opts.tokenTtl } : {}),
       ...(opts.rateLimit !== undefined ? { rateLimitPerMinute: opts.rateLimit } : {}),
       ...(opts.faults ? { faults: parseFaultPlan(JSON.parse(readFileSync(opts.faults, 'utf8'))) } : {}),
+      ...(opts.apiVersion !== undefined ? { apiVersion: opts.apiVersion } : {}),
+      ...(opts.versionPhase !== undefined ? { versionPhase: opts.versionPhase } : {}),
+      ...(opts.sunset !== undefined ? { sunset: opts.sunset } : {}),
     });
     out(`criteo sandbox listening on ${sandbox.url}`);
     await new Promise<void>((resolve) => {
@@ -205,6 +220,18 @@ program
     });
     await sandbox.close();
   });
+
+interface SandboxCommandOptions {
+  port: number;
+  host: string;
+  config?: string;
+  tokenTtl?: number;
+  rateLimit?: number;
+  faults?: string;
+  apiVersion?: string;
+  versionPhase?: 'supported' | 'deprecated' | 'retired';
+  sunset?: string;
+}
 
 function deps(app: App) {
   return { db: app.database.db, pool: app.database.pool, client: app.client, config: app.config, log: app.log };
@@ -270,9 +297,11 @@ function exitCodeOf(summary: RunSummary): number {
 
 /** Pushes the run's metrics when PUSHGATEWAY_URL is set; a failure is a logged warning, never a failed run. */
 async function pushMetrics(app: App, summary: RunSummary): Promise<void> {
-  await pushRunMetrics({ db: app.database.db, log: app.log, pushgatewayUrl: app.config.pushgatewayUrl, lowMatchRate: app.config.lowMatchRate }, summary).catch(
-    (error: unknown) => app.log.warn({ error: oneLine(error) }, 'could not push metrics'),
-  );
+  await pushRunMetrics(
+    { db: app.database.db, log: app.log, pushgatewayUrl: app.config.pushgatewayUrl, lowMatchRate: app.config.lowMatchRate },
+    summary,
+    app.client.lifecycle(),
+  ).catch((error: unknown) => app.log.warn({ error: oneLine(error) }, 'could not push metrics'));
 }
 
 /** A date is midnight UTC; an instant is taken as written. */

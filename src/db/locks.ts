@@ -15,6 +15,14 @@ const LIST_LOCK_CLASS = 0x41_53_02; // "AS" 2
 /** The source change log: plans hold it shared until they commit; pruning needs it alone. */
 const CHANGE_LOG_LOCK_CLASS = 0x41_53_03; // "AS" 3
 
+/** Creating the job's schema: one process at a time. */
+const SCHEMA_LOCK_CLASS = 0x41_53_04; // "AS" 4
+
+/** Holds the schema-creation lock for the transaction. */
+export async function lockSchemaCreation(tx: Db): Promise<void> {
+  await sql`SELECT pg_advisory_xact_lock(${SCHEMA_LOCK_CLASS}::int, 0)`.execute(tx);
+}
+
 /** Marks the run alive until `client`'s connection closes (a dead process lets it go with its connection). */
 export async function holdRunLock(client: pg.PoolClient, runId: number): Promise<void> {
   await client.query('SELECT pg_advisory_lock($1::int, $2::int)', [RUN_LOCK_CLASS, runId]);

@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { Migrator } from 'kysely/migration';
 import { migrations } from '../../migrations/index.js';
 import type { Db } from './connection.js';
+import { lockSchemaCreation } from './locks.js';
 import { SchemaError } from '../core/errors.js';
 
 const migrationTables = { migrationTableSchema: 'audience_sync', migrationTableName: 'migrations', migrationLockTableName: 'migrations_lock' };
@@ -19,7 +20,11 @@ function migrator(db: Db): Migrator {
  * the whole pass, so two processes starting at once apply each migration once.
  */
 export async function migrateToLatest(db: Db): Promise<string[]> {
-  await sql`CREATE SCHEMA IF NOT EXISTS audience_sync`.execute(db);
+  // Two `CREATE SCHEMA IF NOT EXISTS` at once can both miss the schema and one then fails: the lock makes them take turns.
+  await db.transaction().execute(async (tx) => {
+    await lockSchemaCreation(tx);
+    await sql`CREATE SCHEMA IF NOT EXISTS audience_sync`.execute(tx);
+  });
   const { error, results } = await migrator(db).migrateToLatest();
   // Kysely types the failure as unknown; what a migration or pg throws is an Error, rethrown as is.
   if (error) throw error instanceof Error ? error : new Error('a migration failed', { cause: error });

@@ -14,9 +14,25 @@ export interface CampaignsTable {
   campaign_id: string;
   name: string;
   advertiser_id: ColumnType<string, string | number, string | number>;
-  audience_segment_id: ColumnType<string, string | number, string | number>;
+  /** Null when the campaign names its list instead (audience_segment_name). */
+  audience_segment_id: ColumnType<string | null, string | number | null, string | number | null>;
+  /** Absent from a source view that predates it. */
+  audience_segment_name: ColumnType<string | null, string | null | undefined, string | null>;
   starts_at: Timestamp;
   measurement_ends_at: Timestamp;
+}
+
+/** The job's own record of the list each campaign that names its list is bound to. */
+export interface ListBindingsTable {
+  campaign_id: string;
+  advertiser_id: ColumnType<string, string | number, string | number>;
+  segment_name: string;
+  audience_segment_id: ColumnType<string, string | number, string | number>;
+  /** The job created the list (else it found it). */
+  created: boolean;
+  /** Criteo's createdAt of the list, when it said. */
+  list_created_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  bound_at: ColumnType<Date, Date | string | undefined, Date | string>;
 }
 
 export interface CampaignTargetGroupsTable {
@@ -155,6 +171,7 @@ export interface ListSyncCampaignsTable {
 export interface Database {
   'audience_sync.customers': CustomersTable;
   'audience_sync.campaigns': CampaignsTable;
+  'audience_sync.list_bindings': ListBindingsTable;
   'audience_sync.campaign_target_groups': CampaignTargetGroupsTable;
   'audience_sync.list_targets': ListTargetsTable;
   'audience_sync.lists': ListsTable;

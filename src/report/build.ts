@@ -96,7 +96,14 @@ function listReport(l: ListInScopeRow, trail: AuditTrail, at: { now: Date; thres
     runs,
     warnings: [],
   };
-  report.warnings = findWarnings(report, { now: at.now, thresholds: at.thresholds, reading, lastAttempt: l.lastAttempt, allCampaigns: campaigns });
+  report.warnings = findWarnings(report, {
+    now: at.now,
+    thresholds: at.thresholds,
+    reading,
+    lastAttempt: l.lastAttempt,
+    allCampaigns: campaigns,
+    createdByJobAt: l.createdByJobAt,
+  });
   return report;
 }
 

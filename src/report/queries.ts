@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connection.js';
+import { CAMPAIGN_LISTS } from '../source/list-bindings.js';
 
 /**
  * The report's reads of the audit trail, one named statement each, set-based
@@ -26,6 +27,8 @@ export interface ListInScopeRow {
   ledgerNow: number;
   lastSuccessAt: Date | null;
   lastAttempt: { runId: number; status: string; reason: string | null; finishedAt: string | null } | null;
+  /** When Criteo created the list, for a list the job created for a campaign that names it. */
+  createdByJobAt: string | null;
 }
 
 /** Lists a campaign points at or a run has synced, narrowed to one list or one campaign's list. */
@@ -34,7 +37,7 @@ export async function readListsInScope(db: Db, filter: { segmentId?: string; cam
     ? sql`WHERE l.audience_segment_id = ${filter.segmentId}::bigint`
     : filter.campaignId
       ? sql`WHERE l.audience_segment_id IN (
-              SELECT audience_segment_id FROM audience_sync.campaigns WHERE campaign_id = ${filter.campaignId}
+              SELECT audience_segment_id FROM ${CAMPAIGN_LISTS} c WHERE campaign_id = ${filter.campaignId}
               UNION SELECT audience_segment_id FROM audience_sync.list_syncs WHERE ${filter.campaignId} = ANY(campaign_ids))`
       : sql``;
   const { rows } = await sql<{
@@ -43,23 +46,26 @@ export async function readListsInScope(db: Db, filter: { segmentId?: string; cam
     ledger_now: number;
     last_success_at: Date | null;
     last_attempt: { runId: number; status: string; reason: string | null; finishedAt: string | null } | null;
+    created_by_job_at: Date | null;
   }>`
     WITH lists AS (
-      SELECT audience_segment_id FROM audience_sync.campaigns
+      SELECT audience_segment_id FROM ${CAMPAIGN_LISTS} c WHERE audience_segment_id IS NOT NULL
       UNION SELECT audience_segment_id FROM audience_sync.list_syncs
     )
     SELECT l.audience_segment_id::text AS segment_id,
            coalesce((SELECT json_agg(json_build_object(
                        'campaignId', c.campaign_id, 'name', c.name, 'advertiserId', c.advertiser_id::text,
                        'startsAt', c.starts_at, 'measurementEndsAt', c.measurement_ends_at) ORDER BY c.campaign_id)
-                     FROM audience_sync.campaigns c WHERE c.audience_segment_id = l.audience_segment_id), '[]') AS campaigns,
+                     FROM ${CAMPAIGN_LISTS} c WHERE c.audience_segment_id = l.audience_segment_id), '[]') AS campaigns,
            (SELECT count(*) FROM audience_sync.list_members m WHERE m.audience_segment_id = l.audience_segment_id)::bigint AS ledger_now,
            (SELECT max(s.finished_at) FROM audience_sync.list_syncs s
              WHERE s.audience_segment_id = l.audience_segment_id AND s.status = 'succeeded') AS last_success_at,
            (SELECT json_build_object('runId', s.run_id, 'status', s.status, 'reason', s.reason, 'finishedAt', s.finished_at)
               FROM audience_sync.list_syncs s
              WHERE s.audience_segment_id = l.audience_segment_id AND s.status NOT IN ('planning', 'sending')
-             ORDER BY s.list_sync_id DESC LIMIT 1) AS last_attempt
+             ORDER BY s.list_sync_id DESC LIMIT 1) AS last_attempt,
+           (SELECT max(coalesce(b.list_created_at, b.bound_at)) FROM audience_sync.list_bindings b
+             WHERE b.audience_segment_id = l.audience_segment_id AND b.created) AS created_by_job_at
     FROM lists l
     ${where}
     ORDER BY l.audience_segment_id`.execute(db);
@@ -75,6 +81,7 @@ export async function readListsInScope(db: Db, filter: { segmentId?: string; cam
     ledgerNow: r.ledger_now,
     lastSuccessAt: r.last_success_at,
     lastAttempt: r.last_attempt ? { ...r.last_attempt, finishedAt: r.last_attempt.finishedAt ? iso(r.last_attempt.finishedAt) : null } : null,
+    createdByJobAt: r.created_by_job_at?.toISOString() ?? null,
   }));
 }
 

@@ -77,6 +77,7 @@ function warnings(list: readonly Warning[]): string {
 }
 
 const TITLES: Record<WarningCode, string> = {
+  new_list: 'New list: Criteo may not serve it yet',
   low_match_rate: 'Low match rate',
   drift: "Criteo's count drifted from the ledger",
   stale: 'No recent successful sync',

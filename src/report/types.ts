@@ -137,7 +137,7 @@ export interface ReportCampaign extends CampaignInfo {
   phase: CampaignPhase;
 }
 
-export type WarningCode = 'low_match_rate' | 'drift' | 'stale' | 'invalid_emails' | 'criteo_rejected_identifiers';
+export type WarningCode = 'new_list' | 'low_match_rate' | 'drift' | 'stale' | 'invalid_emails' | 'criteo_rejected_identifiers';
 
 /** What a CSM should act on, with the action to take. */
 export interface Warning {

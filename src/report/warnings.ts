@@ -14,12 +14,30 @@ interface Context {
   lastAttempt: ListInScopeRow['lastAttempt'];
   /** Every campaign of the list, even when the report is narrowed to one. */
   allCampaigns: readonly ReportCampaign[];
+  /** When Criteo created the list, if the job created it for a campaign that names it. */
+  createdByJobAt: string | null;
 }
 
 const HOUR = 3_600_000;
 
 export function findWarnings(list: ListReport, ctx: Context): Warning[] {
-  return [...stale(list, ctx), ...lowMatchRate(list, ctx), ...drift(list, ctx), ...invalidEmails(list, ctx), ...criteoRejected(list)];
+  return [...newList(list, ctx), ...stale(list, ctx), ...lowMatchRate(list, ctx), ...drift(list, ctx), ...invalidEmails(list, ctx), ...criteoRejected(list)];
+}
+
+/** A list the job created less than a day ago: Criteo serves a new list about 24 hours after it is created. */
+function newList(list: ListReport, ctx: Context): Warning[] {
+  if (!ctx.createdByJobAt) return [];
+  const hours = (ctx.now.getTime() - Date.parse(ctx.createdByJobAt)) / HOUR;
+  if (hours >= 24) return [];
+  return [
+    {
+      code: 'new_list',
+      segmentId: list.segmentId,
+      campaignId: null,
+      message: `List ${list.segmentId} was created ${formatUtc(ctx.createdByJobAt)} for a campaign that names it: Criteo may not serve it until about 24 hours after that.`,
+      action: "Nothing to do: its members are sent already; expect Criteo's statistics and matches from about a day after creation.",
+    },
+  ];
 }
 
 /** An active list with no successful sync for over 36 hours (counted from when it became active). */

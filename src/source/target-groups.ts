@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connection.js';
 import { campaignActiveAt } from './campaign-activity.js';
+import { CAMPAIGN_LISTS } from './list-bindings.js';
 
 /**
  * Reads of the source contract's campaigns: which lists exist, which
@@ -20,9 +21,15 @@ export interface ListTarget {
   invertedCampaignIds: string[];
 }
 
-/** One row per Criteo list that at least one campaign points at. */
-export async function findListTargets(db: Db, asOf: Date, segmentIds?: readonly string[]): Promise<ListTarget[]> {
-  const filter = segmentIds ? sql`WHERE c.audience_segment_id = ANY(${segmentIds.map(String)}::bigint[])` : sql``;
+/**
+ * One row per Criteo list that at least one campaign points at, by id or by a
+ * name the job has bound. `unbound` are campaigns that name a list the run
+ * could not bind: they feed no list.
+ */
+export async function findListTargets(db: Db, asOf: Date, segmentIds?: readonly string[], unbound: readonly string[] = []): Promise<ListTarget[]> {
+  const filter = segmentIds
+    ? sql`WHERE c.audience_segment_id = ANY(${segmentIds.map(String)}::bigint[]) AND c.campaign_id <> ALL(${unbound}::text[])`
+    : sql`WHERE c.campaign_id <> ALL(${unbound}::text[])`;
   const { rows } = await sql<{
     segment_id: string;
     campaign_ids: string[];
@@ -37,7 +44,7 @@ export async function findListTargets(db: Db, asOf: Date, segmentIds?: readonly 
            array_agg(DISTINCT c.advertiser_id::text) AS advertiser_ids,
            bool_and(c.measurement_ends_at <= ${asOf}) AS all_ended,
            coalesce(array_agg(c.campaign_id ORDER BY c.campaign_id) FILTER (WHERE c.measurement_ends_at <= c.starts_at), '{}') AS inverted_campaign_ids
-    FROM audience_sync.campaigns c
+    FROM ${CAMPAIGN_LISTS} c
     ${filter}
     GROUP BY c.audience_segment_id
     ORDER BY c.audience_segment_id`.execute(db);
@@ -54,8 +61,8 @@ export async function findListTargets(db: Db, asOf: Date, segmentIds?: readonly 
 /** The lists the given campaigns feed. */
 export async function segmentsOfCampaigns(db: Db, campaignIds: readonly string[]): Promise<string[]> {
   const { rows } = await sql<{ segment_id: string }>`
-    SELECT DISTINCT audience_segment_id::text AS segment_id FROM audience_sync.campaigns
-    WHERE campaign_id = ANY(${campaignIds}::text[])`.execute(db);
+    SELECT DISTINCT audience_segment_id::text AS segment_id FROM ${CAMPAIGN_LISTS} c
+    WHERE campaign_id = ANY(${campaignIds}::text[]) AND audience_segment_id IS NOT NULL`.execute(db);
   return rows.map((r) => r.segment_id);
 }
 

@@ -1,5 +1,7 @@
 import type { ListTarget } from '../source/target-groups.js';
 import { assertMigrated } from '../db/migrate.js';
+import { readBindings } from '../source/list-bindings.js';
+import { bindNamedLists } from './bind-lists.js';
 import { findListTargets } from '../source/target-groups.js';
 import { countLedger, findUncertainty } from './ledger.js';
 import { withDatesNote } from './outcome.js';
@@ -7,7 +9,8 @@ import { discardPlan, type Uncertainty } from './plan.js';
 import { planList } from './plan-list.js';
 import type { PlannedList, PlanSummary, SyncDeps, SyncOptions } from './types.js';
 
-type PlanDeps = Pick<SyncDeps, 'db' | 'config' | 'log'>;
+/** Without a client, named lists are reported from the recorded bindings. */
+type PlanDeps = Pick<SyncDeps, 'db' | 'config' | 'log'> & { client?: SyncDeps['client'] };
 type PlanOptions = Omit<SyncOptions, 'trigger' | 'signal' | 'onProgress'>;
 
 /**
@@ -19,7 +22,11 @@ export async function planSync(deps: PlanDeps, options: PlanOptions = {}): Promi
   const { db } = deps;
   const asOf = options.asOf ?? new Date();
   await assertMigrated(db);
-  const targets = await findListTargets(db, asOf, options.segmentIds);
+  const bindings = await bindNamedLists(deps, { dryRun: true });
+  // A list found but not yet recorded (the first run records it) is reported in the bindings, not planned.
+  const recorded = await readBindings(db);
+  const unbound = bindings.filter((b) => b.segmentId === null || recorded.get(b.campaignId)?.segmentId !== b.segmentId).map((b) => b.campaignId);
+  const targets = await findListTargets(db, asOf, options.segmentIds, unbound);
   const lists: PlannedList[] = [];
   for (const id of options.segmentIds ?? []) {
     if (!targets.some((t) => t.segmentId === id)) lists.push({ ...emptyPlanned(id), note: `no campaign points at list ${id}; left alone` });
@@ -35,7 +42,7 @@ export async function planSync(deps: PlanDeps, options: PlanOptions = {}): Promi
     lists.push(target.allEnded ? await planEmptying(deps, target, base) : await planMembers(deps, options, asOf, target, base, uncertainty));
   }
   deps.log.info({ lists: lists.length }, 'plan computed');
-  return { asOf: asOf.toISOString(), lists };
+  return { asOf: asOf.toISOString(), bindings, lists };
 }
 
 async function planEmptying(deps: PlanDeps, target: ListTarget, base: PlannedList): Promise<PlannedList> {

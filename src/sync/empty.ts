@@ -1,4 +1,4 @@
-import { AuthenticationError, ListRejectedError, TransientError, type CriteoProblem } from '../core/errors.js';
+import { CriteoError, TransientError, type CriteoProblem } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { callTrace } from '../criteo/client.js';
 import { applyConfirmedBatches, applyConfirmedEmptying, countLedger, recordBatchFailure, recordEmptyingIntent } from './ledger.js';
@@ -42,9 +42,8 @@ export async function emptyList(
       durationMs: out.durationMs,
     });
   } catch (error) {
-    const mayHaveApplied =
-      callTrace(error)?.mayHaveApplied ||
-      (error instanceof TransientError ? error.mayHaveApplied : !(error instanceof ListRejectedError || error instanceof AuthenticationError));
+    // Criteo's definite answers (refusals, a retired version) applied nothing; only a call left unanswered may have.
+    const mayHaveApplied = callTrace(error)?.mayHaveApplied || (error instanceof TransientError ? error.mayHaveApplied : !(error instanceof CriteoError));
     await recordBatchFailure(db, batchId, mayHaveApplied, callTrace(error) ?? {}, (error as { problem?: CriteoProblem }).problem).catch(() => {});
     throw error;
   }

@@ -1,12 +1,11 @@
 import type pg from 'pg';
-import { AuthenticationError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { sleep } from '../criteo/rate-limiter.js';
 import type { Db } from '../db/connection.js';
 import { tryListLock } from '../db/locks.js';
 import { emptyList } from './empty.js';
 import { applyConfirmedBatches, findUncertainty, settleInStep } from './ledger.js';
-import { actionOf, baseOutcome, classify, INTERRUPTED_REASON, withDatesNote } from './outcome.js';
+import { actionOf, baseOutcome, classify, INTERRUPTED_REASON, stopsRun, withDatesNote, type RunStopper } from './outcome.js';
 import { discardPlan, type Uncertainty } from './plan.js';
 import { planList, type ListPlan } from './plan-list.js';
 import { finishListSync, listSyncHolder, readListSyncCounts, recordCampaignFunnels, recordHeldRemovals, recordListPlan, startListSync } from './records.js';
@@ -14,10 +13,10 @@ import { sendPlannedOperation, type SendContext } from './send.js';
 import { readStatistics, statisticsDue } from './statistics.js';
 import type { ListJob, ListOutcome, SyncDeps } from './types.js';
 
-/** A list's sync, and the authentication failure that must stop the whole run, if Criteo refused the credentials. */
+/** A list's sync, and what must stop the whole run, if Criteo refused the credentials or retired the API version. */
 export interface ListResult {
   outcome: ListOutcome;
-  authFailure?: AuthenticationError;
+  stop?: RunStopper;
 }
 
 /** What a list's work did: whether Criteo was changed, and what stopped it, if anything. */
@@ -43,7 +42,7 @@ export async function syncList(deps: SyncDeps, job: ListJob): Promise<ListResult
     const work = await doListWork(deps, job, listSyncId, outcome, log);
     await finishList(deps.db, job, listSyncId, outcome);
     // Recorded first, then the whole run stops: retrying with refused credentials would only storm Criteo.
-    if (work.error instanceof AuthenticationError) return { outcome, authFailure: work.error };
+    if (stopsRun(work.error)) return { outcome, stop: work.error };
     // Statistics after any change, and at least daily for a live list, so the report never reads stale figures.
     if (work.touched || (outcome.action === 'sync' && outcome.status !== 'failed' && (await statisticsDue(deps.db, target.segmentId)))) {
       await readStatistics(deps, listSyncId, target.segmentId, outcome, log);

@@ -1,4 +1,4 @@
-import { AudienceSyncError, oneLine, type CriteoProblem } from '../core/errors.js';
+import { AudienceSyncError, AuthenticationError, VersionRetiredError, oneLine, type CriteoProblem } from '../core/errors.js';
 import type { ListSyncStatus } from '../db/schema.js';
 import type { ListTarget } from '../source/target-groups.js';
 import type { ListOutcome } from './types.js';
@@ -84,4 +84,17 @@ export function withDatesNote(reason: string | null, target: ListTarget): string
   if (target.invertedCampaignIds.length === 0) return reason;
   const note = target.invertedCampaignIds.map((id) => `campaign ${id} ends before it starts (never active)`).join('; ');
   return reason ? `${reason}; ${note}` : note;
+}
+
+/** What stops the whole run, not one list: refused credentials, or an API version Criteo has retired. Retrying would only storm Criteo. */
+export type RunStopper = AuthenticationError | VersionRetiredError;
+
+export function stopsRun(error: unknown): error is RunStopper {
+  return error instanceof AuthenticationError || error instanceof VersionRetiredError;
+}
+
+/** Why the lists not yet started were left alone. */
+export function stoppedReason(stop: RunStopper | undefined): string {
+  if (stop instanceof VersionRetiredError) return 'run aborted: the Criteo API version is retired';
+  return stop ? 'run aborted: authentication failed' : 'run interrupted';
 }

@@ -1,5 +1,5 @@
 import pLimit from 'p-limit';
-import { AuthenticationError, oneLine } from '../core/errors.js';
+import { oneLine } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { holdRunLock } from '../db/locks.js';
 import type { RunStatus } from '../db/schema.js';
@@ -7,11 +7,12 @@ import { assertMigrated } from '../db/migrate.js';
 import { pruneChangeLog } from '../source/change-log.js';
 import { findListTargets, type ListTarget } from '../source/target-groups.js';
 import { advertiserMismatch, findListOwners } from './advertisers.js';
+import { bindNamedLists } from './bind-lists.js';
 import { syncList } from './list.js';
-import { failedOutside, interruptedBeforeStart, notFedByAnyCampaign } from './outcome.js';
+import { failedOutside, interruptedBeforeStart, notFedByAnyCampaign, stoppedReason, stopsRun, type RunStopper } from './outcome.js';
 import { discardOrphanedPlans } from './plan.js';
 import { closeAbandonedRuns, finishRun, startRun } from './records.js';
-import type { ListJob, ListOutcome, RunSummary, SyncDeps, SyncOptions } from './types.js';
+import type { ListBinding, ListJob, ListOutcome, RunSummary, SyncDeps, SyncOptions } from './types.js';
 
 export type { ListOutcome, ListProgress, PlannedList, PlanSummary, RunSummary, SyncDeps, SyncOptions } from './types.js';
 export { planSync } from './dry-run.js';
@@ -44,12 +45,17 @@ export async function runSync(deps: SyncDeps, options: SyncOptions): Promise<Run
   const runLock = await deps.pool.connect();
   let ending: RunEnding = { status: 'failed', error: null };
   const lists: ListOutcome[] = [];
+  const bindings: ListBinding[] = [];
   try {
     await holdRunLock(runLock, runId);
     log.info({ trigger: options.trigger, asOf: asOf.toISOString() }, 'run started');
     const pass = await syncLists(deps, runId, asOf, log, options);
     lists.push(...pass.lists);
+    bindings.push(...pass.bindings);
     await pruneQuietly(deps, log);
+    // Once a run: Criteo said the version is deprecated, and when it will stop answering.
+    const sunset = deps.client.lifecycleWarning();
+    if (sunset) log.warn({ apiVersion: deps.config.criteo.apiVersion }, sunset);
     ending = runEnding(pass, options);
   } catch (error) {
     ending = { status: 'failed', error: oneLine(error) };
@@ -68,14 +74,16 @@ export async function runSync(deps: SyncDeps, options: SyncOptions): Promise<Run
     startedAt: started.toISOString(),
     finishedAt: finished.toISOString(),
     durationMs: finished.getTime() - started.getTime(),
+    bindings,
     lists,
     error: ending.error,
   };
 }
 
 interface ListsPass {
+  bindings: ListBinding[];
   lists: ListOutcome[];
-  authFailure: AuthenticationError | undefined;
+  stop: RunStopper | undefined;
 }
 
 interface RunEnding {
@@ -83,36 +91,40 @@ interface RunEnding {
   error: string | null;
 }
 
-/** Every list of the run, LIST_CONCURRENCY at a time; an authentication failure stops the lists not yet started. */
+/**
+ * Binds the campaigns that name their list, then syncs every list of the run,
+ * LIST_CONCURRENCY at a time. Refused credentials or a retired API version
+ * stop the lists not yet started.
+ */
 async function syncLists(deps: SyncDeps, runId: number, asOf: Date, log: Logger, options: SyncOptions): Promise<ListsPass> {
-  const targets = await findListTargets(deps.db, asOf, options.segmentIds);
-  const unknown = (options.segmentIds ?? []).filter((id) => !targets.some((t) => t.segmentId === id));
-  // An authentication failure stops every list: retrying would only storm Criteo.
   const abort = new AbortController();
   const onOuterAbort = () => abort.abort(options.signal?.reason);
   options.signal?.addEventListener('abort', onOuterAbort, { once: true });
-  let authFailure: AuthenticationError | undefined;
-  const owners = await findListOwners(deps.client, targets).catch((error: unknown) => {
-    if (!(error instanceof AuthenticationError)) return oneLine(error);
-    authFailure = error;
+  let stop: RunStopper | undefined;
+  const halt = (error: unknown) => {
+    if (!stopsRun(error)) throw error;
+    stop ??= error;
     abort.abort(error);
-    return undefined;
-  });
+  };
+  const bindings = await bindNamedLists(deps).catch((error: unknown) => (halt(error), [] as ListBinding[]));
+  const unbound = bindings.filter((b) => b.segmentId === null).map((b) => b.campaignId);
+  const targets = await findListTargets(deps.db, asOf, options.segmentIds, unbound);
+  const unknown = (options.segmentIds ?? []).filter((id) => !targets.some((t) => t.segmentId === id));
+  const owners = stop
+    ? undefined
+    : await findListOwners(deps.client, targets).catch((error: unknown) => (stopsRun(error) ? (halt(error), undefined) : oneLine(error)));
 
   const limit = pLimit(deps.config.listConcurrency);
   const one = async (target: ListTarget): Promise<ListOutcome> => {
-    if (abort.signal.aborted) return interruptedBeforeStart(target, authFailure ? 'run aborted: authentication failed' : 'run interrupted');
+    if (abort.signal.aborted) return interruptedBeforeStart(target, stoppedReason(stop));
     const refusal = refusalOf(target, owners);
     const result = await syncList(deps, { runId, asOf, target, signal: abort.signal, log, options, ...(refusal ? { refusal } : {}) });
-    if (result.authFailure) {
-      authFailure ??= result.authFailure;
-      abort.abort(result.authFailure);
-    }
+    if (result.stop) halt(result.stop);
     return result.outcome;
   };
   const outcomes = await Promise.all(targets.map((target) => limit(() => one(target)).catch((error: unknown) => failedOutside(target, error))));
   options.signal?.removeEventListener('abort', onOuterAbort);
-  return { lists: [...unknown.map(notFedByAnyCampaign), ...outcomes], authFailure };
+  return { bindings, lists: [...unknown.map(notFedByAnyCampaign), ...outcomes], stop };
 }
 
 /** Why the list must not be written to in this run: its owner is another advertiser, or could not be learnt. */
@@ -120,7 +132,7 @@ function refusalOf(target: ListTarget, owners: Map<string, string | null> | stri
   if (typeof owners === 'string') {
     return {
       status: 'incomplete',
-      reason: `could not check which advertiser owns list ${target.segmentId} (${owners}); nothing was sent, the next run retries`,
+      reason: `${owners} (so which advertiser owns list ${target.segmentId} is not known: nothing was sent, the next run retries)`,
     };
   }
   const mismatch = advertiserMismatch(target, owners?.get(target.segmentId));
@@ -136,8 +148,9 @@ async function pruneQuietly(deps: SyncDeps, log: Logger): Promise<void> {
 }
 
 function runEnding(pass: ListsPass, options: SyncOptions): RunEnding {
-  if (pass.authFailure) return { status: 'aborted', error: oneLine(pass.authFailure) };
+  if (pass.stop) return { status: 'aborted', error: oneLine(pass.stop) };
   if (options.signal?.aborted) return { status: 'interrupted', error: 'interrupted by signal' };
-  const failed = pass.lists.some((l) => l.status === 'failed' || l.status === 'incomplete' || l.status === 'held');
+  const failed =
+    pass.bindings.some((b) => b.state === 'failed') || pass.lists.some((l) => l.status === 'failed' || l.status === 'incomplete' || l.status === 'held');
   return { status: failed ? 'failed' : 'succeeded', error: null };
 }

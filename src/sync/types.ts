@@ -66,6 +66,21 @@ export interface ListOutcome {
   wholeReadReason?: string | null;
 }
 
+/** A campaign that names its list: the list the run found or created for it, or why it has none. */
+export interface ListBinding {
+  campaignId: string;
+  advertiserId: string;
+  name: string;
+  /** Null while the list is still to be created (a plan), or when binding failed. */
+  segmentId: string | null;
+  state: 'found' | 'created' | 'to create' | 'failed';
+  /** The job created the list (in this run or an earlier one). */
+  created: boolean;
+  /** When Criteo says the list was created: it may not serve it until about a day later. */
+  listCreatedAt: string | null;
+  reason: string | null;
+}
+
 export interface RunSummary {
   runId: number;
   trigger: string;
@@ -74,6 +89,8 @@ export interface RunSummary {
   startedAt: string;
   finishedAt: string;
   durationMs: number;
+  /** Campaigns that name their list, and the list each was bound to. */
+  bindings: ListBinding[];
   lists: ListOutcome[];
   error: string | null;
 }
@@ -95,6 +112,7 @@ export interface PlannedList {
 
 export interface PlanSummary {
   asOf: string;
+  bindings: ListBinding[];
   lists: PlannedList[];
 }
 
