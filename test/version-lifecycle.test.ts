@@ -166,3 +166,34 @@ describe.skipIf(!hasPushgateway)('the Pushgateway push', () => {
     }
   });
 });
+
+describe('a run', () => {
+  it('while the version is deprecated syncs as usual and logs one warning naming the version and the sunset date', async () => {
+    world.sandbox.setVersionLifecycle('deprecated', SUNSET);
+    const r = await runCli(['run', '--json'], { ...world.env, LOG_LEVEL: 'warn' });
+    expect(r.status).toBe(0);
+    const warnings = r.stderr.split('\n').filter((line) => line.includes('is deprecated by Criteo'));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain('2026-07');
+    expect(warnings[0]).toContain('2027-07-01');
+    expect(warnings[0]).toContain('CRITEO_API_VERSION');
+  });
+
+  it('once the version is retired stops at the first 410, in one line saying what to set, and sends nothing', async () => {
+    world.sandbox.setVersionLifecycle('retired');
+    await seedTargetGroup(world.database.db, 'v1', 50, 60);
+    const before = world.sandbox.calls.length;
+    const r = await runCli(['run', '--json'], world.env);
+    expect(r.status).toBe(1);
+    const summary = JSON.parse(r.stdout) as { status: string; error: string; lists: { segmentId: string; status: string; reason: string }[] };
+    expect(summary.status).toBe('aborted');
+    expect(summary.error).toMatch(/^Criteo API version 2026-07 is retired by Criteo .*set CRITEO_API_VERSION to a supported version/);
+    expect(summary.lists).toEqual([
+      expect.objectContaining({ segmentId: '801', status: 'incomplete', reason: 'run aborted: the Criteo API version is retired' }),
+    ]);
+    const calls = world.sandbox.calls.slice(before);
+    expect(calls.filter((c) => c.operation === 'patch' || c.operation === 'delete')).toEqual([]);
+    // One 410 (the run's search), then nothing more.
+    expect(calls.filter((c) => c.operation !== 'token').map((c) => c.status)).toEqual([410]);
+  });
+});
