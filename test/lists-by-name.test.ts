@@ -88,6 +88,11 @@ describe('campaigns that name their list', () => {
     expect(world.sandbox.calls.filter((c) => c.operation === 'create')).toHaveLength(creates);
     const spring = summary.bindings.find((b) => b.campaignId === 'spring')!;
     expect(summary.lists.find((l) => l.segmentId === spring.segmentId)).toMatchObject({ status: 'succeeded', added: 0 });
+    // `runs show` names the binding.
+    const runId = String((JSON.parse((await runCli(['runs', '--json', '--limit', '1'], world.env)).stdout) as { runId: number }[])[0]!.runId);
+    expect((await runCli(['runs', 'show', runId], world.env)).stdout).toContain(
+      `campaign spring names list "Spring buyers": bound to list ${spring.segmentId} (created by the job)`,
+    );
     // The report says Criteo may not serve the new list yet, and only for that list.
     const report = JSON.parse((await runCli(['report', '--format', 'json'], world.env)).stdout) as { warnings: { code: string; segmentId: string }[] };
     expect(report.warnings.filter((w) => w.code === 'new_list').map((w) => w.segmentId)).toEqual([spring.segmentId]);

@@ -99,6 +99,11 @@ export function formatRuns(rows: RunRow[]): string {
 
 export function formatRunDetail(d: RunDetail): string {
   const parts = [`run ${d.run.runId} (${d.run.trigger}) ${d.run.status}, started ${d.run.startedAt}${d.run.error ? `: ${d.run.error}` : ''}`];
+  for (const b of d.bindings) {
+    parts.push(
+      `campaign ${b.campaignId} names list ${JSON.stringify(b.name)}: bound to list ${b.segmentId} (${b.created ? 'created' : 'found'} by the job) since ${b.boundAt}`,
+    );
+  }
   for (const l of d.lists) {
     parts.push(
       `\nlist ${l.segmentId} ${l.action} ${l.status}: target group ${formatCount(l.targetGroupSize)}, identifiers ${formatCount(l.uniqueIdentifiers)}, ledger before ${formatCount(l.ledgerBefore)}, added ${formatCount(l.added)}/${formatCount(l.toAdd)}, removed ${formatCount(l.removed)}/${formatCount(l.toRemove)}${l.heldRemovals ? `, held ${formatCount(l.heldRemovals)}` : ''}${l.reason ? ` (${l.reason})` : ''}${l.traceId ? ` traceId ${l.traceId}` : ''}`,

@@ -97,8 +97,18 @@ interface ListSyncDetail {
 }
 
 /** `runs show ID`: the run, then each of its list syncs with its batches. */
+/** A campaign of the run that names its list: the list the job bound it to (its current binding). */
+export interface RunBinding {
+  campaignId: string;
+  name: string;
+  segmentId: string;
+  created: boolean;
+  boundAt: string;
+}
+
 export interface RunDetail {
   run: RunRow;
+  bindings: RunBinding[];
   lists: ListSyncDetail[];
 }
 
@@ -110,7 +120,28 @@ export async function runDetail(db: Db, runId: number): Promise<RunDetail | unde
     db,
     lists.map((l) => l.list_sync_id),
   );
-  return { run, lists: lists.map((l) => listSyncDetail(l, batches)) };
+  const bindings = await readRunBindings(
+    db,
+    lists.flatMap((l) => l.campaign_ids),
+  );
+  return { run, bindings, lists: lists.map((l) => listSyncDetail(l, batches)) };
+}
+
+async function readRunBindings(db: Db, campaignIds: readonly string[]): Promise<RunBinding[]> {
+  if (campaignIds.length === 0) return [];
+  const rows = await db
+    .selectFrom('audience_sync.list_bindings')
+    .selectAll()
+    .where('campaign_id', 'in', [...new Set(campaignIds)])
+    .orderBy('campaign_id')
+    .execute();
+  return rows.map((r) => ({
+    campaignId: r.campaign_id,
+    name: r.segment_name,
+    segmentId: String(r.audience_segment_id),
+    created: r.created,
+    boundAt: r.bound_at.toISOString(),
+  }));
 }
 
 function listSyncDetail(l: Selectable<ListSyncsTable>, batches: readonly BatchRow[]): ListSyncDetail {
