@@ -165,3 +165,26 @@ describe('`lists`', () => {
     expect(table.stdout).not.toContain('List 0 ');
   });
 });
+
+describe('a campaigns view without audience_segment_name', () => {
+  it('keeps working: every campaign gives its id, and the run syncs them', async () => {
+    const db = world.database.db;
+    await sql`ALTER TABLE audience_sync.campaigns RENAME TO campaigns_table`.execute(db);
+    await sql`
+      CREATE VIEW audience_sync.campaigns AS
+      SELECT campaign_id, name, advertiser_id, audience_segment_id, starts_at, measurement_ends_at
+      FROM audience_sync.campaigns_table WHERE audience_segment_id IS NOT NULL`.execute(db);
+    try {
+      await seedTargetGroup(db, 'by-id', 100, 110);
+      const { status, summary } = await run();
+      expect(status).toBe(0);
+      expect(summary.bindings).toEqual([]);
+      expect(summary.lists.find((l) => l.segmentId === '903')).toMatchObject({ status: 'succeeded' });
+      expect(world.sandbox.members('903').size).toBe(60);
+      expect((await runCli(['plan', '--json'], world.env)).status).toBe(0);
+    } finally {
+      await sql`DROP VIEW audience_sync.campaigns`.execute(db);
+      await sql`ALTER TABLE audience_sync.campaigns_table RENAME TO campaigns`.execute(db);
+    }
+  });
+});
