@@ -1,12 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { freePort } from '../dev/free-port.js';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../dev/free-port.js';
 import { buildCoverageReport } from '../src/report/build.js';
 import type { RunSummary } from '../src/sync/run.js';
 import { createWorld, runCli, seedCampaigns, seedCustomers, seedTargetGroup, startCli, type World } from './helpers.js';
+import { PUSHGATEWAY, hasPushgateway, startPushgateway } from './pushgateway.js';
 
 /**
  * PUSHGATEWAY_URL against Debian's real Pushgateway on a loopback port: after
@@ -15,41 +12,10 @@ import { createWorld, runCli, seedCampaigns, seedCustomers, seedTargetGroup, sta
  * warning and the run still exits 0.
  */
 
-const PUSHGATEWAY = process.env.PUSHGATEWAY_PATH ?? '/usr/bin/prometheus-pushgateway';
-const hasPushgateway = existsSync(PUSHGATEWAY);
 if (!hasPushgateway) console.warn(`report-pushgateway.test.ts: SKIPPED, ${PUSHGATEWAY} is absent (Debian: apt-get install -y prometheus-pushgateway)`);
 
 let world: World;
 let gateway: { url: string; stop: () => Promise<void> } | undefined;
-
-async function startPushgateway(): Promise<{ url: string; stop: () => Promise<void> }> {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'pushgateway-'));
-  // Debian's build persists to /var/lib/prometheus by default: an empty file name keeps metrics in memory only.
-  const child: ChildProcess = spawn(PUSHGATEWAY, [`--web.listen-address=127.0.0.1:${port}`, '--persistence.file=', '--log.level=warn'], {
-    cwd: dir,
-    stdio: 'ignore',
-  });
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const ready = await fetch(`${url}/-/ready`).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (ready) break;
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the Pushgateway did not start on ${url}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return {
-    url,
-    stop: async () => {
-      child.kill('SIGTERM');
-      await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
 
 /** The gateway's /metrics as `name{sorted labels}` → value, our series only. */
 async function scrape(url: string): Promise<Map<string, number>> {

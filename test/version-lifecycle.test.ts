@@ -1,14 +1,10 @@
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../dev/free-port.js';
 import { silentLogger } from '../src/core/logger.js';
 import { CriteoClient } from '../src/criteo/client.js';
 import { pushRunMetrics } from '../src/report/metrics.js';
 import { preflight, type Check } from '../src/sync/preflight.js';
 import { createWorld, runCli, seedCampaigns, seedCustomers, seedTargetGroup, type World } from './helpers.js';
+import { hasPushgateway, startPushgateway } from './pushgateway.js';
 
 /**
  * What the job does with Criteo's version lifecycle outside the client:
@@ -103,34 +99,6 @@ describe('preflight', () => {
 });
 
 // ---------------------------------------------------------------------------
-
-const PUSHGATEWAY = process.env.PUSHGATEWAY_PATH ?? '/usr/bin/prometheus-pushgateway';
-const hasPushgateway = existsSync(PUSHGATEWAY);
-
-async function startPushgateway(): Promise<{ url: string; stop: () => Promise<void> }> {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'pushgateway-'));
-  const child = spawn(PUSHGATEWAY, [`--web.listen-address=127.0.0.1:${port}`, '--persistence.file=', '--log.level=warn'], { cwd: dir, stdio: 'ignore' });
-  const url = `http://127.0.0.1:${port}`;
-  await expect
-    .poll(
-      () =>
-        fetch(`${url}/-/ready`).then(
-          (r) => r.ok,
-          () => false,
-        ),
-      { timeout: 15_000, interval: 100 },
-    )
-    .toBe(true);
-  return {
-    url,
-    stop: async () => {
-      child.kill('SIGTERM');
-      await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
 
 /** The gateway's audience_sync_criteo_api_* series of the run group, by name. */
 async function apiSeries(url: string): Promise<Record<string, number>> {
