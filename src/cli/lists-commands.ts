@@ -4,6 +4,7 @@ import { ConfigError } from '../core/errors.js';
 import { ambiguousName, findOrCreateList } from '../criteo/find-or-create.js';
 import { criteoListsCsv, criteoListsTable, listCriteoLists } from '../report/criteo-lists.js';
 import { withApp } from './app.js';
+import { json, out } from './output.js';
 
 /**
  * `lists`: the contact lists the credentials can see, with what the job knows
@@ -11,7 +12,6 @@ import { withApp } from './app.js';
  * idempotent when two CSMs run it at once.
  */
 
-const out = (text: string) => process.stdout.write(`${text}\n`);
 const numeric = (flag: string, value: string) => {
   if (!/^[1-9]\d*$/.test(value)) throw new ConfigError(`${flag}: ${JSON.stringify(value)} is not a numeric id`);
   return value;
@@ -45,7 +45,7 @@ export function addListsCommands(program: Command): void {
         }),
       );
       bar?.stop();
-      if (opts.format === 'json') out(JSON.stringify(rows, null, 2));
+      if (opts.format === 'json') json(rows);
       else if (opts.format === 'csv') process.stdout.write(criteoListsCsv(rows));
       else out(criteoListsTable(rows));
     });
@@ -67,7 +67,7 @@ export function addListsCommands(program: Command): void {
       if (result.kind === 'ambiguous') throw new Error(ambiguousName(advertiserId, name, result.ids));
       if (result.kind === 'absent') throw new Error(`list ${JSON.stringify(name)} of advertiser ${advertiserId} could not be found or created`);
       const { list } = result;
-      if (opts.json) out(JSON.stringify({ ...list, created: result.kind === 'created' }, null, 2));
+      if (opts.json) json({ ...list, created: result.kind === 'created' });
       else out(list.id);
       if (result.kind === 'created') process.stderr.write(`created list ${list.id}: Criteo serves a new list about 24 hours after it is created\n`);
     });

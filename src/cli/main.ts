@@ -7,6 +7,7 @@ import { recentRuns, runDetail } from '../report/history.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { preflight } from '../sync/preflight.js';
 import { addListsCommands } from './lists-commands.js';
+import { json, out } from './output.js';
 import { progressReporter } from './progress.js';
 import { pushRunMetrics } from '../report/metrics.js';
 import { buildCoverageReport, coverageByList } from '../report/build.js';
@@ -28,9 +29,6 @@ const program = new Command('audience-sync')
   .description('Keeps Criteo Audience Lists in step with campaign target groups held in Postgres')
   .exitOverride()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-
-const out = (text: string) => process.stdout.write(`${text}\n`);
-const json = (value: unknown) => out(JSON.stringify(value, null, 2));
 
 interface ListChoice {
   list?: string[];
