@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { randomBytes, type createHash as nodeCreateHash } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { inject } from 'vitest';
@@ -11,15 +11,21 @@ import { silentLogger, type Logger } from '../src/core/logger.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { startSandbox, type Sandbox, type SandboxOptions } from '../src/sandbox/server.js';
 import { runSync, type RunSummary, type SyncOptions } from '../src/sync/run.js';
+import { referenceIdentifier } from './drills/reference.js';
 
-/** A database of its own for one test file, created from the shared server and dropped after. */
-export async function createTestDatabase(label: string): Promise<{ url: string; drop: () => Promise<void> }> {
+/** The independent Node implementation of the identifier recipe, for checking the SQL one. */
+export { referenceIdentifier };
+
+/**
+ * A database of its own for one test file, created from the shared server and dropped after.
+ * `options` are CREATE DATABASE options (e.g. a locale), written as given: test code only.
+ */
+export async function createTestDatabase(label: string, options = ''): Promise<{ url: string; drop: () => Promise<void> }> {
   const admin = inject('adminDatabaseUrl');
   const name = `as_test_${label.replace(/\W+/g, '_').toLowerCase()}_${randomBytes(4).toString('hex')}`;
   const client = new pg.Client({ connectionString: admin });
   await client.connect();
-  await client.query(`CREATE DATABASE ${name}`);
-  await client.end();
+  await client.query(`CREATE DATABASE ${name} ${options}`).finally(() => client.end());
   const url = new URL(admin);
   url.pathname = `/${name}`;
   return {
@@ -152,7 +158,6 @@ export async function seedTargetGroup(db: DbHandle['db'], campaignId: string, fr
 
 /** What the job should hold for a list: computed independently of the job's own SQL, in Node. */
 export async function expectedIdentifiers(db: DbHandle['db'], segmentId: string, at = new Date()): Promise<Set<string>> {
-  const { createHash } = await import('node:crypto');
   const { rows } = await sql<{ email: string | null }>`
     SELECT cu.email FROM audience_sync.campaigns c
     JOIN audience_sync.campaign_target_groups tg ON tg.campaign_id = c.campaign_id
@@ -160,23 +165,10 @@ export async function expectedIdentifiers(db: DbHandle['db'], segmentId: string,
     WHERE c.audience_segment_id = ${segmentId}::bigint AND c.starts_at <= ${at} AND ${at} < c.measurement_ends_at`.execute(db);
   const out = new Set<string>();
   for (const { email } of rows) {
-    const id = referenceIdentifier(email, createHash);
+    const id = referenceIdentifier(email);
     if (id) out.add(id);
   }
   return out;
-}
-
-const WHATWG = /^[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
-
-/** A second, independent implementation of the identifier recipe, for checking the SQL one. */
-export function referenceIdentifier(email: string | null, createHash: typeof nodeCreateHash): string | null {
-  if (email === null) return null;
-  // The syntax is checked before lowercasing: toLowerCase() folds some non-ASCII letters to ASCII.
-  const t = email.replace(/^[ \t\n\r\f]+|[ \t\n\r\f]+$/g, '');
-  if (/^[0-9a-fA-F]{64}$/.test(t)) return t.toLowerCase();
-  const at = t.indexOf('@');
-  if (t.length > 254 || at < 1 || at > 64 || !t.slice(at + 1).includes('.') || !WHATWG.test(t)) return null;
-  return createHash('sha256').update(t.toLowerCase(), 'utf8').digest('hex');
 }
 
 export async function ledgerOf(db: DbHandle['db'], segmentId: string): Promise<Set<string>> {
