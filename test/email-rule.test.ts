@@ -38,7 +38,13 @@ async function expectVectors(database: DbHandle): Promise<void> {
     SELECT audience_sync.normalized_email(r) AS n, encode(audience_sync.email_identifier(r), 'hex') AS id
     FROM unnest(${raws}::text[]) WITH ORDINALITY AS v(r, i) ORDER BY i`.execute(database.db);
   const got = VECTORS.map(([source, label, raw], i) => ({ source, label, raw, normalised: rows[i]!.n, identifier: rows[i]!.id }));
-  const want = VECTORS.map(([source, label, raw, expected]) => ({ source, label, raw, normalised: expected, identifier: expected === null ? null : sha(expected) }));
+  const want = VECTORS.map(([source, label, raw, expected]) => ({
+    source,
+    label,
+    raw,
+    normalised: expected,
+    identifier: expected === null ? null : sha(expected),
+  }));
   expect(got).toEqual(want);
   expect(VECTORS.filter(([, , raw, expected]) => referenceIdentifier(raw) !== (expected === null ? null : sha(expected)))).toEqual([]);
 }
@@ -49,7 +55,9 @@ describe.each(LOCALES)('the email rule in a database created with %s', (locale, 
 
   beforeAll(async () => {
     const t = await createTestDatabase('email_locale', options).catch((error: Error) => {
-      throw new Error(`cannot create a database with ${locale} (${error.message}): generate the locale (apt-get install locales; locale-gen) and restart Postgres`);
+      throw new Error(
+        `cannot create a database with ${locale} (${error.message}): generate the locale (apt-get install locales; locale-gen) and restart Postgres`,
+      );
     });
     drop = t.drop;
     database = connect(t.url);
@@ -72,7 +80,7 @@ describe.each(LOCALES)('the email rule in a database created with %s', (locale, 
   });
 });
 
-describe('the email rule in the demo\'s embedded Postgres (Postgres 18 with ICU 60, older than Unicode 17)', () => {
+describe("the email rule in the demo's embedded Postgres (Postgres 18 with ICU 60, older than Unicode 17)", () => {
   const blocker = embeddedPostgresBlocker();
   let server: PrivatePostgres | undefined;
   let database: DbHandle;
@@ -97,8 +105,8 @@ describe('the email rule in the demo\'s embedded Postgres (Postgres 18 with ICU 
   });
 });
 
-describe('the email rule against Criteo\'s own hasher', () => {
-  it('gives the address whose SHA-256(MD5) is the constant of Criteo\'s EmailHasherTest', () => {
+describe("the email rule against Criteo's own hasher", () => {
+  it("gives the address whose SHA-256(MD5) is the constant of Criteo's EmailHasherTest", () => {
     const criteo = (email: string) => createHash('sha256').update(createHash('md5').update(email, 'utf8').digest('hex')).digest('hex');
     const sdk = VECTORS.filter(([source, label]) => source === 'criteo-sdk' && /plain|spaces|capitals/.test(label) && !/German|Russian|Greek/.test(label));
     expect(sdk).toHaveLength(4);

@@ -63,7 +63,12 @@ export const VECTORS: Vector[] = [
 
   ['rfc6531', 'local part of 64 octets in 32 two-octet letters', `${'ä'.repeat(32)}@example.com`, `${'ä'.repeat(32)}@example.com`],
   ['rfc6531', 'local part of 66 octets in 33 letters', `${'ä'.repeat(33)}@example.com`, null],
-  ['rfc6531', '254 octets in all', `${a64}@${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(57)}.com`, `${a64}@${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(57)}.com`],
+  [
+    'rfc6531',
+    '254 octets in all',
+    `${a64}@${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(57)}.com`,
+    `${a64}@${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(57)}.com`,
+  ],
   ['rfc6531', '255 octets in all', `${a64}@${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(58)}.com`, null],
   ['rfc6531', '255 octets in 254 characters', `${'a'.repeat(63)}@${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(58)}.cöm`, null],
   ['rfc6531', 'Chinese', '用户@例子.广告', '用户@例子.广告'],

@@ -63,11 +63,16 @@ export interface ClientHooks {
   log?: Logger;
 }
 
-/** A migrated database and a sandbox on loopback, wired like a deployment. */
-export async function createWorld(label: string, sandboxOptions: SandboxOptions = {}, extraEnv: Record<string, string> = {}): Promise<World> {
+/** A migrated database (unless `migrate` is false: an empty one) and a sandbox on loopback, wired like a deployment. */
+export async function createWorld(
+  label: string,
+  sandboxOptions: SandboxOptions = {},
+  extraEnv: Record<string, string> = {},
+  { migrate = true }: { migrate?: boolean } = {},
+): Promise<World> {
   const { url, drop } = await createTestDatabase(label);
   const database = connect(url);
-  await migrateToLatest(database.db);
+  if (migrate) await migrateToLatest(database.db);
   const sandbox = await startSandbox({
     clients: [{ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, advertiserIds: '*' }],
     // No sandbox rate limit unless a test is about rate limits.

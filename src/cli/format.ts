@@ -19,7 +19,7 @@ export function formatRunSummary(s: RunSummary): string {
     formatCount(l.toRemove),
     formatCount(l.removed),
     l.emptied ? 'yes' : l.heldRemovals > 0 ? `held ${formatCount(l.heldRemovals)}` : '',
-    l.reason ?? '',
+    [l.reason, l.newlyValidEmails ? `${formatCount(l.newlyValidEmails)} newly valid emails (email rule)` : null].filter(Boolean).join('; '),
   ]);
   const table = textTable(['list', 'action', 'status', 'target group', 'identifiers', 'to add', 'added', 'to remove', 'removed', 'emptied/held', 'note'], rows);
   return [head, ...formatBindings(s.bindings), table].join('\n');
@@ -106,7 +106,7 @@ export function formatRunDetail(d: RunDetail): string {
   }
   for (const l of d.lists) {
     parts.push(
-      `\nlist ${l.segmentId} ${l.action} ${l.status}: target group ${formatCount(l.targetGroupSize)}, identifiers ${formatCount(l.uniqueIdentifiers)}, ledger before ${formatCount(l.ledgerBefore)}, added ${formatCount(l.added)}/${formatCount(l.toAdd)}, removed ${formatCount(l.removed)}/${formatCount(l.toRemove)}${l.heldRemovals ? `, held ${formatCount(l.heldRemovals)}` : ''}${l.reason ? ` (${l.reason})` : ''}${l.traceId ? ` traceId ${l.traceId}` : ''}`,
+      `\nlist ${l.segmentId} ${l.action} ${l.status}: target group ${formatCount(l.targetGroupSize)}, identifiers ${formatCount(l.uniqueIdentifiers)}, ledger before ${formatCount(l.ledgerBefore)}, added ${formatCount(l.added)}/${formatCount(l.toAdd)}, removed ${formatCount(l.removed)}/${formatCount(l.toRemove)}${l.heldRemovals ? `, held ${formatCount(l.heldRemovals)}` : ''}${l.newlyValidEmails ? `, newly valid emails ${formatCount(l.newlyValidEmails)} (email rule)` : ''}${l.reason ? ` (${l.reason})` : ''}${l.traceId ? ` traceId ${l.traceId}` : ''}`,
     );
     if (l.batches.length > 0) {
       parts.push(

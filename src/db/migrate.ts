@@ -28,6 +28,8 @@ export async function migrateToLatest(db: Db): Promise<string[]> {
   const { error, results } = await migrator(db).migrateToLatest();
   // Kysely types the failure as unknown; what a migration or pg throws is an Error, rethrown as is.
   if (error) throw error instanceof Error ? error : new Error('a migration failed', { cause: error });
+  // The email rule's case mapping, fitted to the server's ICU again if it changed (an OS or Postgres upgrade): see migration 0009.
+  await sql`SELECT audience_sync.calibrate_email_rule()`.execute(db);
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
 }
 
@@ -43,4 +45,8 @@ export async function assertMigrated(db: Db): Promise<void> {
   if (pending.length > 0) {
     throw new SchemaError(`the database schema is not up to date (${pending.length} migration(s) pending): run \`audience-sync migrate\``);
   }
+  // Fails, with the command to run, when the server's ICU changed since the email rule was fitted to it.
+  await sql`SELECT audience_sync.email_rule_stamp()`.execute(db).catch((error: unknown) => {
+    throw new SchemaError((error as Error).message, { cause: error });
+  });
 }

@@ -60,6 +60,8 @@ export interface ListsTable {
   snapshot_campaigns: string[] | null;
   whole_read_at: Timestamp | null;
   whole_read_due: Timestamp | null;
+  /** The email rule the snapshot's verdicts were reached by (audience_sync.email_rule_stamp()). */
+  email_rule: string | null;
 }
 
 /** The source change log (migration 0007), written by triggers on customers and campaign_target_groups. */
@@ -117,6 +119,8 @@ export interface ListSyncsTable {
   removed: ColumnType<number, number | undefined, number>;
   emptied: ColumnType<boolean, boolean | undefined, boolean>;
   held_removals: ColumnType<number, number | undefined, number>;
+  /** Customers whose email was invalid and is valid now, because the email rule changed (migration 0009). */
+  newly_valid_emails: Count | null;
   reason: string | null;
   error_code: string | null;
   trace_id: string | null;

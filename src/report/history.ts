@@ -88,6 +88,8 @@ interface ListSyncDetail {
   added: number;
   removed: number;
   heldRemovals: number;
+  /** After a change of email rule: customers whose email was invalid and is valid now. */
+  newlyValidEmails: number | null;
   emptied: boolean;
   reason: string | null;
   errorCode: string | null;
@@ -159,6 +161,7 @@ function listSyncDetail(l: Selectable<ListSyncsTable>, batches: readonly BatchRo
     added: l.added,
     removed: l.removed,
     heldRemovals: l.held_removals,
+    newlyValidEmails: l.newly_valid_emails,
     emptied: l.emptied,
     reason: l.reason,
     errorCode: l.error_code,

@@ -22,7 +22,14 @@ import { lockChangeLogShared, tryLockChangeLogAlone } from '../db/locks.js';
  */
 
 /** Postgres snapshots (pg_snapshot, as text): the log rows read are those of transactions visible in `seen` and not in `from`. */
-export type SourceRead = { kind: 'changes'; from: string; seen: string; stamp: string } | { kind: 'whole'; seen: string; stamp: string | null; reason: string };
+export type SourceRead = (
+  { kind: 'changes'; from: string; seen: string; stamp: string } | { kind: 'whole'; seen: string; stamp: string | null; reason: string }
+) & {
+  /** The email rule the plan judges by (audience_sync.email_rule_stamp()). */
+  emailRule: string;
+  /** The list's snapshot was judged by another rule: every row with an email beyond ASCII is judged again (a whole read). */
+  rejudge: boolean;
+};
 
 /**
  * The Postgres snapshot this plan reads the source as of, under the shared
@@ -56,7 +63,8 @@ export async function chooseSourceRead(
   { full, wholeReadDays }: { full: boolean; wholeReadDays: number },
 ): Promise<SourceRead> {
   const stamp = await sourceStamp(tx);
-  const whole = (reason: string): SourceRead => ({ kind: 'whole', seen, stamp, reason });
+  const rule = await readEmailRule(tx, segmentId);
+  const whole = (reason: string): SourceRead => ({ kind: 'whole', seen, stamp, reason, ...rule });
   if (full) return whole('--full');
   if (wholeReadDays === 0) return whole('SOURCE_WHOLE_READ_DAYS is 0');
   if (!stamp) return whole('a source table is a view or replicated, or its change-log triggers are missing or not enabled ALWAYS');
@@ -79,6 +87,7 @@ export async function chooseSourceRead(
     FROM audience_sync.lists l WHERE l.audience_segment_id = ${segmentId}::bigint`.execute(tx);
   const list = lists[0];
   if (!list?.from) return whole('the snapshot has not read the change log yet');
+  if (rule.rejudge) return whole(`the email rule changed (now ${rule.emailRule}): addresses beyond ASCII are judged again`);
   const read = { from: list.from, seen };
   // Said first, as the likeliest reason: a TRUNCATE also rewrites the table, which changes the stamp below.
   const { rows: truncations } = await sql<{ truncated: boolean }>`
@@ -99,7 +108,21 @@ export async function chooseSourceRead(
       WHERE ${unreadChanges(read)} AND (campaign_id IS NULL OR campaign_id = ANY(${activeCampaignIds}::text[]))
       LIMIT ${limit + 1}) w`.execute(tx);
   if (window[0]!.n > limit) return whole(`more than ${limit} source changes for the list since its last plan`);
-  return { kind: 'changes', ...read, stamp };
+  return { kind: 'changes', ...read, stamp, ...rule };
+}
+
+/**
+ * The email rule this plan judges by, and whether the list's snapshot was
+ * judged by another: a new rule (a migration), or a Postgres whose NFC
+ * tables or ICU differ (an upgrade). The stamp fails with the command to
+ * run when the server's ICU changed since `migrate` calibrated the rule.
+ */
+async function readEmailRule(tx: Db, segmentId: string): Promise<{ emailRule: string; rejudge: boolean }> {
+  const { rows } = await sql<{ rule: string; rejudge: boolean }>`
+    SELECT r.rule, l.email_rule IS DISTINCT FROM r.rule AS rejudge
+    FROM (SELECT audience_sync.email_rule_stamp() AS rule) r
+    LEFT JOIN audience_sync.lists l ON l.audience_segment_id = ${segmentId}::bigint`.execute(tx);
+  return { emailRule: rows[0]!.rule, rejudge: rows[0]!.rejudge };
 }
 
 /**
@@ -186,6 +209,7 @@ export async function recordSourceRead(
     UPDATE audience_sync.lists SET
       changes_read_in = ${read.seen}::pg_snapshot,
       source_stamp = ${read.stamp},
+      email_rule = ${read.emailRule},
       snapshot_campaigns = ${activeCampaignIds}::text[],
       whole_read_at = CASE WHEN ${read.kind === 'whole'} THEN now() ELSE whole_read_at END,
       whole_read_due = CASE WHEN ${read.kind === 'whole'} THEN now() + make_interval(days => ${wholeReadDays}::int) ELSE whole_read_due END

@@ -37,7 +37,7 @@ export async function findChangedTargets(tx: Db, segmentId: string, activeCampai
   // JIT compiling costs more than it saves at any size measured.
   await sql`SET LOCAL jit = off`.execute(tx);
   if (read.kind === 'changes') await probingKeys(tx, () => compareLoggedKeys(tx, segmentId, activeCampaignIds, read));
-  else await compareWholeTargetGroup(tx, segmentId, activeCampaignIds);
+  else await compareWholeTargetGroup(tx, segmentId, activeCampaignIds, read.rejudge);
   // Statistics for the statements that read the changes: a handful of rows on most days, millions on the first.
   await sql`ANALYZE ${TARGET_CHANGES}`.execute(tx);
   const { rows } = await sql<{ n: number }>`SELECT count(*)::bigint AS n FROM ${TARGET_CHANGES}`.execute(tx);
@@ -93,8 +93,10 @@ async function compareLoggedKeys(tx: Db, segmentId: string, activeCampaignIds: r
  * The whole target group, in one parallel statement: the list's target
  * groups joined to customers and to the snapshot, plus the snapshot rows
  * whose target-group row is gone (or whose campaign is no longer active).
+ * With `rejudge` (the email rule changed), a row whose email has a
+ * character beyond ASCII counts as changed too, so the new rule judges it.
  */
-async function compareWholeTargetGroup(tx: Db, segmentId: string, activeCampaignIds: readonly string[]): Promise<void> {
+async function compareWholeTargetGroup(tx: Db, segmentId: string, activeCampaignIds: readonly string[], rejudge: boolean): Promise<void> {
   // The changed rows are few and the planner cannot know it: cheap tuple
   // transfer lets it keep the pass parallel, as CREATE TABLE AS allows.
   await sql`SET LOCAL parallel_tuple_cost = 0.001`.execute(tx);
@@ -112,7 +114,8 @@ async function compareWholeTargetGroup(tx: Db, segmentId: string, activeCampaign
       ON t.customer_id = tg.customer_id AND t.campaign_id = tg.campaign_id
     WHERE tg.campaign_id = ANY(${activeCampaignIds}::text[])
       AND (t.customer_id IS NULL
-           OR t.email_fingerprint IS DISTINCT FROM ${fingerprint})
+           OR t.email_fingerprint IS DISTINCT FROM ${fingerprint}
+           ${rejudge ? sql`OR cu.email ~ '[^\x01-\x7f]'` : sql``})
     UNION ALL
     SELECT t.campaign_id, t.customer_id, true, false, NULL, NULL, NULL
     FROM audience_sync.list_targets t
@@ -144,6 +147,18 @@ export async function applyChangedTargets(tx: Db, segmentId: string): Promise<vo
     SELECT ${segmentId}::bigint, c.customer_id, c.campaign_id, c.new_fingerprint, ${newState}, c.new_identifier
     FROM ${TARGET_CHANGES} c WHERE c.present
     ORDER BY c.customer_id, c.campaign_id`.execute(tx);
+}
+
+/**
+ * Customers with a row the changes turned from an invalid email to a valid
+ * one: after a change of email rule, the addresses it newly accepts.
+ */
+export async function countNewlyValidEmails(tx: Db): Promise<number> {
+  const { rows } = await sql<{ n: string }>`
+    SELECT count(DISTINCT c.customer_id) AS n FROM ${TARGET_CHANGES} c
+    JOIN ${REPLACED_TARGETS} r ON r.customer_id = c.customer_id AND r.campaign_id = c.campaign_id
+    WHERE r.email_state = 'invalid' AND c.present AND c.new_identifier IS NOT NULL`.execute(tx);
+  return Number(rows[0]!.n);
 }
 
 /**
@@ -256,7 +271,7 @@ export async function forgetSnapshot(tx: Db, segmentId: string): Promise<void> {
   await sql`
     INSERT INTO audience_sync.lists AS l (audience_segment_id, in_step, identifiers) VALUES (${segmentId}::bigint, true, 0)
     ON CONFLICT (audience_segment_id) DO UPDATE SET in_step = true, identifiers = 0, updated_at = now(),
-      changes_read_in = NULL, source_stamp = NULL, snapshot_campaigns = NULL, whole_read_at = NULL, whole_read_due = NULL`.execute(tx);
+      changes_read_in = NULL, source_stamp = NULL, snapshot_campaigns = NULL, whole_read_at = NULL, whole_read_due = NULL, email_rule = NULL`.execute(tx);
 }
 
 export interface SnapshotCounts {

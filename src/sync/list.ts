@@ -169,6 +169,7 @@ function takePlan(outcome: ListOutcome, plan: ListPlan): void {
   outcome.heldRemovals = plan.heldRemovals;
   outcome.sourceRead = plan.sourceRead;
   outcome.wholeReadReason = plan.wholeReadReason;
+  if (plan.newlyValidEmails !== null) outcome.newlyValidEmails = plan.newlyValidEmails;
 }
 
 async function recordPlan(db: Db, listSyncId: number, plan: ListPlan): Promise<void> {
@@ -185,6 +186,7 @@ function logPlan(log: Logger, plan: ListPlan, uncertainty: Uncertainty): void {
       changedRows: plan.changedRows,
       sourceRead: plan.sourceRead,
       ...(plan.wholeReadReason ? { wholeReadReason: plan.wholeReadReason } : {}),
+      ...(plan.newlyValidEmails !== null ? { newlyValidEmails: plan.newlyValidEmails } : {}),
       incremental: plan.incremental,
       toAdd: plan.toAdd,
       toRemove: plan.toRemove,

@@ -4,6 +4,7 @@ import { chooseSourceRead, recordSourceRead, takeSourceSnapshot } from '../sourc
 import {
   applyChangedTargets,
   applyCounterDeltas,
+  countNewlyValidEmails,
   findChangedTargets,
   findTouchedIdentifiers,
   lockListState,
@@ -32,6 +33,8 @@ export interface ListPlan extends PlanCounts {
   wholeReadReason: string | null;
   /** The diff looked only at the identifiers those rows touch (the ledger was in step). */
   incremental: boolean;
+  /** After a change of email rule: customers whose email was invalid and is valid now (null when the rule did not change). */
+  newlyValidEmails: number | null;
 }
 
 type PlanJob = Pick<ListJob, 'target' | 'asOf' | 'options'>;
@@ -97,6 +100,7 @@ async function planInTransaction(tx: Db, config: Config, job: PlanJob, planId: n
     sourceRead: read.kind,
     wholeReadReason: read.wholeReadReason,
     incremental,
+    newlyValidEmails: read.newlyValidEmails,
     heldRemovals: held ? counts.toRemove : 0,
     heldReason: held,
   };
@@ -112,8 +116,9 @@ async function refreshSnapshot(tx: Db, config: Config, job: PlanJob) {
   });
   const { changedRows } = await findChangedTargets(tx, segmentId, activeCampaignIds, read);
   await applyChangedTargets(tx, segmentId);
+  const newlyValidEmails = read.rejudge ? await countNewlyValidEmails(tx) : null;
   await recordSourceRead(tx, segmentId, read, activeCampaignIds, config.sourceWholeReadDays);
-  return { kind: read.kind, wholeReadReason: read.kind === 'whole' ? read.reason : null, changedRows };
+  return { kind: read.kind, wholeReadReason: read.kind === 'whole' ? read.reason : null, changedRows, newlyValidEmails };
 }
 
 /** The diff on the identifiers today's changes touched: the ledger held exactly the snapshot's identifiers. */

@@ -76,7 +76,7 @@ export async function startListSync(db: Db, s: ListSyncStart): Promise<number> {
 export async function recordListPlan(
   db: Db,
   listSyncId: number,
-  plan: { funnel?: FunnelCounts; ledgerBefore: number; toAdd: number; toRemove: number },
+  plan: { funnel?: FunnelCounts; ledgerBefore: number; toAdd: number; toRemove: number; newlyValidEmails?: number | null },
 ): Promise<void> {
   await db
     .updateTable('audience_sync.list_syncs')
@@ -90,6 +90,7 @@ export async function recordListPlan(
       ledger_before: plan.ledgerBefore,
       to_add: plan.toAdd,
       to_remove: plan.toRemove,
+      newly_valid_emails: plan.newlyValidEmails ?? null,
     })
     .where('list_sync_id', '=', listSyncId)
     .execute();

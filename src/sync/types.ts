@@ -64,6 +64,8 @@ export interface ListOutcome {
   /** A planned list: whether its source was read from the change log or whole, and why whole. */
   sourceRead?: 'changes' | 'whole';
   wholeReadReason?: string | null;
+  /** After a change of email rule: customers whose email was invalid and is valid now. */
+  newlyValidEmails?: number | null;
 }
 
 /** A campaign that names its list: the list the run found or created for it, or why it has none. */

@@ -10,8 +10,9 @@ import { createHash } from 'node:crypto';
  */
 const WHATWG = /^[a-z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
 const ATEXT = /^[a-z0-9.!#$%&'*+/=?^_`{|}~-]$/;
-const LOCAL_BEYOND_ASCII = /^[[\p{L}\p{M}\p{N}\p{P}\p{S}]--[\p{ASCII}\p{Default_Ignorable_Code_Point}]]$/v;
-const LABEL_BEYOND_ASCII = /^[[\p{L}\p{M}\p{Nd}]--[\p{ASCII}\p{Default_Ignorable_Code_Point}]]$/v;
+// Set subtraction needs the v flag (ES2024), written as a string for the compiler's ES2022 target.
+const LOCAL_BEYOND_ASCII = new RegExp('^[[\\p{L}\\p{M}\\p{N}\\p{P}\\p{S}]--[\\p{ASCII}\\p{Default_Ignorable_Code_Point}]]$', 'v');
+const LABEL_BEYOND_ASCII = new RegExp('^[[\\p{L}\\p{M}\\p{Nd}]--[\\p{ASCII}\\p{Default_Ignorable_Code_Point}]]$', 'v');
 const localCharacter = (c: string) => ATEXT.test(c) || LOCAL_BEYOND_ASCII.test(c);
 const labelCharacter = (c: string) => /^[a-z0-9-]$/.test(c) || LABEL_BEYOND_ASCII.test(c);
 const utf8Length = (s: string) => Buffer.byteLength(s, 'utf8');
@@ -23,7 +24,8 @@ export function classifyEmail(email: string | null): EmailVerdict {
   const e = email.replace(/^[ \t\n\r\f]+|[ \t\n\r\f]+$/g, '');
   if (e === '') return { state: 'missing' };
   if (/^[0-9a-fA-F]{64}$/.test(e)) return { state: 'valid', identifier: e.toLowerCase() };
-  const normalised = /[^\x01-\x7f]/.test(e) ? internationalEmail(e) : asciiEmail(e);
+  // Any character beyond ASCII (NUL never reaches here: Postgres text holds none).
+  const normalised = /[^\p{ASCII}]/u.test(e) ? internationalEmail(e) : asciiEmail(e);
   return normalised === null ? { state: 'invalid' } : { state: 'valid', identifier: createHash('sha256').update(normalised, 'utf8').digest('hex') };
 }
 
@@ -37,7 +39,10 @@ function asciiEmail(e: string): string | null {
 
 /** A value beyond ASCII: Unicode white space trimmed, NFC, Unicode lowercase, then RFC 6531's syntax with the hidden and invisible left out. */
 export function internationalEmail(raw: string): string | null {
-  const e = raw.replace(/^\p{White_Space}+|\p{White_Space}+$/gu, '').normalize('NFC').toLowerCase();
+  const e = raw
+    .replace(/^\p{White_Space}+|\p{White_Space}+$/gu, '')
+    .normalize('NFC')
+    .toLowerCase();
   const at = e.indexOf('@');
   const local = e.slice(0, at);
   const domain = e.slice(at + 1);
