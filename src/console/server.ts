@@ -42,11 +42,13 @@ export async function startConsole(deps: SyncDeps): Promise<Console> {
 }
 
 export async function buildConsole(deps: SyncDeps): Promise<FastifyInstance> {
-  const app = Fastify({ bodyLimit: 16 * 1024, disableRequestLogging: true, return503OnClosing: true });
+  const app = Fastify({ bodyLimit: 16 * 1024, return503OnClosing: true });
   const runner = new ResyncRunner(deps);
   const ctx: ConsoleContext = { deps, runner };
   await registerSafety(app, deps);
   app.get('/static/console.css', (_request, reply) => reply.type('text/css; charset=utf-8').header('cache-control', 'no-cache').send(CONSOLE_CSS));
+  // Browsers ask for it on every page: an empty answer keeps their consoles free of 404s.
+  app.get('/favicon.ico', (_request, reply) => reply.code(204).send());
   app.get('/static/progress.js', (_request, reply) => reply.type('text/javascript; charset=utf-8').header('cache-control', 'no-cache').send(PROGRESS_JS));
   listsRoutes(app, ctx);
   runsRoutes(app, ctx);
