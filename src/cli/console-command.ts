@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { startConsole } from '../console/server.js';
 import { withApp } from './app.js';
 import { out } from './output.js';
 
@@ -16,6 +15,8 @@ export function addConsoleCommand(program: Command): void {
     .description('serve the web console for CSMs (lists, coverage, campaigns, runs, resync) on CONSOLE_HOST:CONSOLE_PORT (default 127.0.0.1:8080)')
     .action(async () => {
       await withApp({ database: true, criteo: true, console: true }, async (app) => {
+        // Loaded here, not at the top: the other commands start without the web server's modules.
+        const { startConsole } = await import('../console/server.js');
         const deps = { db: app.database.db, pool: app.database.pool, client: app.client, config: app.config, log: app.log };
         const console = await startConsole(deps);
         out(`audience-sync console listening on ${console.url}`);
