@@ -204,7 +204,7 @@ describe('writes', () => {
     expect((await console.fetch('/runs?status=bogus', { auth: aliceAuth })).status).toBe(400);
   });
 
-  it('creates a Criteo list by advertiser and name once, and finds it the second time', async () => {
+  it('creates a Criteo list by advertiser and name once, finds it the second time, and says in one line why Criteo refused one', async () => {
     const first = await postFrom('/criteo-lists', '/criteo-lists', aliceAuth, { advertiser: '1', name: 'Autumn buyers' });
     expect(first.status).toBe(303);
     const id = /created=(\d+)/.exec(first.headers.get('location') ?? '')?.[1];
@@ -214,6 +214,16 @@ describe('writes', () => {
     const page = await (await console.fetch(`/criteo-lists?found=${id}`, { auth: aliceAuth })).text();
     expect(page).toContain(`already has a list of that name: list ${id}`);
     expect(page).toContain('Autumn buyers');
+    world.sandbox.setFaults({ script: [{ operation: 'create', nth: 1, status: 403 }] });
+    try {
+      const refused = await postFrom('/criteo-lists', '/criteo-lists', aliceAuth, { advertiser: '1', name: 'Winter buyers' });
+      expect(refused.status).toBe(502);
+      const message = /data-message>([^<]*)</.exec(await refused.text())?.[1] ?? '';
+      expect(message).toMatch(/^Criteo did not create the list: no access to .* under these credentials/);
+      expect(message).not.toContain('\n');
+    } finally {
+      world.sandbox.setFaults(undefined);
+    }
     const bad = await postFrom('/criteo-lists', '/criteo-lists', aliceAuth, { advertiser: 'acme', name: 'x' });
     expect(bad.status).toBe(400);
     expect(await bad.text()).toContain('The advertiser is a number');
