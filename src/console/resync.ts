@@ -59,11 +59,6 @@ export class ResyncRunner {
     return { runId: await Promise.race([runId, run.then(() => runId)]), already: false };
   }
 
-  /** The console's resync of this list still going, if any. */
-  running(segmentId: string): boolean {
-    return this.inFlight.has(segmentId);
-  }
-
   /** SIGTERM: the runs let their batches in flight finish and record themselves interrupted, as the CLI's do. */
   async close(): Promise<void> {
     this.stopping.abort();
