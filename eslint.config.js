@@ -9,8 +9,10 @@ import tseslint from 'typescript-eslint';
 /**
  * src/ folders in pipeline order: each may import from the ones before it,
  * never from one after it. sandbox stands apart (it is Criteo, not the job).
+ * console (the CSMs' web console) reads everything the report does and starts
+ * runs as the CLI does; only cli, which wires it as a command, imports it.
  */
-const layers = ['core', 'db', 'criteo', 'source', 'sync', 'report', 'cli'];
+const layers = ['core', 'db', 'criteo', 'source', 'sync', 'report', 'console', 'cli'];
 const downstreamOf = (layer) => layers.slice(layers.indexOf(layer) + 1).map((later) => `./src/${later}`);
 
 export default tseslint.config(

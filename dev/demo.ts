@@ -3,7 +3,9 @@
  * embedded Postgres and the Criteo sandbox, loads sample data, runs a sync,
  * applies a day of churn, runs again (one day later, so a campaign's
  * measurement period ends), prints what each run did and each list's
- * coverage, and removes everything it started.
+ * coverage, and removes everything it started. With `--console` it then
+ * serves the CSMs' web console on the demo's database and sandbox until
+ * Ctrl-C (on 127.0.0.1: no sign-in).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
@@ -24,10 +26,12 @@ import { writeReport } from '../src/report/output.js';
 import { CAMPAIGN_LISTS } from '../src/source/list-bindings.js';
 import { SAMPLE_CUSTOMERS, SAMPLE_SEGMENTS, applySampleChurn, loadSampleData } from '../src/source/sample-data.js';
 import { startSandbox } from '../src/sandbox/server.js';
-import { runSync } from '../src/sync/run.js';
+import { runSync, type SyncDeps } from '../src/sync/run.js';
+import { startConsole } from '../src/console/server.js';
 
 const DAY = 86_400_000;
 const out = (s = '') => process.stdout.write(`${s}\n`);
+const withConsole = process.argv.includes('--console');
 
 async function startEmbeddedPostgres(): Promise<{ url: string; stop: () => Promise<void> }> {
   const blocker = embeddedPostgresBlocker();
@@ -107,6 +111,30 @@ async function addCampaignNamingItsList(db: Db, now: Date): Promise<void> {
     SELECT 'summer-preview', 'cust-' || i FROM generate_series(36001, 40000) i`.execute(db);
 }
 
+function demoConfig(databaseUrl: string, criteoUrl: string) {
+  return loadConfig({
+    DATABASE_URL: databaseUrl,
+    CRITEO_API_URL: criteoUrl,
+    CRITEO_CLIENT_ID: 'demo-client',
+    CRITEO_CLIENT_SECRET: 'demo-secret',
+    LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
+    CONSOLE_HOST: '127.0.0.1',
+    CONSOLE_PORT: process.env.CONSOLE_PORT ?? '0',
+  });
+}
+
+/** `--console`: the console on the demo's database and sandbox, until Ctrl-C (then the demo removes what it started). */
+async function serveConsoleUntilInterrupted(deps: SyncDeps, onInterrupt: () => void): Promise<void> {
+  const console = await startConsole(deps);
+  out(`\nconsole: ${console.url}  (on 127.0.0.1 no sign-in is needed; Ctrl-C stops it and removes the demo's database)`);
+  process.off('SIGINT', onInterrupt);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve).once('SIGTERM', resolve);
+  });
+  out('stopping the console');
+  await console.close();
+}
+
 async function main(): Promise<void> {
   out('audience-sync demo: embedded Postgres + Criteo sandbox, two daily runs');
   const postgres = await startEmbeddedPostgres();
@@ -120,15 +148,10 @@ async function main(): Promise<void> {
     await sandbox.close().catch(() => {});
     await postgres.stop();
   };
-  process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
+  const onInterrupt = () => void cleanup().then(() => process.exit(130));
+  process.once('SIGINT', onInterrupt);
   try {
-    const config = loadConfig({
-      DATABASE_URL: postgres.url,
-      CRITEO_API_URL: sandbox.url,
-      CRITEO_CLIENT_ID: 'demo-client',
-      CRITEO_CLIENT_SECRET: 'demo-secret',
-      LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
-    });
+    const config = demoConfig(postgres.url, sandbox.url);
     const log = createLogger(config.logLevel);
     await migrateToLatest(database.db);
     const now = new Date();
@@ -160,6 +183,7 @@ async function main(): Promise<void> {
         `\nreport written to ${REPORT_DIR}/coverage.{html,json,csv} (open the HTML in a browser; \`audience-sync report --format html --out coverage.html\` makes the same from a real database)`,
       );
       if (day1.status !== 'succeeded' || day2.status !== 'succeeded' || drift.length > 0 || mismatches.length > 0) process.exitCode = 1;
+      if (withConsole) await serveConsoleUntilInterrupted(deps, onInterrupt);
     } finally {
       await client.close();
     }

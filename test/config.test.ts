@@ -40,6 +40,11 @@ describe('configuration', () => {
     [{ CRITEO_API_VERSION: 'v1' }, 'CRITEO_API_VERSION: must look like 2026-07'],
     [{ CRITEO_API_URL: 'ftp://criteo' }, 'CRITEO_API_URL'],
     [{ MAX_REMOVAL_RATIO: '1.5' }, 'MAX_REMOVAL_RATIO'],
+    [{ CONSOLE_PORT: '70000' }, 'CONSOLE_PORT'],
+    [{ CONSOLE_TOKEN: 'short' }, 'CONSOLE_TOKEN: must be at least 16 characters'],
+    [{ CONSOLE_BASIC_AUTH: 'alice' }, 'CONSOLE_BASIC_AUTH: must be lines of user:password'],
+    [{ CONSOLE_BASIC_AUTH: 'alice:short' }, 'CONSOLE_BASIC_AUTH: must be lines of user:password'],
+    [{ CONSOLE_TRUSTED_PROXY: 'proxy.internal' }, 'CONSOLE_TRUSTED_PROXY: must be the IP address of the authenticating proxy'],
   ])('rejects %o in one line naming the setting', (override, message) => {
     const text = errorOf({ ...good, ...override });
     expect(text).toContain(message);
@@ -53,6 +58,39 @@ describe('configuration', () => {
     const { CRITEO_CLIENT_SECRET: _, ...rest } = good;
     expect(loadConfig({ ...rest, CRITEO_CLIENT_SECRET_FILE: join(dir, 'secret') }).criteo.clientSecret).toBe('from-file');
     expect(errorOf({ ...rest, CRITEO_CLIENT_SECRET_FILE: join(dir, 'missing') })).toContain('CRITEO_CLIENT_SECRET_FILE: cannot read');
+  });
+});
+
+describe("the console's settings", () => {
+  const consoleNeeds = { database: true, criteo: true, console: true };
+
+  it('listens on 127.0.0.1:8080 with no authentication by default', () => {
+    expect(loadConfig(good, consoleNeeds).console).toEqual({
+      host: '127.0.0.1',
+      port: 8080,
+      token: undefined,
+      basicUsers: [],
+      trustedProxy: undefined,
+      userHeader: 'X-Forwarded-User',
+    });
+  });
+
+  it('refuses another address without authentication, and takes it with any of the three', () => {
+    expect(() => loadConfig({ ...good, CONSOLE_HOST: '0.0.0.0' }, consoleNeeds)).toThrow(/^CONSOLE_HOST 0\.0\.0\.0 is not loopback: set CONSOLE_TOKEN_FILE/);
+    // Other commands never serve: the console's address is not theirs to refuse.
+    expect(loadConfig({ ...good, CONSOLE_HOST: '0.0.0.0' }).console.host).toBe('0.0.0.0');
+    for (const auth of [{ CONSOLE_TOKEN: 'a-token-long-enough' }, { CONSOLE_BASIC_AUTH: 'alice:a-long-password' }, { CONSOLE_TRUSTED_PROXY: '10.0.0.7' }]) {
+      expect(loadConfig({ ...good, CONSOLE_HOST: '0.0.0.0', ...auth }, consoleNeeds).console.host).toBe('0.0.0.0');
+    }
+  });
+
+  it('reads basic credentials from CONSOLE_BASIC_AUTH_FILE, one user a line', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'as-config-'));
+    writeFileSync(join(dir, 'users'), 'alice:alices-password-1\nbob:bobs:password-2\n');
+    expect(loadConfig({ ...good, CONSOLE_BASIC_AUTH_FILE: join(dir, 'users') }, consoleNeeds).console.basicUsers).toEqual([
+      { user: 'alice', password: 'alices-password-1' },
+      { user: 'bob', password: 'bobs:password-2' },
+    ]);
   });
 });
 

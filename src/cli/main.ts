@@ -7,6 +7,7 @@ import { recentRuns, runDetail } from '../report/history.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { preflight } from '../sync/preflight.js';
 import { addListsCommands } from './lists-commands.js';
+import { addConsoleCommand } from './console-command.js';
 import { json, out } from './output.js';
 import { progressReporter } from './progress.js';
 import { pushRunMetrics } from '../report/metrics.js';
@@ -165,6 +166,7 @@ program
   });
 
 addListsCommands(program);
+addConsoleCommand(program);
 
 program
   .command('load-sample-data')

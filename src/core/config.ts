@@ -55,6 +55,23 @@ const settingsSchema = z.object({
   // Days a list may go on reading only the source change log before it reads its whole target group again; 0: always whole.
   SOURCE_WHOLE_READ_DAYS: int(0, 365, 7),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  CONSOLE_HOST: z.string().min(1).default('127.0.0.1'),
+  CONSOLE_PORT: int(0, 65_535, 8080),
+  // A token is a password: long enough not to be guessed, and free of what a header or a file would mangle.
+  CONSOLE_TOKEN: z
+    .string()
+    .min(16, 'must be at least 16 characters')
+    .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces')
+    .optional(),
+  CONSOLE_BASIC_AUTH: z
+    .string()
+    .regex(/^([A-Za-z0-9._@-]{1,64}:[^\r\n]{12,}(\r?\n|$))+$/, 'must be lines of user:password (a password of at least 12 characters)')
+    .optional(),
+  CONSOLE_TRUSTED_PROXY: z.union([z.ipv4(), z.ipv6()], { error: 'must be the IP address of the authenticating proxy' }).optional(),
+  CONSOLE_USER_HEADER: z
+    .string()
+    .regex(/^[A-Za-z0-9-]+$/, 'must be an HTTP header name')
+    .default('X-Forwarded-User'),
 });
 
 export interface CriteoSettings {
@@ -84,12 +101,27 @@ export interface Config {
   logLevel: string;
   pgWorkMem: string | undefined;
   sourceWholeReadDays: number;
+  console: ConsoleSettings;
 }
 
-/** What a command needs: `migrate` needs no Criteo credentials. */
+/** The console's address and how it authenticates its users (any, all or none of the three). */
+export interface ConsoleSettings {
+  host: string;
+  port: number;
+  /** A bearer token (CONSOLE_TOKEN or CONSOLE_TOKEN_FILE). */
+  token: string | undefined;
+  /** Basic credentials (CONSOLE_BASIC_AUTH or CONSOLE_BASIC_AUTH_FILE: lines of user:password). */
+  basicUsers: { user: string; password: string }[];
+  /** The authenticating reverse proxy whose user header is trusted, and only from that address. */
+  trustedProxy: string | undefined;
+  userHeader: string;
+}
+
+/** What a command needs: `migrate` needs no Criteo credentials; `console` needs authentication unless it listens on loopback. */
 export interface ConfigNeeds {
   database?: boolean;
   criteo?: boolean;
+  console?: boolean;
 }
 
 type Env = Record<string, string | undefined>;
@@ -116,7 +148,7 @@ function dropEmpty(env: Env): Env {
 }
 
 export function loadConfig(env: Env = process.env, needs: ConfigNeeds = { database: true, criteo: true }): Config {
-  const raw = dropEmpty(withSecretFiles(env, ['CRITEO_CLIENT_SECRET', 'DATABASE_URL']));
+  const raw = dropEmpty(withSecretFiles(env, ['CRITEO_CLIENT_SECRET', 'DATABASE_URL', 'CONSOLE_TOKEN', 'CONSOLE_BASIC_AUTH']));
   const parsed = settingsSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
@@ -131,6 +163,8 @@ export function loadConfig(env: Env = process.env, needs: ConfigNeeds = { databa
     if (!s.CRITEO_CLIENT_ID) throw new ConfigError('CRITEO_CLIENT_ID is not set');
     if (!s.CRITEO_CLIENT_SECRET) throw new ConfigError('CRITEO_CLIENT_SECRET (or CRITEO_CLIENT_SECRET_FILE) is not set');
   }
+  const consoleSettings = consoleSettingsOf(s);
+  if (needs.console) refuseOpenConsole(consoleSettings);
   return {
     databaseUrl: s.DATABASE_URL ?? '',
     criteo: {
@@ -156,7 +190,37 @@ export function loadConfig(env: Env = process.env, needs: ConfigNeeds = { databa
     logLevel: s.LOG_LEVEL,
     pgWorkMem: s.PG_WORK_MEM,
     sourceWholeReadDays: s.SOURCE_WHOLE_READ_DAYS,
+    console: consoleSettings,
   };
+}
+
+type Settings = z.infer<typeof settingsSchema>;
+
+function consoleSettingsOf(s: Settings): ConsoleSettings {
+  const basicUsers = (s.CONSOLE_BASIC_AUTH ?? '')
+    .split(/\r?\n/)
+    .filter((line) => line !== '')
+    .map((line) => ({ user: line.slice(0, line.indexOf(':')), password: line.slice(line.indexOf(':') + 1) }));
+  for (const { password } of basicUsers) redactValue(password);
+  redactValue(s.CONSOLE_TOKEN);
+  return {
+    host: s.CONSOLE_HOST,
+    port: s.CONSOLE_PORT,
+    token: s.CONSOLE_TOKEN,
+    basicUsers,
+    trustedProxy: s.CONSOLE_TRUSTED_PROXY,
+    userHeader: s.CONSOLE_USER_HEADER,
+  };
+}
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+/** Anywhere but loopback, the console serves only people it can name: without authentication it does not start. */
+function refuseOpenConsole(c: ConsoleSettings): void {
+  if (LOOPBACK.has(c.host) || c.token || c.basicUsers.length > 0 || c.trustedProxy) return;
+  throw new ConfigError(
+    `CONSOLE_HOST ${c.host} is not loopback: set CONSOLE_TOKEN_FILE, CONSOLE_BASIC_AUTH_FILE or CONSOLE_TRUSTED_PROXY, or listen on 127.0.0.1`,
+  );
 }
 
 /** The secret values among the settings, for the logger to scrub wherever they would appear. */

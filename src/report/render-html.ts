@@ -29,7 +29,7 @@ export function reportToHtml(report: CoverageReport): string {
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Match coverage · audience-sync</title>
-<style>${CSS}</style></head>
+<style>${REPORT_CSS}</style></head>
 <body><main>
 <header>
   <h1>Criteo match coverage</h1>
@@ -70,13 +70,13 @@ function warnings(list: readonly Warning[]): string {
   const items = list.map(
     (
       w,
-    ) => `<li class="warning" data-code="${w.code}" data-segment="${esc(w.segmentId)}"><div class="wtitle">${esc(TITLES[w.code])} · <a href="#list-${esc(w.segmentId)}">list ${esc(w.segmentId)}</a>${w.campaignId ? ` · campaign ${esc(w.campaignId)}` : ''}</div>
+    ) => `<li class="warning" data-code="${w.code}" data-segment="${esc(w.segmentId)}"><div class="wtitle">${esc(WARNING_TITLES[w.code])} · <a href="#list-${esc(w.segmentId)}">list ${esc(w.segmentId)}</a>${w.campaignId ? ` · campaign ${esc(w.campaignId)}` : ''}</div>
 <p>${esc(w.message)}</p><p class="action"><strong>What to do:</strong> ${code(w.action)}</p></li>`,
   );
   return `<section class="card warnings" data-warnings="${list.length}"><h2>Needs attention (${list.length})</h2><ul>${items.join('')}</ul></section>`;
 }
 
-const TITLES: Record<WarningCode, string> = {
+export const WARNING_TITLES: Record<WarningCode, string> = {
   new_list: 'New list: Criteo may not serve it yet',
   low_match_rate: 'Low match rate',
   drift: "Criteo's count drifted from the ledger",
@@ -90,7 +90,8 @@ function code(text: string): string {
   return esc(text).replace(/`([^`]+)`/g, '<code>$1</code>');
 }
 
-function listSection(list: ListReport, lowMatchRate: number): string {
+/** One list's card: its warnings, funnel, campaigns, trend and every run's figures (the console's list page shows it too). */
+export function listSection(list: ListReport, lowMatchRate: number): string {
   const chips = list.campaigns
     .map(
       (c) =>
@@ -116,7 +117,7 @@ function listWarnings(list: ListReport): string {
   return `<ul class="list-warnings">${list.warnings
     .map(
       (w) =>
-        `<li data-code="${w.code}"><strong>${esc(TITLES[w.code])}${w.campaignId ? ` (campaign ${esc(w.campaignId)})` : ''}:</strong> ${code(w.action)}</li>`,
+        `<li data-code="${w.code}"><strong>${esc(WARNING_TITLES[w.code])}${w.campaignId ? ` (campaign ${esc(w.campaignId)})` : ''}:</strong> ${code(w.action)}</li>`,
     )
     .join('')}</ul>`;
 }
@@ -317,7 +318,8 @@ function runsTable(list: ListReport): string {
 <tbody>${rows.join('')}</tbody></table></div></details>`;
 }
 
-const CSS = `
+/** The report's style sheet; the console serves it with its own. */
+export const REPORT_CSS = `
 :root{--ink:#1d2433;--muted:#5d6b82;--line:#e3e8ef;--bg:#f5f7fb;--card:#fff;--warn:#b54708;--warnbg:#fff7ed;--ok:#067647;--okbg:#ecfdf3}
 *{box-sizing:border-box}body{margin:0;background:var(--bg);color:var(--ink);font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
 main{max-width:1240px;margin:0 auto;padding:24px}

@@ -48,6 +48,7 @@ export async function runSync(deps: SyncDeps, options: SyncOptions): Promise<Run
   const bindings: ListBinding[] = [];
   try {
     await holdRunLock(runLock, runId);
+    options.onStarted?.(runId);
     log.info({ trigger: options.trigger, asOf: asOf.toISOString() }, 'run started');
     const pass = await syncLists(deps, runId, asOf, log, options);
     lists.push(...pass.lists);

@@ -32,6 +32,8 @@ export interface SyncOptions {
   allowMassRemoval?: boolean;
   /** Called after each confirmed batch, for progress bars. */
   onProgress?: (progress: ListProgress) => void;
+  /** Called once the run is recorded, with its id: the console shows the run's page while it goes on. */
+  onStarted?: (runId: number) => void;
 }
 
 export interface ListProgress {

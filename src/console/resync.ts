@@ -1,0 +1,74 @@
+import { oneLine } from '../core/errors.js';
+import { pushRunMetrics } from '../report/metrics.js';
+import { runSync, type RunSummary, type SyncDeps } from '../sync/run.js';
+
+/**
+ * Starts a CSM's resync of one list, through the same code path as
+ * `audience-sync resync --list ID` (runSync: the same locks, the same records,
+ * the same metrics push), recorded as `console:USER`. One console resync of a
+ * list at a time in this process: a second click on the same list is shown
+ * the run the first one started. Across processes the list's advisory lock
+ * keeps runs apart: a run that finds the list held waits LOCK_WAIT_SECONDS,
+ * then skips it and says which run holds it.
+ */
+
+export interface ResyncRequest {
+  segmentId: string;
+  full: boolean;
+  user: string;
+}
+
+export interface ResyncStarted {
+  runId: number;
+  /** A resync of this list started from this console was already going: this is its run. */
+  already: boolean;
+}
+
+interface InFlight {
+  runId: Promise<number>;
+  done: Promise<void>;
+}
+
+export class ResyncRunner {
+  private readonly inFlight = new Map<string, InFlight>();
+  private readonly stopping = new AbortController();
+
+  constructor(private readonly deps: SyncDeps) {}
+
+  /** Starts the run and answers with its id as soon as it is recorded; the run goes on after. */
+  async start(request: ResyncRequest): Promise<ResyncStarted> {
+    const going = this.inFlight.get(request.segmentId);
+    if (going) return { runId: await going.runId, already: true };
+    let started!: (runId: number) => void;
+    const runId = new Promise<number>((resolve) => (started = resolve));
+    const run = runSync(this.deps, {
+      trigger: `console:${request.user}`,
+      segmentIds: [request.segmentId],
+      signal: this.stopping.signal,
+      onStarted: started,
+      ...(request.full ? { full: true } : {}),
+    });
+    const done = run.then(
+      (summary) => this.pushMetrics(summary),
+      (error: unknown) => this.deps.log.warn({ list: request.segmentId, error: oneLine(error) }, 'console resync failed'),
+    );
+    // Set before any await: a second click arriving now finds this one.
+    this.inFlight.set(request.segmentId, { runId, done });
+    void done.finally(() => this.inFlight.delete(request.segmentId));
+    // A run that fails before it is recorded (an unmigrated schema, an unreachable database) rejects here instead.
+    return { runId: await Promise.race([runId, run.then(() => runId)]), already: false };
+  }
+
+  /** SIGTERM: the runs let their batches in flight finish and record themselves interrupted, as the CLI's do. */
+  async close(): Promise<void> {
+    this.stopping.abort();
+    await Promise.all([...this.inFlight.values()].map((f) => f.done));
+  }
+
+  private async pushMetrics(summary: RunSummary): Promise<void> {
+    const { db, log, config, client } = this.deps;
+    await pushRunMetrics({ db, log, pushgatewayUrl: config.pushgatewayUrl, lowMatchRate: config.lowMatchRate }, summary, client.lifecycle()).catch(
+      (error: unknown) => log.warn({ error: oneLine(error) }, 'could not push metrics'),
+    );
+  }
+}
