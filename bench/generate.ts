@@ -11,7 +11,10 @@ import type pg from 'pg';
  *   1 %   valid only after trimming and lowercasing
  *   1 %   the same email as the previous customer (one member for two customers)
  *   0.5 % already a SHA-256 (64 hex), sent as is
- *   88.5 % plain valid emails on a dozen domains
+ *   88.5 % plain valid emails on a dozen domains; with `--international S`,
+ *          S of all customers (taken from these) have an address beyond ASCII
+ *          instead: German, Nordic, Greek, Cyrillic, Chinese and Turkish
+ *          names and domains, half with capitals to lowercase
  *
  * Lists:
  *   1001 fed by two campaigns sharing it: bench-a targets customers 1..0.7N,
@@ -46,8 +49,11 @@ const DOMAINS = [
 ];
 const FIRST = ['marie', 'jean', 'lea', 'lucas', 'emma', 'hugo', 'chloe', 'louis', 'ines', 'jules', 'anna', 'paul'];
 
-/** The email of customer i (an SQL expression over the integer column `i`), per the mix above. */
-function emailExpression(i: string): string {
+const INTERNATIONAL_FIRST = ['dörte', 'Jürgen', 'коля', 'ΧΡήστΗς', 'søren', 'JOSÉ', 'zoë', '张伟', 'İnci', 'Łukasz'];
+const INTERNATIONAL_DOMAINS = ['sörensen.example', 'gmail.com', 'пример.рф', 'ΠΑΡΆΔΕΙΓΜΑ.ελ', 'web.de', '例子.广告', 'mail.ru', 'münchen.de'];
+
+/** The email of customer i (an SQL expression over the integer column `i`), per the mix above; `international` per mille beyond ASCII. */
+function emailExpression(i: string, international = 0): string {
   const r = `(abs(hashint4(${i})) % 1000)`;
   const first = (n: string) => `(ARRAY[${FIRST.map((f) => `'${f}'`).join(',')}])[1 + abs(hashint4(${n} + 17)) % ${FIRST.length}]`;
   const domain = (n: string) => `(ARRAY[${DOMAINS.map((d) => `'${d}'`).join(',')}])[1 + abs(hashint4(${n} + 31)) % ${DOMAINS.length}]`;
@@ -64,13 +70,20 @@ function emailExpression(i: string): string {
       WHEN ${r} < 100 THEN E'  ' || upper(${base(i)}) || E'\\t'
       WHEN ${r} < 110 THEN ${base(`(${i} - 1)`)}
       WHEN ${r} < 115 THEN encode(sha256(convert_to(${base(i)}, 'UTF8')), 'hex')
+      WHEN ${r} < ${115 + international} THEN ${internationalAddress(i)}
       ELSE ${base(i)}
     END`;
 }
 
+function internationalAddress(i: string): string {
+  const pick = (list: string[], salt: number) => `(ARRAY[${list.map((f) => `'${f}'`).join(',')}])[1 + abs(hashint4(${i} + ${salt})) % ${list.length}]`;
+  return `${pick(INTERNATIONAL_FIRST, 41)} || '.' || ${i} || '@' || ${pick(INTERNATIONAL_DOMAINS, 43)}`;
+}
+
 const customerId = (i: string) => `'C' || lpad((${i})::text, 10, '0')`;
 
-export async function generateSource(client: pg.Client, n: number): Promise<void> {
+/** `international`: the share of customers whose address is beyond ASCII (0 to 0.88). */
+export async function generateSource(client: pg.Client, n: number, international = 0): Promise<void> {
   // Loaded without their primary keys, which are then built by one sort each:
   // ten million ordered inserts into a B-tree take minutes, a build seconds.
   // The keys are the migration's own (same columns, same default names).
@@ -78,7 +91,7 @@ export async function generateSource(client: pg.Client, n: number): Promise<void
   await client.query('ALTER TABLE audience_sync.campaign_target_groups DROP CONSTRAINT campaign_target_groups_pkey');
   await client.query(`
     INSERT INTO audience_sync.customers (customer_id, email)
-    SELECT ${customerId('i')}, ${emailExpression('i')}
+    SELECT ${customerId('i')}, ${emailExpression('i', Math.round(international * 1000))}
     FROM generate_series(1, ${n}) i`);
   const DAY = "interval '1 day'";
   await client.query(`
@@ -108,7 +121,7 @@ export interface ChurnShape {
 }
 
 /** A day of churn (see above); day 1 also ends bench-c's measurement period. Later days churn other customers. */
-export async function applyChurn(client: pg.Client, n: number, churn: number, day = 1): Promise<ChurnShape> {
+export async function applyChurn(client: pg.Client, n: number, churn: number, day = 1, international = 0): Promise<ChurnShape> {
   const leaveEvery = Math.max(1, Math.round(0.5 / (0.4 * churn))); // among customers 1..0.5N (bench-a only)
   const changeEvery = Math.max(1, Math.round(0.5 / (0.1 * churn))); // among 0.5N+1..N
   const joins = Math.floor(0.4 * churn * n);
@@ -120,7 +133,7 @@ export async function applyChurn(client: pg.Client, n: number, churn: number, da
       AND customer_id IN (SELECT ${customerId('i')} FROM generate_series(${Math.max(1, leaveEvery - shift)}, ${Math.floor(0.5 * n)}, ${leaveEvery}) i)`);
   await client.query(`
     INSERT INTO audience_sync.customers (customer_id, email)
-    SELECT ${customerId('i')}, ${emailExpression('i')} FROM generate_series(${firstNew}, ${firstNew + joins - 1}) i`);
+    SELECT ${customerId('i')}, ${emailExpression('i', Math.round(international * 1000))} FROM generate_series(${firstNew}, ${firstNew + joins - 1}) i`);
   await client.query(`
     INSERT INTO audience_sync.campaign_target_groups (campaign_id, customer_id)
     SELECT 'bench-b', ${customerId('i')} FROM generate_series(${firstNew}, ${firstNew + joins - 1}) i`);

@@ -33,6 +33,8 @@ export interface BenchResult {
   meta: {
     customers: number;
     churn: number;
+    /** The share of customers whose address is beyond ASCII. */
+    international?: number;
     explain: boolean;
     /** Digest of src/ and migrations/ at the time of the run. */
     source: string;

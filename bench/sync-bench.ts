@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- [--customers N] [--churn R] [--explain] [--rate-check]`
+ * `npm run bench -- [--customers N] [--churn R] [--international S] [--explain] [--rate-check]`
  *
  * The job against a real Postgres and the sandbox on loopback, each in its own
  * process: generates N customers in Postgres, times an initial sync and, after
@@ -30,6 +30,8 @@ const { values: args } = parseArgs({
   options: {
     customers: { type: 'string', default: '1000000' },
     churn: { type: 'string', default: '0.01' },
+    // The share of customers whose address is beyond ASCII (internationalised emails).
+    international: { type: 'string', default: '0' },
     'admin-url': { type: 'string', default: process.env.BENCH_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres' },
     database: { type: 'string', default: 'as_bench' },
     'sandbox-heap-mb': { type: 'string', default: '6144' },
@@ -83,7 +85,15 @@ function previousResult(customers: number, jobFrom: string, source: string): Ben
     try {
       const r = JSON.parse(readFileSync(join(dir, f), 'utf8')) as BenchResult;
       // Only the same job code, built the same way, is comparable.
-      if (r.mode === 'sync' && r.meta.customers === customers && r.meta.jobFrom === jobFrom && r.meta.source === source && !r.meta.explain) return r;
+      if (
+        r.mode === 'sync' &&
+        r.meta.customers === customers &&
+        r.meta.jobFrom === jobFrom &&
+        r.meta.source === source &&
+        !r.meta.explain &&
+        !r.meta.international
+      )
+        return r;
     } catch {
       /* skip */
     }
@@ -104,6 +114,8 @@ async function syncBench(): Promise<void> {
   const churn = Number(args.churn);
   if (!Number.isInteger(customers) || customers < 1000) throw new Error('--customers: a whole number of at least 1000');
   if (!(churn > 0 && churn < 0.5)) throw new Error('--churn: a share between 0 and 0.5');
+  const international = Number(args.international);
+  if (!(international >= 0 && international <= 0.88)) throw new Error('--international: a share between 0 and 0.88');
   const explain = args.explain === true;
   const work = mkdtempSync(join(tmpdir(), 'audience-sync-bench-'));
   const startedAt = new Date();
@@ -119,7 +131,7 @@ async function syncBench(): Promise<void> {
   try {
     const pgSettings = await settings(client);
     log('generating source data in Postgres');
-    const generateMs = await timedMs(() => generateSource(client, customers));
+    const generateMs = await timedMs(() => generateSource(client, customers, international));
     const vacuumMs = await timedMs(() =>
       client.query('VACUUM (ANALYZE) audience_sync.customers, audience_sync.campaign_target_groups, audience_sync.campaigns'),
     );
@@ -170,7 +182,7 @@ async function syncBench(): Promise<void> {
 
     log('a day passes: churn, then VACUUM ANALYZE as autovacuum would have');
     const churnStarted = performance.now();
-    const churnShape = await applyChurn(client, customers, churn);
+    const churnShape = await applyChurn(client, customers, churn, 1, international);
     const churnMs = performance.now() - churnStarted;
     const dayVacuumMs = await timedMs(() => client.query('VACUUM (ANALYZE)'));
 
@@ -217,7 +229,7 @@ async function syncBench(): Promise<void> {
 
     // A second day read whole, as every SOURCE_WHOLE_READ_DAYS (and for a view) the job does: the log's fallback, measured.
     log('a second day: churn, then a daily sync reading the whole target group (SOURCE_WHOLE_READ_DAYS=0)');
-    await applyChurn(client, customers, churn, 2);
+    await applyChurn(client, customers, churn, 2, international);
     await client.query('VACUUM (ANALYZE)');
     before = (await sandbox.calls()).length;
     const wholeDay = await runJob(ROOT, job, work, 'daily-whole', { ...jobEnv, SOURCE_WHOLE_READ_DAYS: '0' });
@@ -237,6 +249,7 @@ async function syncBench(): Promise<void> {
       meta: {
         customers,
         churn,
+        international,
         explain,
         source,
         jobFrom: args.tsx ? 'sources via tsx' : 'compiled (tsc), plain node',

@@ -22,6 +22,12 @@ import { DOMAIN_CHARACTERS, LOCAL_PART_CHARACTERS, LOWERCASE_FROM, LOWERCASE_TO,
  * judges again every row with an email beyond ASCII (see change-log.ts).
  * Existing lists have none, so their next plan does it once.
  */
+/**
+ * The pinned Unicode data as SQL literals: a function body takes no bound
+ * parameters, and these are constants of this migration, never values.
+ */
+const pinned = (text: string) => sql.lit(text);
+
 export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`
     CREATE TABLE audience_sync.email_rule (
@@ -90,13 +96,13 @@ async function createCalibration(db: Kysely<unknown>): Promise<void> {
       IF version = 'none' THEN
         body := 'SELECT NULL::text';
       ELSE
-        IF EXISTS (SELECT 1 FROM unnest(regexp_split_to_array(${sql.lit(LOWERCASE_FROM)}, ''), regexp_split_to_array(${sql.lit(LOWERCASE_TO)}, '')) AS p(u, l)
+        IF EXISTS (SELECT 1 FROM unnest(regexp_split_to_array(${pinned(LOWERCASE_FROM)}, ''), regexp_split_to_array(${pinned(LOWERCASE_TO)}, '')) AS p(u, l)
                    WHERE lower(u COLLATE "und-x-icu") NOT IN (u, l)) THEN
           RAISE EXCEPTION 'the server''s ICU (%) lowercases some letters unlike Unicode 17.0: addresses beyond ASCII cannot be judged exactly', version;
         END IF;
         -- The letters this ICU predates (it leaves them as they are): mapped first, by the pinned table.
         SELECT coalesce(string_agg(u, '' ORDER BY n), ''), coalesce(string_agg(l, '' ORDER BY n), '') INTO fix_from, fix_to
-        FROM unnest(regexp_split_to_array(${sql.lit(LOWERCASE_FROM)}, ''), regexp_split_to_array(${sql.lit(LOWERCASE_TO)}, '')) WITH ORDINALITY AS p(u, l, n)
+        FROM unnest(regexp_split_to_array(${pinned(LOWERCASE_FROM)}, ''), regexp_split_to_array(${pinned(LOWERCASE_TO)}, '')) WITH ORDINALITY AS p(u, l, n)
         WHERE lower(u COLLATE "und-x-icu") <> l;
         body := CASE WHEN fix_from = '' THEN 'SELECT lower(t COLLATE "und-x-icu")'
                 ELSE format('SELECT lower(CASE WHEN t ~ %L THEN translate(t, %L, %L) ELSE t END COLLATE "und-x-icu")', '[' || fix_from || ']', fix_from, fix_to) END;
@@ -121,14 +127,14 @@ async function createInternationalEmail(db: Kysely<unknown>): Promise<void> {
       LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT AS $fn$ SELECT NULL::text $fn$`.execute(db);
     return;
   }
-  const local = sql.lit(`^[a-z0-9.!#$%&'*+/=?^_\`{|}~${LOCAL_PART_CHARACTERS}-]+$`);
-  const domain = sql.lit(`^[a-z0-9${DOMAIN_CHARACTERS}-]+(\\.[a-z0-9${DOMAIN_CHARACTERS}-]+)+$`);
-  const markFirst = sql.lit(`(^|\\.)[${MARKS}]`);
+  const local = pinned(`^[a-z0-9.!#$%&'*+/=?^_\`{|}~${LOCAL_PART_CHARACTERS}-]+$`);
+  const domain = pinned(`^[a-z0-9${DOMAIN_CHARACTERS}-]+(\\.[a-z0-9${DOMAIN_CHARACTERS}-]+)+$`);
+  const markFirst = pinned(`(^|\\.)[${MARKS}]`);
   await sql`
     CREATE FUNCTION audience_sync.international_email(t text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE STRICT AS $fn$
     DECLARE
-      e text COLLATE "C" := audience_sync.unicode_lower(normalize(btrim(t, ${sql.lit(WHITE_SPACE)}), NFC));
+      e text COLLATE "C" := audience_sync.unicode_lower(normalize(btrim(t, ${pinned(WHITE_SPACE)}), NFC));
       at integer := strpos(e, '@');
       local_part text COLLATE "C" := left(e, at - 1);
       domain text COLLATE "C" := substr(e, at + 1);
