@@ -266,6 +266,7 @@ describe('preflight', () => {
       expect(r.status).toBe(1);
       expect(r.stdout).toMatch(/^FAIL {2}list 402 \(foreign\): not found under these credentials/m);
       expect(r.stdout).toMatch(/^ok {4}criteo token/m);
+      expect(r.stdout).toMatch(/^ok {4}email rule: RFC 6531, Unicode 17\.0 case mapping; NFC of Postgres \d+; ICU \S+/m);
     } finally {
       await other.close();
     }

@@ -5,7 +5,7 @@ import { oneLine, VersionRetiredError } from '../core/errors.js';
 import { assertMigrated } from '../db/migrate.js';
 import { campaignActiveAt } from '../source/campaign-activity.js';
 import { findListTargets, type ListTarget } from '../source/target-groups.js';
-import { describeChangeLog } from '../source/change-log.js';
+import { describeChangeLog, describeEmailRule } from '../source/change-log.js';
 
 /**
  * Checks, before a run writes anything, what would make it fail: the
@@ -55,6 +55,7 @@ export async function preflight(db: Db, client: CriteoClient, asOf = new Date())
 
   // Informational: without the log every run still converges, reading whole target groups.
   await check('source change log', () => describeChangeLog(db));
+  await check('email rule', () => describeEmailRule(db));
   const targets = (await findListTargets(db, asOf)).filter((t) => t.activeCampaignIds.length > 0);
   const searches = tokenOk && targets.length > 0;
   if (searches) checks.push(...(await checkListsReachable(client, targets, check)));
