@@ -7,6 +7,7 @@ import * as planEntriesKeyset from './0005-plan-entries-keyset.js';
 import * as listSnapshots from './0006-list-snapshots.js';
 import * as sourceChangeLog from './0007-source-change-log.js';
 import * as listsByName from './0008-lists-by-name.js';
+import * as sharedRateBudget from './0010-shared-rate-budget.js';
 
 /** Numbered, forward-only, one change each. Static so a bundled build needs no file scanning. */
 export const migrations: Record<string, Migration> = {
@@ -18,4 +19,5 @@ export const migrations: Record<string, Migration> = {
   '0006-list-snapshots': listSnapshots,
   '0007-source-change-log': sourceChangeLog,
   '0008-lists-by-name': listsByName,
+  '0010-shared-rate-budget': sharedRateBudget,
 };

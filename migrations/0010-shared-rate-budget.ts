@@ -1,0 +1,65 @@
+import { sql, type Kysely } from 'kysely';
+
+/**
+ * One rate budget per Criteo application, shared by every process that holds
+ * its credentials. Criteo counts calls per client id, so the nightly run, a
+ * CSM's resync and a second pod draw on one budget.
+ *
+ * rate_slots holds one row per call that holds a slot: granted, running or
+ * ended less than a window ago. client_key is the SHA-256 hex of the client
+ * id (no credential is stored). A running call's row expires at its hold
+ * bound (the longest a live call lasts, plus a window), so the slots of a
+ * process killed mid-call free themselves; the call's end moves its expiry to
+ * its end + the window. Times are the database's clock, the one clock every
+ * process shares.
+ *
+ * take_rate_slot grants a slot in one statement: under an advisory lock per
+ * client key (class 0x41530a, "AS" 10: see src/db/locks.ts) it deletes the
+ * key's expired rows, counts the rest and, under the caller's limit, inserts
+ * the caller's row; otherwise it says how long until a slot may free.
+ */
+export async function up(db: Kysely<unknown>): Promise<void> {
+  await sql`
+    CREATE TABLE audience_sync.rate_slots (
+      slot_id    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+      client_key text NOT NULL,
+      granted_at timestamptz NOT NULL,
+      ended_at   timestamptz,
+      expires_at timestamptz NOT NULL
+    )`.execute(db);
+  await sql`CREATE INDEX rate_slots_key_expiry ON audience_sync.rate_slots (client_key, expires_at)`.execute(db);
+  await sql`
+    CREATE FUNCTION audience_sync.take_rate_slot(
+      p_client_key text, p_limit integer, p_window_ms integer, p_hold_ms integer,
+      OUT granted_slot bigint, OUT wait_ms integer)
+    LANGUAGE plpgsql AS $fn$
+    DECLARE
+      taken_at timestamptz;
+      held integer;
+      frees_at timestamptz;
+    BEGIN
+      PERFORM pg_advisory_xact_lock(${sql.lit(0x41530a)}, hashtext(p_client_key));
+      -- Read after the lock: the instant the slot is granted at.
+      taken_at := clock_timestamp();
+      DELETE FROM audience_sync.rate_slots s WHERE s.client_key = p_client_key AND s.expires_at <= taken_at;
+      SELECT count(*) INTO held FROM audience_sync.rate_slots s WHERE s.client_key = p_client_key;
+      IF held < p_limit THEN
+        INSERT INTO audience_sync.rate_slots (client_key, granted_at, expires_at)
+        VALUES (p_client_key, taken_at, taken_at + p_hold_ms * interval '1 millisecond')
+        RETURNING slot_id INTO granted_slot;
+        wait_ms := 0;
+        RETURN;
+      END IF;
+      -- A slot frees when the (held - limit + 1)-th earliest expiry passes. A running call's
+      -- expiry moves to its end + a window, never sooner than a window from now: no slot frees
+      -- before the earlier of the two.
+      SELECT s.expires_at INTO frees_at FROM audience_sync.rate_slots s
+      WHERE s.client_key = p_client_key ORDER BY s.expires_at OFFSET held - p_limit LIMIT 1;
+      wait_ms := greatest(1, ceil(extract(epoch FROM least(frees_at, taken_at + p_window_ms * interval '1 millisecond') - taken_at) * 1000));
+    END
+    $fn$`.execute(db);
+}
+
+export function down(): Promise<void> {
+  return Promise.reject(new Error('migrations are forward-only'));
+}

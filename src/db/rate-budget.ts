@@ -1,0 +1,104 @@
+import { createHash } from 'node:crypto';
+import pg from 'pg';
+
+/**
+ * A Criteo app's rate budget as Postgres holds it (audience_sync.rate_slots,
+ * migration 0010), for every process using the app's credentials to draw on.
+ * One statement takes a slot (or says how long until one may free), one ends
+ * it. The database's clock stamps every grant, end and expiry, so processes on
+ * hosts whose clocks differ still agree.
+ */
+
+/** A slot granted, or how long to wait before asking again. */
+export type SlotAnswer = { slotId: string } | { waitMs: number };
+
+export interface RateBudgetStore {
+  /** Takes a slot if fewer than `limit` are held, else says when one may free. */
+  take(limit: number): Promise<SlotAnswer>;
+  /** The call ended: its slot stays held for a window from now, then frees. */
+  end(slotId: string): Promise<void>;
+  /**
+   * Records calls made while the budget could not be reached, so the others
+   * count them: ended calls with the milliseconds their holds have left, and
+   * calls still running (held to the hold bound).
+   */
+  carryOver(remainingMs: readonly number[], running: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** How the budget names an app: the SHA-256 hex of its client id, so the table holds no credential. */
+export function rateBudgetKey(clientId: string): string {
+  return createHash('sha256').update(clientId, 'utf8').digest('hex');
+}
+
+export interface RateBudgetOptions {
+  /** The window Criteo counts calls in. */
+  windowMs: number;
+  /** How long a granted slot is held if its call never reports its end: the longest a live call lasts, plus a window. */
+  holdMs: number;
+}
+
+export class PostgresRateBudget implements RateBudgetStore {
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly key: string,
+    private readonly options: RateBudgetOptions,
+  ) {}
+
+  async take(limit: number): Promise<SlotAnswer> {
+    const { rows } = await this.pool.query<{ granted_slot: string | null; wait_ms: number }>(
+      'SELECT granted_slot::text, wait_ms FROM audience_sync.take_rate_slot($1, $2, $3, $4)',
+      [this.key, limit, Math.ceil(this.options.windowMs), Math.ceil(this.options.holdMs)],
+    );
+    const row = rows[0]!;
+    return row.granted_slot !== null ? { slotId: row.granted_slot } : { waitMs: row.wait_ms };
+  }
+
+  async end(slotId: string): Promise<void> {
+    // A row already cleaned up (its call outlived the hold bound) is put back: the call counts for a window from its end.
+    await this.pool.query(
+      `WITH ended AS (
+         UPDATE audience_sync.rate_slots SET ended_at = clock_timestamp(), expires_at = clock_timestamp() + $3 * interval '1 millisecond'
+         WHERE slot_id = $1 RETURNING 1)
+       INSERT INTO audience_sync.rate_slots (client_key, granted_at, ended_at, expires_at)
+       SELECT $2, clock_timestamp(), clock_timestamp(), clock_timestamp() + $3 * interval '1 millisecond'
+       WHERE NOT EXISTS (SELECT FROM ended)`,
+      [slotId, this.key, Math.ceil(this.options.windowMs)],
+    );
+  }
+
+  async carryOver(remainingMs: readonly number[], running: number): Promise<void> {
+    const holds = [...remainingMs.map((ms) => Math.ceil(ms)), ...Array.from({ length: running }, () => Math.ceil(this.options.holdMs))];
+    if (holds.length === 0) return;
+    await this.pool.query(
+      `INSERT INTO audience_sync.rate_slots (client_key, granted_at, expires_at)
+       SELECT $1, clock_timestamp(), clock_timestamp() + ms * interval '1 millisecond' FROM unnest($2::integer[]) AS ms`,
+      [this.key, holds],
+    );
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+/**
+ * The budget of the app `clientId` in the database at `databaseUrl`, on a
+ * pool of its own: the sync's statements never make a grant queue for a
+ * connection, and a lost database shows within seconds (connect and
+ * statement timeouts) rather than after a hung socket's minutes.
+ */
+export function openRateBudget(databaseUrl: string, clientId: string, options: RateBudgetOptions): PostgresRateBudget {
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max: 2,
+    application_name: 'audience-sync rate budget',
+    connectionTimeoutMillis: 5_000,
+    query_timeout: 5_000,
+    idleTimeoutMillis: 60_000,
+  });
+  // A lost connection surfaces as the failed statement; the events alone must not crash the process.
+  pool.on('error', () => {});
+  pool.on('connect', (client) => client.on('error', () => {}));
+  return new PostgresRateBudget(pool, rateBudgetKey(clientId), options);
+}
