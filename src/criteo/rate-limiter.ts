@@ -1,7 +1,10 @@
 /**
  * A sliding-window limiter shared by every list in the process: never more
  * than `limit` calls in any window of `windowMs`, as counted by the server.
- * Criteo counts calls per application, so one process must hold one limiter.
+ * Criteo counts calls per application, so one process holds one limiter, and
+ * processes sharing credentials draw on the budget SharedRateLimiter holds
+ * in Postgres (shared-rate-limiter.ts), which counts each process's own calls
+ * on one of these.
  *
  * The server counts a call when it arrives, which is some time after we start
  * it and before its answer reaches us. So a call holds its slot from the moment
