@@ -16,7 +16,9 @@ import { sql, type Kysely } from 'kysely';
  * take_rate_slot grants a slot in one statement: under an advisory lock per
  * client key (class 0x41530a, "AS" 10: see src/db/locks.ts) it deletes the
  * key's expired rows, counts the rest and, under the caller's limit, inserts
- * the caller's row; otherwise it says how long until a slot may free.
+ * the caller's row. Granted or not, it says how long until a slot may free
+ * for the next caller, so a process with calls queued sleeps until then
+ * instead of asking in vain.
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`
@@ -47,6 +49,10 @@ export async function up(db: Kysely<unknown>): Promise<void> {
         INSERT INTO audience_sync.rate_slots (client_key, granted_at, expires_at)
         VALUES (p_client_key, taken_at, taken_at + p_hold_ms * interval '1 millisecond')
         RETURNING slot_id INTO granted_slot;
+        held := held + 1;
+      END IF;
+      -- How long until the next caller may have a slot: 0 while one is free.
+      IF held < p_limit THEN
         wait_ms := 0;
         RETURN;
       END IF;

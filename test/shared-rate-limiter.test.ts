@@ -204,7 +204,7 @@ describe('SharedRateLimiter', () => {
     (await other.acquire()).release();
     expect(Date.now() - from).toBeGreaterThanOrEqual(windowMs / 2);
     expect(capture.lines.map((l) => l['msg'])).toEqual([
-      'rate budget: the database does not answer; keeping to 2 calls a window until it does',
+      'rate budget: the shared budget in the database cannot be used; keeping to 2 calls a window until it can',
       'rate budget: the database answers again; back to the shared budget',
     ]);
   });

@@ -47,6 +47,8 @@ export class SharedRateLimiter implements CallRateLimiter {
   private localRunning = 0;
   /** Counts the returns to the shared budget: a local call granted before the last one was recorded then. */
   private returns = 0;
+  /** When the budget last said a slot may free for the next caller (local clock): the next take waits until then. */
+  private nextFreeAt = 0;
   /** Statements ending slots, awaited by close(). */
   private readonly ending = new Set<Promise<void>>();
 
@@ -89,6 +91,7 @@ export class SharedRateLimiter implements CallRateLimiter {
 
   restore(): void {
     this.own.restore();
+    this.nextFreeAt = 0;
   }
 
   async close(): Promise<void> {
@@ -125,6 +128,8 @@ export class SharedRateLimiter implements CallRateLimiter {
   /** Waits for a slot of the shared budget; undefined when the database failed (the process is then on its local share). */
   private async takeShared(): Promise<string | undefined> {
     for (;;) {
+      const ahead = this.nextFreeAt - Date.now();
+      if (ahead > 0) await sleep(ahead);
       let answer;
       try {
         answer = await this.budget.take(this.own.effectiveLimit);
@@ -132,8 +137,8 @@ export class SharedRateLimiter implements CallRateLimiter {
         this.lose(error);
         return undefined;
       }
-      if ('slotId' in answer) return answer.slotId;
-      await sleep(answer.waitMs);
+      this.nextFreeAt = Date.now() + answer.waitMs;
+      if (answer.slotId !== null) return answer.slotId;
     }
   }
 
@@ -158,11 +163,12 @@ export class SharedRateLimiter implements CallRateLimiter {
     this.lastProbe = Date.now();
     if (!this.shared) return;
     this.shared = false;
+    this.nextFreeAt = 0;
     this.own.capAt(this.localShare);
     const code = (error as { code?: string }).code;
     this.log.warn(
       { code, error: error instanceof Error ? error.message : String(error), localShare: this.localShare },
-      `rate budget: the database does not answer; keeping to ${this.localShare} calls a window until it does`,
+      `rate budget: the shared budget in the database cannot be used; keeping to ${this.localShare} calls a window until it can`,
     );
   }
 

@@ -9,11 +9,17 @@ import pg from 'pg';
  * hosts whose clocks differ still agree.
  */
 
-/** A slot granted, or how long to wait before asking again. */
-export type SlotAnswer = { slotId: string } | { waitMs: number };
+/**
+ * A slot granted (or not: null), and how long until a slot may free for the
+ * next caller (0: one is free now).
+ */
+export interface SlotAnswer {
+  slotId: string | null;
+  waitMs: number;
+}
 
 export interface RateBudgetStore {
-  /** Takes a slot if fewer than `limit` are held, else says when one may free. */
+  /** Takes a slot if fewer than `limit` are held; says when the next may free either way. */
   take(limit: number): Promise<SlotAnswer>;
   /** The call ended: its slot stays held for a window from now, then frees. */
   end(slotId: string): Promise<void>;
@@ -51,7 +57,7 @@ export class PostgresRateBudget implements RateBudgetStore {
       [this.key, limit, Math.ceil(this.options.windowMs), Math.ceil(this.options.holdMs)],
     );
     const row = rows[0]!;
-    return row.granted_slot !== null ? { slotId: row.granted_slot } : { waitMs: row.wait_ms };
+    return { slotId: row.granted_slot, waitMs: row.wait_ms };
   }
 
   async end(slotId: string): Promise<void> {
@@ -91,7 +97,8 @@ export class PostgresRateBudget implements RateBudgetStore {
 export function openRateBudget(databaseUrl: string, clientId: string, options: RateBudgetOptions): PostgresRateBudget {
   const pool = new pg.Pool({
     connectionString: databaseUrl,
-    max: 2,
+    // A grant and the ends of the calls in flight at once: the grant, on the critical path, seldom queues.
+    max: 3,
     application_name: 'audience-sync rate budget',
     connectionTimeoutMillis: 5_000,
     query_timeout: 5_000,
