@@ -16,9 +16,13 @@ import { sql, type Kysely } from 'kysely';
  * take_rate_slot grants a slot in one statement: under an advisory lock per
  * client key (class 0x41530a, "AS" 10: see src/db/locks.ts) it deletes the
  * key's expired rows, counts the rest and, under the caller's limit, inserts
- * the caller's row. Granted or not, it says how long until a slot may free
- * for the next caller, so a process with calls queued sleeps until then
- * instead of asking in vain.
+ * the caller's row. When every slot is held and the next to free belongs to
+ * a call that has ended (its expiry is final) and frees within `p_ahead_ms`,
+ * it grants that slot from the instant it frees: the caller starts its call
+ * no sooner (`start_in_ms`), and meanwhile the next caller can be granted the
+ * slot after it, so the calls of a queue start as the slots free, without a
+ * round trip each in between. Otherwise it says how long to wait before
+ * asking again (`wait_ms`: until the slot is within reach).
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`
@@ -32,13 +36,14 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`CREATE INDEX rate_slots_key_expiry ON audience_sync.rate_slots (client_key, expires_at)`.execute(db);
   await sql`
     CREATE FUNCTION audience_sync.take_rate_slot(
-      p_client_key text, p_limit integer, p_window_ms integer, p_hold_ms integer,
-      OUT granted_slot bigint, OUT wait_ms integer)
+      p_client_key text, p_limit integer, p_window_ms integer, p_hold_ms integer, p_ahead_ms integer,
+      OUT granted_slot bigint, OUT start_in_ms integer, OUT wait_ms integer)
     LANGUAGE plpgsql AS $fn$
     DECLARE
       taken_at timestamptz;
       held integer;
       frees_at timestamptz;
+      settled boolean;
     BEGIN
       PERFORM pg_advisory_xact_lock(${sql.lit(0x41530a)}, hashtext(p_client_key));
       -- Read after the lock: the instant the slot is granted at.
@@ -49,19 +54,24 @@ export async function up(db: Kysely<unknown>): Promise<void> {
         INSERT INTO audience_sync.rate_slots (client_key, granted_at, expires_at)
         VALUES (p_client_key, taken_at, taken_at + p_hold_ms * interval '1 millisecond')
         RETURNING slot_id INTO granted_slot;
-        held := held + 1;
-      END IF;
-      -- How long until the next caller may have a slot: 0 while one is free.
-      IF held < p_limit THEN
+        start_in_ms := 0;
         wait_ms := 0;
         RETURN;
       END IF;
-      -- A slot frees when the (held - limit + 1)-th earliest expiry passes. A running call's
-      -- expiry moves to its end + a window, never sooner than a window from now: no slot frees
-      -- before the earlier of the two.
-      SELECT s.expires_at INTO frees_at FROM audience_sync.rate_slots s
+      -- A slot frees when the (held - limit + 1)-th earliest expiry passes. An ended call's expiry
+      -- is final: when it is near, the slot is granted from then (the caller starts its call then).
+      -- A running call's expiry moves to its end + a window, never sooner than a window from now.
+      SELECT s.expires_at, s.ended_at IS NOT NULL INTO frees_at, settled FROM audience_sync.rate_slots s
       WHERE s.client_key = p_client_key ORDER BY s.expires_at OFFSET held - p_limit LIMIT 1;
-      wait_ms := greatest(1, ceil(extract(epoch FROM least(frees_at, taken_at + p_window_ms * interval '1 millisecond') - taken_at) * 1000));
+      IF settled AND frees_at <= taken_at + p_ahead_ms * interval '1 millisecond' THEN
+        INSERT INTO audience_sync.rate_slots (client_key, granted_at, expires_at)
+        VALUES (p_client_key, frees_at, frees_at + p_hold_ms * interval '1 millisecond')
+        RETURNING slot_id INTO granted_slot;
+        start_in_ms := ceil(extract(epoch FROM frees_at - taken_at) * 1000);
+        wait_ms := 0;
+        RETURN;
+      END IF;
+      wait_ms := greatest(1, ceil(extract(epoch FROM least(frees_at, taken_at + p_window_ms * interval '1 millisecond') - taken_at) * 1000) - p_ahead_ms);
     END
     $fn$`.execute(db);
 }

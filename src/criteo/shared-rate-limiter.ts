@@ -16,10 +16,13 @@ import { callDeadlineMs } from './transport.js';
  * after its call ended, so no server window holds more than the limit of the
  * app's calls. A slot whose call never reports its end (a killed process)
  * frees at its hold bound: the longest a live call lasts, plus a window.
- * Taking a free slot is one statement, ending one another; a process waits by
- * sleeping until the instant the database says a slot may free, and only one
- * caller per process waits at a time (grants are served in order), so waiting
- * costs one statement per freed slot, not a poll.
+ * Taking a free slot is one statement, ending one another. When every slot
+ * is held, the database grants the one about to free (within a tenth of the
+ * window) from the instant it frees, and the caller sleeps until then while
+ * the next caller is granted the slot after it: queued calls start as the
+ * slots free, as the local limiter's do. Further off, the one caller per
+ * process that asks (grants are taken in order) sleeps until the slot is
+ * within reach: waiting costs a statement per slot, not a poll.
  *
  * Beside the shared budget, a local RateLimiter counts this process's own
  * calls. When the budget's statements fail (the database is lost), the
@@ -36,6 +39,9 @@ import { callDeadlineMs } from './transport.js';
  * asks the budget for: every process that hears 429s slows down; the budget
  * is not lowered for processes that hear none.
  */
+/** A slot of the shared budget granted (from `startAt`), or a permit of the local share. */
+type Turn = { slotId: string; startAt: number } | { permit: RatePermit };
+
 export class SharedRateLimiter implements CallRateLimiter {
   /** This process's own calls: under the shared budget it never waits; without it, it holds the local share. */
   private readonly own: RateLimiter;
@@ -47,8 +53,8 @@ export class SharedRateLimiter implements CallRateLimiter {
   private localRunning = 0;
   /** Counts the returns to the shared budget: a local call granted before the last one was recorded then. */
   private returns = 0;
-  /** When the budget last said a slot may free for the next caller (local clock): the next take waits until then. */
-  private nextFreeAt = 0;
+  /** When the budget said to ask again (local clock): the next take waits until then. */
+  private nextAskAt = 0;
   /** Statements ending slots, awaited by close(). */
   private readonly ending = new Set<Promise<void>>();
 
@@ -80,9 +86,12 @@ export class SharedRateLimiter implements CallRateLimiter {
   }
 
   acquire(): Promise<RatePermit> {
-    const turn = this.queue.then(() => this.waitForSlot());
+    const started = Date.now();
+    // Grants are taken in order; a slot granted ahead of its freeing is waited for outside the queue,
+    // so the next caller's grant is taken meanwhile.
+    const turn = this.queue.then(() => this.waitForTurn(started));
     this.queue = turn.catch(() => undefined);
-    return turn;
+    return turn.then((granted) => ('permit' in granted ? granted.permit : this.startShared(granted, started)));
   }
 
   slowDown(): boolean {
@@ -91,7 +100,7 @@ export class SharedRateLimiter implements CallRateLimiter {
 
   restore(): void {
     this.own.restore();
-    this.nextFreeAt = 0;
+    this.nextAskAt = 0;
   }
 
   async close(): Promise<void> {
@@ -99,13 +108,24 @@ export class SharedRateLimiter implements CallRateLimiter {
     await this.budget.close();
   }
 
-  private async waitForSlot(): Promise<RatePermit> {
-    const started = Date.now();
-    if (!this.shared && started - this.lastProbe >= (this.options.probeEveryMs ?? 5_000)) await this.tryShared();
+  private async waitForTurn(started: number): Promise<Turn> {
+    if (!this.shared && Date.now() - this.lastProbe >= (this.options.probeEveryMs ?? 5_000)) await this.tryShared();
     if (this.shared) {
-      const slotId = await this.takeShared();
-      if (slotId !== undefined) return this.sharedPermit(slotId, await this.own.acquire(), started);
+      const reserved = await this.takeShared();
+      if (reserved) return reserved;
     }
+    return { permit: await this.localPermit(started) };
+  }
+
+  /** A slot of the shared budget, once it is ours: from `startAt` on, it holds this process's call. */
+  private async startShared(reserved: { slotId: string; startAt: number }, started: number): Promise<RatePermit> {
+    const ahead = reserved.startAt - Date.now();
+    if (ahead > 0) await sleep(ahead);
+    return this.sharedPermit(reserved.slotId, await this.own.acquire(), started);
+  }
+
+  /** A slot of the local share: counted for the budget when the database answers again. */
+  private async localPermit(started: number): Promise<RatePermit> {
     const permit = await this.own.acquire();
     const grantedIn = this.returns;
     this.localRunning++;
@@ -126,10 +146,11 @@ export class SharedRateLimiter implements CallRateLimiter {
   }
 
   /** Waits for a slot of the shared budget; undefined when the database failed (the process is then on its local share). */
-  private async takeShared(): Promise<string | undefined> {
+  private async takeShared(): Promise<{ slotId: string; startAt: number } | undefined> {
     for (;;) {
-      const ahead = this.nextFreeAt - Date.now();
+      const ahead = this.nextAskAt - Date.now();
       if (ahead > 0) await sleep(ahead);
+      const asked = Date.now();
       let answer;
       try {
         answer = await this.budget.take(this.own.effectiveLimit);
@@ -137,8 +158,9 @@ export class SharedRateLimiter implements CallRateLimiter {
         this.lose(error);
         return undefined;
       }
-      this.nextFreeAt = Date.now() + answer.waitMs;
-      if (answer.slotId !== null) return answer.slotId;
+      // A start counted from the answer is no sooner than the database meant; a wait counted from the asking wakes no later.
+      if (answer.slotId !== null) return { slotId: answer.slotId, startAt: Date.now() + answer.startInMs };
+      this.nextAskAt = asked + answer.waitMs;
     }
   }
 
@@ -163,7 +185,7 @@ export class SharedRateLimiter implements CallRateLimiter {
     this.lastProbe = Date.now();
     if (!this.shared) return;
     this.shared = false;
-    this.nextFreeAt = 0;
+    this.nextAskAt = 0;
     this.own.capAt(this.localShare);
     const code = (error as { code?: string }).code;
     this.log.warn(

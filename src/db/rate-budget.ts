@@ -10,16 +10,17 @@ import pg from 'pg';
  */
 
 /**
- * A slot granted (or not: null), and how long until a slot may free for the
- * next caller (0: one is free now).
+ * A slot granted, to use from `startInMs` after the answer arrived (0: at
+ * once); or none (null) and how long to wait before asking again.
  */
 export interface SlotAnswer {
   slotId: string | null;
+  startInMs: number;
   waitMs: number;
 }
 
 export interface RateBudgetStore {
-  /** Takes a slot if fewer than `limit` are held; says when the next may free either way. */
+  /** Takes a slot if fewer than `limit` are held, or the one about to free; else says when to ask again. */
   take(limit: number): Promise<SlotAnswer>;
   /** The call ended: its slot stays held for a window from now, then frees. */
   end(slotId: string): Promise<void>;
@@ -42,6 +43,8 @@ export interface RateBudgetOptions {
   windowMs: number;
   /** How long a granted slot is held if its call never reports its end: the longest a live call lasts, plus a window. */
   holdMs: number;
+  /** How far ahead a slot about to free may be granted (default a tenth of the window, at most 1 s). */
+  aheadMs?: number;
 }
 
 export class PostgresRateBudget implements RateBudgetStore {
@@ -52,12 +55,13 @@ export class PostgresRateBudget implements RateBudgetStore {
   ) {}
 
   async take(limit: number): Promise<SlotAnswer> {
-    const { rows } = await this.pool.query<{ granted_slot: string | null; wait_ms: number }>(
-      'SELECT granted_slot::text, wait_ms FROM audience_sync.take_rate_slot($1, $2, $3, $4)',
-      [this.key, limit, Math.ceil(this.options.windowMs), Math.ceil(this.options.holdMs)],
+    const { windowMs, holdMs, aheadMs } = this.options;
+    const { rows } = await this.pool.query<{ granted_slot: string | null; start_in_ms: number | null; wait_ms: number }>(
+      'SELECT granted_slot::text, start_in_ms, wait_ms FROM audience_sync.take_rate_slot($1, $2, $3, $4, $5)',
+      [this.key, limit, Math.ceil(windowMs), Math.ceil(holdMs), Math.ceil(aheadMs ?? Math.min(1_000, windowMs / 10))],
     );
     const row = rows[0]!;
-    return { slotId: row.granted_slot, waitMs: row.wait_ms };
+    return { slotId: row.granted_slot, startInMs: row.start_in_ms ?? 0, waitMs: row.wait_ms };
   }
 
   async end(slotId: string): Promise<void> {
@@ -74,12 +78,14 @@ export class PostgresRateBudget implements RateBudgetStore {
   }
 
   async carryOver(remainingMs: readonly number[], running: number): Promise<void> {
-    const holds = [...remainingMs.map((ms) => Math.ceil(ms)), ...Array.from({ length: running }, () => Math.ceil(this.options.holdMs))];
-    if (holds.length === 0) return;
+    if (remainingMs.length === 0 && running === 0) return;
+    // Ended calls' expiries are final (ended_at set); running ones are held to the hold bound.
     await this.pool.query(
-      `INSERT INTO audience_sync.rate_slots (client_key, granted_at, expires_at)
-       SELECT $1, clock_timestamp(), clock_timestamp() + ms * interval '1 millisecond' FROM unnest($2::integer[]) AS ms`,
-      [this.key, holds],
+      `INSERT INTO audience_sync.rate_slots (client_key, granted_at, ended_at, expires_at)
+       SELECT $1, clock_timestamp(), clock_timestamp(), clock_timestamp() + ms * interval '1 millisecond' FROM unnest($2::integer[]) AS ms
+       UNION ALL
+       SELECT $1, clock_timestamp(), NULL, clock_timestamp() + $4 * interval '1 millisecond' FROM generate_series(1, $3::integer)`,
+      [this.key, remainingMs.map((ms) => Math.ceil(ms)), running, Math.ceil(this.options.holdMs)],
     );
   }
 
