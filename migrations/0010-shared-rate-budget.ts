@@ -13,16 +13,16 @@ import { sql, type Kysely } from 'kysely';
  * its end + the window. Times are the database's clock, the one clock every
  * process shares.
  *
- * take_rate_slot grants a slot in one statement: under an advisory lock per
- * client key (class 0x41530a, "AS" 10: see src/db/locks.ts) it deletes the
- * key's expired rows, counts the rest and, under the caller's limit, inserts
- * the caller's row. When every slot is held and the next to free belongs to
- * a call that has ended (its expiry is final) and frees within `p_ahead_ms`,
- * it grants that slot from the instant it frees: the caller starts its call
- * no sooner (`start_in_ms`), and meanwhile the next caller can be granted the
- * slot after it, so the calls of a queue start as the slots free, without a
- * round trip each in between. Otherwise it says how long to wait before
- * asking again (`wait_ms`: until the slot is within reach).
+ * take_rate_slots grants up to `p_count` slots in one statement (one per
+ * call a process has queued): under an advisory lock per client key (class
+ * 0x41530a, "AS" 10: see src/db/locks.ts) it deletes the key's expired rows,
+ * counts the rest and, under the caller's limit, inserts the caller's rows.
+ * When every slot is held and the next to free belongs to a call that has
+ * ended (its expiry is final) and frees within `p_ahead_ms`, it grants that
+ * slot from the instant it frees: the caller starts its call no sooner
+ * (`start_in_ms`). Queued calls then start as the slots free, with no round
+ * trip between them, and the budget's pace never falls behind the calls'.
+ * With nothing granted, `wait_ms` says how long until a slot is within reach.
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`
@@ -35,43 +35,49 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     )`.execute(db);
   await sql`CREATE INDEX rate_slots_key_expiry ON audience_sync.rate_slots (client_key, expires_at)`.execute(db);
   await sql`
-    CREATE FUNCTION audience_sync.take_rate_slot(
-      p_client_key text, p_limit integer, p_window_ms integer, p_hold_ms integer, p_ahead_ms integer,
-      OUT granted_slot bigint, OUT start_in_ms integer, OUT wait_ms integer)
+    CREATE FUNCTION audience_sync.take_rate_slots(
+      p_client_key text, p_count integer, p_limit integer, p_window_ms integer, p_hold_ms integer, p_ahead_ms integer,
+      OUT granted_slots bigint[], OUT start_in_ms integer[], OUT wait_ms integer)
     LANGUAGE plpgsql AS $fn$
     DECLARE
       taken_at timestamptz;
       held integer;
       frees_at timestamptz;
       settled boolean;
+      slot bigint;
     BEGIN
       PERFORM pg_advisory_xact_lock(${sql.lit(0x41530a)}, hashtext(p_client_key));
-      -- Read after the lock: the instant the slot is granted at.
+      -- Read after the lock: the instant the slots are granted at.
       taken_at := clock_timestamp();
+      granted_slots := '{}';
+      start_in_ms := '{}';
+      wait_ms := 0;
       DELETE FROM audience_sync.rate_slots s WHERE s.client_key = p_client_key AND s.expires_at <= taken_at;
       SELECT count(*) INTO held FROM audience_sync.rate_slots s WHERE s.client_key = p_client_key;
-      IF held < p_limit THEN
-        INSERT INTO audience_sync.rate_slots (client_key, granted_at, expires_at)
-        VALUES (p_client_key, taken_at, taken_at + p_hold_ms * interval '1 millisecond')
-        RETURNING slot_id INTO granted_slot;
-        start_in_ms := 0;
-        wait_ms := 0;
-        RETURN;
-      END IF;
-      -- A slot frees when the (held - limit + 1)-th earliest expiry passes. An ended call's expiry
-      -- is final: when it is near, the slot is granted from then (the caller starts its call then).
-      -- A running call's expiry moves to its end + a window, never sooner than a window from now.
-      SELECT s.expires_at, s.ended_at IS NOT NULL INTO frees_at, settled FROM audience_sync.rate_slots s
-      WHERE s.client_key = p_client_key ORDER BY s.expires_at OFFSET held - p_limit LIMIT 1;
-      IF settled AND frees_at <= taken_at + p_ahead_ms * interval '1 millisecond' THEN
+      FOR i IN 1..p_count LOOP
+        IF held < p_limit THEN
+          frees_at := taken_at;
+        ELSE
+          -- A slot frees when the (held - limit + 1)-th earliest expiry passes. An ended call's
+          -- expiry is final: when it is near, the slot is granted from then (its call starts no
+          -- sooner). A running call's expiry moves to its end + a window, never sooner than a
+          -- window from now.
+          SELECT s.expires_at, s.ended_at IS NOT NULL INTO frees_at, settled FROM audience_sync.rate_slots s
+          WHERE s.client_key = p_client_key ORDER BY s.expires_at OFFSET held - p_limit LIMIT 1;
+          IF NOT settled OR frees_at > taken_at + p_ahead_ms * interval '1 millisecond' THEN
+            IF i = 1 THEN
+              wait_ms := greatest(1, ceil(extract(epoch FROM least(frees_at, taken_at + p_window_ms * interval '1 millisecond') - taken_at) * 1000) - p_ahead_ms);
+            END IF;
+            RETURN;
+          END IF;
+        END IF;
         INSERT INTO audience_sync.rate_slots (client_key, granted_at, expires_at)
         VALUES (p_client_key, frees_at, frees_at + p_hold_ms * interval '1 millisecond')
-        RETURNING slot_id INTO granted_slot;
-        start_in_ms := ceil(extract(epoch FROM frees_at - taken_at) * 1000);
-        wait_ms := 0;
-        RETURN;
-      END IF;
-      wait_ms := greatest(1, ceil(extract(epoch FROM least(frees_at, taken_at + p_window_ms * interval '1 millisecond') - taken_at) * 1000) - p_ahead_ms);
+        RETURNING slot_id INTO slot;
+        granted_slots := granted_slots || slot;
+        start_in_ms := start_in_ms || ceil(extract(epoch FROM frees_at - taken_at) * 1000)::integer;
+        held := held + 1;
+      END LOOP;
     END
     $fn$`.execute(db);
 }

@@ -4,6 +4,9 @@ import { openRateBudget, type RateBudgetStore } from '../db/rate-budget.js';
 import { RateLimiter, sleep, type CallRateLimiter, type RatePermit } from './rate-limiter.js';
 import { callDeadlineMs } from './transport.js';
 
+/** A slot of the shared budget granted (from `startAt`), or a permit of the local share. */
+type Turn = { slotId: string; startAt: number } | { permit: RatePermit };
+
 /**
  * One rate budget per Criteo app across processes. Criteo counts calls per
  * client id: the nightly run, a CSM's resync and a second pod, each with a
@@ -16,13 +19,14 @@ import { callDeadlineMs } from './transport.js';
  * after its call ended, so no server window holds more than the limit of the
  * app's calls. A slot whose call never reports its end (a killed process)
  * frees at its hold bound: the longest a live call lasts, plus a window.
- * Taking a free slot is one statement, ending one another. When every slot
- * is held, the database grants the one about to free (within a tenth of the
- * window) from the instant it frees, and the caller sleeps until then while
- * the next caller is granted the slot after it: queued calls start as the
- * slots free, as the local limiter's do. Further off, the one caller per
- * process that asks (grants are taken in order) sleeps until the slot is
- * within reach: waiting costs a statement per slot, not a poll.
+ * One statement grants a slot for each call queued in the process, one ends
+ * each call's slot. When every slot is held, the database grants the slots
+ * about to free (within a tenth of the window, at most a second) from the
+ * instants they free, and each call sleeps until its own: queued calls start
+ * as the slots free, as the local limiter's do, and the budget's pace never
+ * falls behind the calls'. Further off, the one caller per process that asks
+ * (grants are taken in order) sleeps until a slot is within reach: waiting
+ * costs a statement per grant, not a poll.
  *
  * Beside the shared budget, a local RateLimiter counts this process's own
  * calls. When the budget's statements fail (the database is lost), the
@@ -39,9 +43,6 @@ import { callDeadlineMs } from './transport.js';
  * asks the budget for: every process that hears 429s slows down; the budget
  * is not lowered for processes that hear none.
  */
-/** A slot of the shared budget granted (from `startAt`), or a permit of the local share. */
-type Turn = { slotId: string; startAt: number } | { permit: RatePermit };
-
 export class SharedRateLimiter implements CallRateLimiter {
   /** This process's own calls: under the shared budget it never waits; without it, it holds the local share. */
   private readonly own: RateLimiter;
@@ -53,6 +54,10 @@ export class SharedRateLimiter implements CallRateLimiter {
   private localRunning = 0;
   /** Counts the returns to the shared budget: a local call granted before the last one was recorded then. */
   private returns = 0;
+  /** Calls that asked for a slot and have none yet. */
+  private waiting = 0;
+  /** Slots granted for calls queued behind the one that asked, in order. */
+  private granted: { slotId: string; startAt: number }[] = [];
   /** When the budget said to ask again (local clock): the next take waits until then. */
   private nextAskAt = 0;
   /** Statements ending slots, awaited by close(). */
@@ -89,6 +94,7 @@ export class SharedRateLimiter implements CallRateLimiter {
     const started = Date.now();
     // Grants are taken in order; a slot granted ahead of its freeing is waited for outside the queue,
     // so the next caller's grant is taken meanwhile.
+    this.waiting++;
     const turn = this.queue.then(() => this.waitForTurn(started));
     this.queue = turn.catch(() => undefined);
     return turn.then((granted) => ('permit' in granted ? granted.permit : this.startShared(granted, started)));
@@ -109,12 +115,18 @@ export class SharedRateLimiter implements CallRateLimiter {
   }
 
   private async waitForTurn(started: number): Promise<Turn> {
-    if (!this.shared && Date.now() - this.lastProbe >= (this.options.probeEveryMs ?? 5_000)) await this.tryShared();
-    if (this.shared) {
-      const reserved = await this.takeShared();
-      if (reserved) return reserved;
+    try {
+      const ready = this.granted.shift();
+      if (ready) return ready;
+      if (!this.shared && Date.now() - this.lastProbe >= (this.options.probeEveryMs ?? 5_000)) await this.tryShared();
+      if (this.shared) {
+        const reserved = await this.takeShared();
+        if (reserved) return reserved;
+      }
+      return { permit: await this.localPermit(started) };
+    } finally {
+      this.waiting--;
     }
-    return { permit: await this.localPermit(started) };
   }
 
   /** A slot of the shared budget, once it is ours: from `startAt` on, it holds this process's call. */
@@ -153,13 +165,19 @@ export class SharedRateLimiter implements CallRateLimiter {
       const asked = Date.now();
       let answer;
       try {
-        answer = await this.budget.take(this.own.effectiveLimit);
+        // A slot for each call queued here: they are waiting already, so every slot granted is used.
+        answer = await this.budget.take(Math.max(1, this.waiting), this.own.effectiveLimit);
       } catch (error) {
         this.lose(error);
         return undefined;
       }
       // A start counted from the answer is no sooner than the database meant; a wait counted from the asking wakes no later.
-      if (answer.slotId !== null) return { slotId: answer.slotId, startAt: Date.now() + answer.startInMs };
+      const answered = Date.now();
+      const [first, ...rest] = answer.slots.map((slot) => ({ slotId: slot.slotId, startAt: answered + slot.startInMs }));
+      if (first) {
+        this.granted.push(...rest);
+        return first;
+      }
       this.nextAskAt = asked + answer.waitMs;
     }
   }

@@ -4,24 +4,26 @@ import pg from 'pg';
 /**
  * A Criteo app's rate budget as Postgres holds it (audience_sync.rate_slots,
  * migration 0010), for every process using the app's credentials to draw on.
- * One statement takes a slot (or says how long until one may free), one ends
- * it. The database's clock stamps every grant, end and expiry, so processes on
+ * One statement takes slots (or says how long until one may free), one ends
+ * each. The database's clock stamps every grant, end and expiry, so processes on
  * hosts whose clocks differ still agree.
  */
 
-/**
- * A slot granted, to use from `startInMs` after the answer arrived (0: at
- * once); or none (null) and how long to wait before asking again.
- */
-export interface SlotAnswer {
-  slotId: string | null;
+/** A slot granted, to use from `startInMs` after the answer arrived (0: at once). */
+export interface GrantedSlot {
+  slotId: string;
   startInMs: number;
+}
+
+/** The slots granted, in the order they free; with none, how long to wait before asking again. */
+export interface SlotAnswer {
+  slots: GrantedSlot[];
   waitMs: number;
 }
 
 export interface RateBudgetStore {
-  /** Takes a slot if fewer than `limit` are held, or the one about to free; else says when to ask again. */
-  take(limit: number): Promise<SlotAnswer>;
+  /** Takes up to `count` slots, free or about to free, while fewer than `limit` are held; else says when to ask again. */
+  take(count: number, limit: number): Promise<SlotAnswer>;
   /** The call ended: its slot stays held for a window from now, then frees. */
   end(slotId: string): Promise<void>;
   /**
@@ -54,14 +56,14 @@ export class PostgresRateBudget implements RateBudgetStore {
     private readonly options: RateBudgetOptions,
   ) {}
 
-  async take(limit: number): Promise<SlotAnswer> {
+  async take(count: number, limit: number): Promise<SlotAnswer> {
     const { windowMs, holdMs, aheadMs } = this.options;
-    const { rows } = await this.pool.query<{ granted_slot: string | null; start_in_ms: number | null; wait_ms: number }>(
-      'SELECT granted_slot::text, start_in_ms, wait_ms FROM audience_sync.take_rate_slot($1, $2, $3, $4, $5)',
-      [this.key, limit, Math.ceil(windowMs), Math.ceil(holdMs), Math.ceil(aheadMs ?? Math.min(1_000, windowMs / 10))],
+    const { rows } = await this.pool.query<{ granted_slots: string[]; start_in_ms: number[]; wait_ms: number }>(
+      'SELECT granted_slots::text[], start_in_ms, wait_ms FROM audience_sync.take_rate_slots($1, $2, $3, $4, $5, $6)',
+      [this.key, count, limit, Math.ceil(windowMs), Math.ceil(holdMs), Math.ceil(aheadMs ?? Math.min(1_000, windowMs / 10))],
     );
     const row = rows[0]!;
-    return { slotId: row.granted_slot, startInMs: row.start_in_ms ?? 0, waitMs: row.wait_ms };
+    return { slots: row.granted_slots.map((slotId, i) => ({ slotId, startInMs: row.start_in_ms[i] ?? 0 })), waitMs: row.wait_ms };
   }
 
   async end(slotId: string): Promise<void> {
