@@ -20,7 +20,7 @@ const SCHEMA_LOCK_CLASS = 0x41_53_04; // "AS" 4
 
 /**
  * Granting a slot of a Criteo app's shared rate budget, keyed by hashtext of
- * the client key: taken inside audience_sync.take_rate_slot (migration 0010),
+ * the client key: taken inside audience_sync.take_rate_slots (migration 0010),
  * which holds it for its one statement. Named here so no other lock takes it.
  */
 export const RATE_BUDGET_LOCK_CLASS = 0x41_53_0a; // "AS" 10
