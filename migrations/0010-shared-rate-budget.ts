@@ -54,7 +54,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       last_start timestamptz;
       slot bigint;
     BEGIN
-      PERFORM pg_advisory_xact_lock(${sql.lit(0x41530a)}, hashtext(p_client_key));
+      -- 4281098 is 0x41530a, RATE_BUDGET_LOCK_CLASS in src/db/locks.ts.
+      PERFORM pg_advisory_xact_lock(4281098, hashtext(p_client_key));
       -- Read after the lock: the instant the slots are granted at.
       taken_at := clock_timestamp();
       granted_slots := '{}';
