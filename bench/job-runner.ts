@@ -15,6 +15,8 @@
  * --explain it also loads auto_explain, whose plans come back as INFO notices.
  *
  * BENCH_IDLE=1 loads, connects, takes a token and stops: the fixed part of the RSS.
+ * BENCH_LISTS=ID,ID syncs only those lists (as `resync --list` does): the
+ * rate check's two processes each sync a list of their own.
  */
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { Kysely, PostgresDialect, type LogEvent } from 'kysely';
@@ -109,7 +111,11 @@ try {
       emit({ ev: 'end', t: now() });
       return;
     }
-    const summary = await runSync({ db, pool: app.database.pool, client: app.client, config: app.config, log: app.log }, { trigger: 'bench' });
+    const segmentIds = process.env.BENCH_LISTS ? process.env.BENCH_LISTS.split(',') : undefined;
+    const summary = await runSync(
+      { db, pool: app.database.pool, client: app.client, config: app.config, log: app.log },
+      { trigger: 'bench', ...(segmentIds ? { segmentIds } : {}) },
+    );
     emit({ ev: 'end', t: now() });
     sampleMemory();
     emit({ ev: 'summary', summary });

@@ -23,6 +23,8 @@ const IDENTIFIER = `
     WHEN length(n.e) <= 254 AND strpos(n.e, '@') BETWEEN 2 AND 65 AND strpos(split_part(n.e, '@', 2), '.') > 0
      AND n.e ~ '^[a-z0-9.!#$%&''*+/=?^_\`{|}~-]+@[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$'
     THEN sha256(convert_to(n.e, 'UTF8'))
+    -- Beyond ASCII: the rule's own function (NFC and Unicode lowercase have no shorter spelling), on the trimmed value.
+    WHEN n.t ~ '[^\\x01-\\x7f]' THEN sha256(convert_to(audience_sync.international_email(n.t), 'UTF8'))
   END`;
 
 export const NAIVE_SQL = `
@@ -34,7 +36,7 @@ export const NAIVE_SQL = `
     -- email a column, so each email is normalised, validated and hashed once.
     SELECT DISTINCT ${IDENTIFIER} AS identifier
     FROM (
-      SELECT lower(btrim(cu.email, E' \\t\\n\\r\\f')) AS e
+      SELECT lower(btrim(cu.email, E' \\t\\n\\r\\f')) AS e, btrim(cu.email, E' \\t\\n\\r\\f') AS t
       FROM audience_sync.campaigns c
       JOIN audience_sync.campaign_target_groups tg ON tg.campaign_id = c.campaign_id
       JOIN audience_sync.customers cu ON cu.customer_id = tg.customer_id

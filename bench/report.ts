@@ -206,8 +206,8 @@ function statementRows(r: BenchResult): string[][] {
 export function formatReport(r: BenchResult | RateResult): string {
   if (r.mode === 'rate') {
     return [
-      `rate check: ${r.calls} calls over ${s(r.busyMs)}, job limit ${r.meta.jobLimit}/min, sandbox ${r.meta.sandboxLimit}/min, batch ${r.meta.batchSize}`,
-      `calls per 60 s window while queued: min ${r.perWindow.min}, max ${r.perWindow.max}, mean ${r.perWindow.mean.toFixed(1)} over ${r.perWindow.windows} windows`,
+      `rate check: ${r.calls} calls over ${s(r.busyMs)} from ${r.meta.processes} process(es) (${r.callsPerProcess.join(' + ')} on their lists), job limit ${r.meta.jobLimit}/min, sandbox ${r.meta.sandboxLimit}/min, batch ${r.meta.batchSize}`,
+      `calls per 60 s window while queued: min ${r.perWindow.min}, max ${r.perWindow.max}, mean ${r.perWindow.mean.toFixed(1)} over ${r.perWindow.windows} windows (the fewest in the one from ${s(r.perWindow.minAtMs)}); in the last minute, with fewer than ${r.meta.jobLimit} calls left, min ${r.perWindow.lastMinute.min} over ${r.perWindow.lastMinute.windows} windows`,
       `calls per minute from the first call: ${r.perMinuteBuckets.join(', ')}`,
       `429 answers: ${r.rejected429}`,
       '',

@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- [--customers N] [--churn R] [--international S] [--explain] [--rate-check]`
+ * `npm run bench -- [--customers N] [--churn R] [--international S] [--explain] [--rate-check [--rate-processes 2]]`
  *
  * The job against a real Postgres and the sandbox on loopback, each in its own
  * process: generates N customers in Postgres, times an initial sync and, after
@@ -39,6 +39,8 @@ const { values: args } = parseArgs({
     'rate-check': { type: 'boolean', default: false },
     'rate-customers': { type: 'string', default: '33000' },
     'rate-batch-size': { type: 'string', default: '50' },
+    // 2: two job processes at once with the same credentials, a list each, sharing one budget.
+    'rate-processes': { type: 'string', default: '1' },
     keep: { type: 'boolean', default: false },
     tsx: { type: 'boolean', default: false },
     // The Docker image's NODE_OPTIONS (see the Dockerfile), so the job is measured as deployed.
@@ -289,6 +291,7 @@ async function syncBench(): Promise<void> {
 }
 
 async function rateBench(): Promise<void> {
+  if (!['1', '2'].includes(args['rate-processes'])) throw new Error('--rate-processes: 1 or 2');
   const url = await freshDatabase(args['admin-url'], args.database);
   await migrate(url);
   const work = mkdtempSync(join(tmpdir(), 'audience-sync-rate-'));
@@ -300,6 +303,7 @@ async function rateBench(): Promise<void> {
       work,
       customers: Number(args['rate-customers']),
       batchSize: Number(args['rate-batch-size']),
+      processes: Number(args['rate-processes']),
       log,
     });
     const file = writeResult(result);

@@ -8,6 +8,7 @@ import * as listSnapshots from './0006-list-snapshots.js';
 import * as sourceChangeLog from './0007-source-change-log.js';
 import * as listsByName from './0008-lists-by-name.js';
 import * as internationalEmails from './0009-international-emails.js';
+import * as sharedRateBudget from './0010-shared-rate-budget.js';
 
 /** Numbered, forward-only, one change each. Static so a bundled build needs no file scanning. */
 export const migrations: Record<string, Migration> = {
@@ -20,4 +21,5 @@ export const migrations: Record<string, Migration> = {
   '0007-source-change-log': sourceChangeLog,
   '0008-lists-by-name': listsByName,
   '0009-international-emails': internationalEmails,
+  '0010-shared-rate-budget': sharedRateBudget,
 };

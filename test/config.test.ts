@@ -25,7 +25,13 @@ function errorOf(env: Record<string, string>): string {
 describe('configuration', () => {
   it('has the documented defaults', () => {
     const c = loadConfig(good);
-    expect(c.criteo).toMatchObject({ apiUrl: 'https://api.criteo.com', apiVersion: '2026-07', maxCallsPerMinute: 200, batchSize: 50_000 });
+    expect(c.criteo).toMatchObject({
+      apiUrl: 'https://api.criteo.com',
+      apiVersion: '2026-07',
+      maxCallsPerMinute: 200,
+      rateFallbackProcesses: 2,
+      batchSize: 50_000,
+    });
     expect(c.maxRemovalRatio).toBe(0.5);
   });
 
@@ -37,6 +43,7 @@ describe('configuration', () => {
     [{ CRITEO_MAX_CALLS_PER_MINUTE: 'lots' }, 'CRITEO_MAX_CALLS_PER_MINUTE'],
     [{ CRITEO_MAX_CALLS_PER_MINUTE: '0' }, 'CRITEO_MAX_CALLS_PER_MINUTE'],
     [{ CRITEO_BATCH_SIZE: '50001' }, 'CRITEO_BATCH_SIZE'],
+    [{ CRITEO_RATE_FALLBACK_PROCESSES: '0' }, 'CRITEO_RATE_FALLBACK_PROCESSES'],
     [{ CRITEO_API_VERSION: 'v1' }, 'CRITEO_API_VERSION: must look like 2026-07'],
     [{ CRITEO_API_URL: 'ftp://criteo' }, 'CRITEO_API_URL'],
     [{ MAX_REMOVAL_RATIO: '1.5' }, 'MAX_REMOVAL_RATIO'],

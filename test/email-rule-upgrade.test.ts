@@ -78,7 +78,7 @@ it('an upgrade re-judges the addresses beyond ASCII of a synced list and converg
   const before = await sql<{ invalid_emails: string }>`SELECT invalid_emails FROM audience_sync.list_syncs ORDER BY list_sync_id DESC LIMIT 1`.execute(db);
   expect(Number(before.rows[0]!.invalid_emails)).toBe(6);
 
-  expect(await migrateToLatest(db)).toEqual(['0009-international-emails']);
+  expect(await migrateToLatest(db)).toContain('0009-international-emails');
   const upgraded = await world.run();
   const list = upgraded.lists.find((l) => l.segmentId === '601')!;
   expect(list).toMatchObject({ status: 'succeeded', toAdd: 5, added: 5, toRemove: 0, newlyValidEmails: 5, sourceRead: 'whole' });

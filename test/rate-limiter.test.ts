@@ -174,6 +174,22 @@ describe('RateLimiter', () => {
     expect(second[8]!.start).toBe(t0 + 20_000);
   });
 
+  it('keeps under a ceiling, counting the calls already held, until it is lifted', async () => {
+    const limiter = new RateLimiter(10, 10_000);
+    const t0 = Date.now();
+    await simulate(limiter, 4, () => 0);
+    limiter.capAt(5); // a share of a budget others draw on: the 4 earlier calls count
+    expect(limiter.effectiveLimit).toBe(5);
+    const t1 = Date.now();
+    const capped = await simulate(limiter, 2, () => 0);
+    expect(capped[0]!.start).toBe(t1);
+    expect(capped[1]!.start).toBe(t0 + 10_000);
+    limiter.slowDown(); // 8 under a ceiling of 5: still 5
+    expect(limiter.effectiveLimit).toBe(5);
+    limiter.capAt(undefined);
+    expect(limiter.effectiveLimit).toBe(8);
+  });
+
   it('rejects a nonsensical limit or window', () => {
     expect(() => new RateLimiter(0)).toThrow(RangeError);
     expect(() => new RateLimiter(1.5)).toThrow(RangeError);

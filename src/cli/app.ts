@@ -1,5 +1,6 @@
 import { loadConfig, type Config, type ConfigNeeds } from '../core/config.js';
 import { CriteoClient } from '../criteo/client.js';
+import { sharedRateLimiter } from '../criteo/shared-rate-limiter.js';
 import { connect, describeDatabaseUrl, ping, type DbHandle } from '../db/connection.js';
 import { DatabaseUnreachableError } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/logger.js';
@@ -16,7 +17,9 @@ export async function withApp<T>(needs: ConfigNeeds, fn: (app: App) => Promise<T
   const config = loadConfig(env, needs);
   const log = createLogger(config.logLevel);
   const database = connect(config.databaseUrl, undefined, config.pgWorkMem);
-  const client = new CriteoClient(config.criteo, log);
+  // Every process with these credentials draws on one budget in the database it already uses (see shared-rate-limiter.ts).
+  const limiter = config.criteo.clientId && config.databaseUrl ? sharedRateLimiter(config.criteo, config.databaseUrl, log) : undefined;
+  const client = new CriteoClient(config.criteo, log, limiter);
   try {
     await ping(database.db).catch((error: unknown) => {
       const code = (error as { code?: string }).code;

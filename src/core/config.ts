@@ -34,6 +34,8 @@ const settingsSchema = z.object({
     .regex(/^[^\s\p{Cc}]+$/u, 'must not contain white space or control characters')
     .optional(),
   CRITEO_MAX_CALLS_PER_MINUTE: int(1, 1_000_000, 200),
+  // Processes expected to share the app's credentials: one that loses the database keeps to the limit divided by this.
+  CRITEO_RATE_FALLBACK_PROCESSES: int(1, 1_000, 2),
   CRITEO_CONCURRENCY: int(1, 64, 4),
   CRITEO_MAX_ATTEMPTS: int(1, 20, 5),
   CRITEO_MAX_WAIT_SECONDS: int(0, 86_400, 900),
@@ -80,6 +82,8 @@ export interface CriteoSettings {
   clientId: string;
   clientSecret: string;
   maxCallsPerMinute: number;
+  /** A process that cannot reach the shared rate budget keeps to maxCallsPerMinute / this. */
+  rateFallbackProcesses: number;
   concurrency: number;
   maxAttempts: number;
   maxWaitSeconds: number;
@@ -173,6 +177,7 @@ export function loadConfig(env: Env = process.env, needs: ConfigNeeds = { databa
       clientId: s.CRITEO_CLIENT_ID ?? '',
       clientSecret: s.CRITEO_CLIENT_SECRET ?? '',
       maxCallsPerMinute: s.CRITEO_MAX_CALLS_PER_MINUTE,
+      rateFallbackProcesses: s.CRITEO_RATE_FALLBACK_PROCESSES,
       concurrency: s.CRITEO_CONCURRENCY,
       maxAttempts: s.CRITEO_MAX_ATTEMPTS,
       maxWaitSeconds: s.CRITEO_MAX_WAIT_SECONDS,

@@ -13,7 +13,7 @@ import type { Logger } from '../core/logger.js';
 import { amendmentBody, isEncoded, type AmendmentResult, type EncodedIdentifiers, type ListStatistics } from './contact-list.js';
 import { LifecycleTracker, lifecycleWarning, retiredMessage, type ApiLifecycle } from './lifecycle.js';
 import { parseProblem, problemFields, safeJson } from './problems.js';
-import { RateLimiter } from './rate-limiter.js';
+import { RateLimiter, type CallRateLimiter } from './rate-limiter.js';
 import {
   createBody,
   createRefusal,
@@ -101,7 +101,7 @@ function refusalText(meta: CallMeta, status: number): string {
 }
 
 export class CriteoClient {
-  readonly limiter: RateLimiter;
+  readonly limiter: CallRateLimiter;
   private readonly transport: Transport;
   private readonly tokens: TokenSource;
   private heard: LifecycleTracker;
@@ -111,7 +111,7 @@ export class CriteoClient {
   constructor(
     private readonly settings: CriteoSettings,
     log: Logger,
-    limiter?: RateLimiter,
+    limiter?: CallRateLimiter,
   ) {
     this.limiter = limiter ?? new RateLimiter(settings.maxCallsPerMinute);
     this.transport = new Transport(settings, log, this.limiter);
@@ -156,6 +156,7 @@ export class CriteoClient {
 
   async close(): Promise<void> {
     await this.transport.close();
+    await this.limiter.close?.();
   }
 
   /** PATCH add or remove; `identifiers` are 64-hex SHA-256 values, never raw emails. */

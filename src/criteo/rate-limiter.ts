@@ -1,7 +1,10 @@
 /**
  * A sliding-window limiter shared by every list in the process: never more
  * than `limit` calls in any window of `windowMs`, as counted by the server.
- * Criteo counts calls per application, so one process must hold one limiter.
+ * Criteo counts calls per application, so one process holds one limiter, and
+ * processes sharing credentials draw on the budget SharedRateLimiter holds
+ * in Postgres (shared-rate-limiter.ts), which counts each process's own calls
+ * on one of these.
  *
  * The server counts a call when it arrives, which is some time after we start
  * it and before its answer reaches us. So a call holds its slot from the moment
@@ -22,7 +25,20 @@ export interface RatePermit {
   release(): void;
 }
 
-export class RateLimiter {
+/**
+ * What the transport and the client ask of a limiter: this process's
+ * RateLimiter, or the SharedRateLimiter that holds the app's budget in Postgres.
+ */
+export interface CallRateLimiter {
+  readonly effectiveLimit: number;
+  acquire(): Promise<RatePermit>;
+  slowDown(): boolean;
+  restore(): void;
+  /** Lets go of what the limiter holds outside the process (a database pool). */
+  close?(): Promise<void>;
+}
+
+export class RateLimiter implements CallRateLimiter {
   /** End of each finished call's hold (its end + windowMs), in the order they ended: nondecreasing. */
   private readonly expiries: number[] = [];
   private head = 0;
@@ -31,6 +47,8 @@ export class RateLimiter {
   private queue: Promise<unknown> = Promise.resolve();
   private currentLimit: number;
   private lastSlowDown = Number.NEGATIVE_INFINITY;
+  /** A ceiling below the limit while the process keeps to a share of a budget others draw on too. */
+  private ceiling = Number.POSITIVE_INFINITY;
   /** Wakes the one waiter (acquire is served in order) when a running call is released. */
   private wake: (() => void) | undefined;
 
@@ -45,7 +63,17 @@ export class RateLimiter {
   }
 
   get effectiveLimit(): number {
-    return this.currentLimit;
+    return Math.min(this.currentLimit, this.ceiling);
+  }
+
+  /**
+   * Keeps to at most `ceiling` calls a window, counting the calls already
+   * held, until `capAt(undefined)` lifts it. A slow-down and `restore` act
+   * under the ceiling as before.
+   */
+  capAt(ceiling: number | undefined): void {
+    this.ceiling = ceiling === undefined ? Number.POSITIVE_INFINITY : Math.max(1, Math.floor(ceiling));
+    this.wake?.();
   }
 
   /** Calls granted and not yet released. */
@@ -121,10 +149,11 @@ export class RateLimiter {
       this.forgetExpired(now);
       const finished = this.expiries.length - this.head;
       const held = this.running + finished;
-      if (held < this.currentLimit) return this.grant(Math.max(0, now - started));
+      const limit = this.effectiveLimit;
+      if (held < limit) return this.grant(Math.max(0, now - started));
       // A slot frees when the (held - limit + 1)-th oldest finished hold expires,
       // or, if too few calls have finished, when a running one is released.
-      const index = held - this.currentLimit;
+      const index = held - limit;
       const freesAt = index < finished ? this.expiries[this.head + index]! : undefined;
       await new Promise<void>((resolve) => {
         const done = () => {

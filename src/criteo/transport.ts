@@ -5,7 +5,7 @@ import type { CriteoSettings } from '../core/config.js';
 import { AudienceSyncError, type CallTrace, type CriteoProblem } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { networkReason, parseProblem, problemFields, type ResponseHeaders } from './problems.js';
-import { sleep, type RateLimiter } from './rate-limiter.js';
+import { sleep, type CallRateLimiter } from './rate-limiter.js';
 
 /**
  * The HTTP side of every request to Criteo, token requests and API calls
@@ -138,6 +138,12 @@ export class CallState {
 }
 
 const RETRY_CAP_MS = 30_000;
+
+/** The longest one HTTP request may last before it is abandoned: connect, upload, headers and body. */
+export function callDeadlineMs(settings: Pick<CriteoSettings, 'timeoutSeconds'>): number {
+  const timeoutMs = settings.timeoutSeconds * 1000;
+  return 2 * timeoutMs + Math.min(timeoutMs, 10_000);
+}
 /** Errors that mean the request never left: nothing can have been applied. */
 const NOT_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
 
@@ -155,11 +161,11 @@ export class Transport {
   constructor(
     private readonly settings: CriteoSettings,
     private readonly log: Logger,
-    private readonly limiter: RateLimiter,
+    private readonly limiter: CallRateLimiter,
   ) {
     const timeoutMs = settings.timeoutSeconds * 1000;
     this.inflight = pLimit(settings.concurrency);
-    this.deadlineMs = 2 * timeoutMs + Math.min(timeoutMs, 10_000);
+    this.deadlineMs = callDeadlineMs(settings);
     this.agent = new Agent({
       // Sockets stay open between batches; the server's Keep-Alive hint wins when it is shorter.
       keepAliveTimeout: 30_000,

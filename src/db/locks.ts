@@ -18,6 +18,13 @@ const CHANGE_LOG_LOCK_CLASS = 0x41_53_03; // "AS" 3
 /** Creating the job's schema: one process at a time. */
 const SCHEMA_LOCK_CLASS = 0x41_53_04; // "AS" 4
 
+/**
+ * Granting a slot of a Criteo app's shared rate budget, keyed by hashtext of
+ * the client key: taken inside audience_sync.take_rate_slots (migration 0010),
+ * which holds it for its one statement. Named here so no other lock takes it.
+ */
+export const RATE_BUDGET_LOCK_CLASS = 0x41_53_0a; // "AS" 10
+
 /** Holds the schema-creation lock for the transaction. */
 export async function lockSchemaCreation(tx: Db): Promise<void> {
   await sql`SELECT pg_advisory_xact_lock(${SCHEMA_LOCK_CLASS}::int, 0)`.execute(tx);
