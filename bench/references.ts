@@ -20,11 +20,12 @@ const active = `c.audience_segment_id = $1::bigint AND c.starts_at <= now() AND 
 const IDENTIFIER = `
   CASE
     WHEN length(n.e) = 64 AND n.e ~ '^[0-9a-f]{64}$' THEN decode(n.e, 'hex')
+    -- Beyond ASCII, judged before anything lowercases it (a locale's lower() folds U+0130 to i): the rule's own
+    -- function (NFC and Unicode lowercase have no shorter spelling), on the trimmed value.
+    WHEN n.t ~ '[^\\x01-\\x7f]' THEN sha256(convert_to(audience_sync.international_email(n.t), 'UTF8'))
     WHEN length(n.e) <= 254 AND strpos(n.e, '@') BETWEEN 2 AND 65 AND strpos(split_part(n.e, '@', 2), '.') > 0
      AND n.e ~ '^[a-z0-9.!#$%&''*+/=?^_\`{|}~-]+@[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$'
     THEN sha256(convert_to(n.e, 'UTF8'))
-    -- Beyond ASCII: the rule's own function (NFC and Unicode lowercase have no shorter spelling), on the trimmed value.
-    WHEN n.t ~ '[^\\x01-\\x7f]' THEN sha256(convert_to(audience_sync.international_email(n.t), 'UTF8'))
   END`;
 
 export const NAIVE_SQL = `
