@@ -49,31 +49,33 @@ async function expectVectors(database: DbHandle): Promise<void> {
   expect(VECTORS.filter(([, , raw, expected]) => referenceIdentifier(raw) !== (expected === null ? null : sha(expected)))).toEqual([]);
 }
 
-describe.each(LOCALES)('the email rule in a database created with %s', (locale, options) => {
-  let database: DbHandle;
-  let drop: () => Promise<void>;
-
+/** A database of its own for a block of tests, migrated before them and dropped after; `hint` says what to do when it cannot be created. */
+function migratedDatabase(label: string, options = '', hint?: string): { handle: DbHandle } {
+  const store = {} as { handle: DbHandle };
+  let drop: (() => Promise<void>) | undefined;
   beforeAll(async () => {
-    const t = await createTestDatabase('email_locale', options).catch((error: Error) => {
-      throw new Error(
-        `cannot create a database with ${locale} (${error.message}): generate the locale (apt-get install locales; locale-gen) and restart Postgres`,
-      );
+    const t = await createTestDatabase(label, options).catch((error: Error) => {
+      throw hint ? new Error(`cannot create the database (${error.message}): ${hint}`) : error;
     });
     drop = t.drop;
-    database = connect(t.url);
-    await migrateToLatest(database.db);
+    store.handle = connect(t.url);
+    await migrateToLatest(store.handle.db);
   });
-
   afterAll(async () => {
-    await database?.close();
+    await store.handle?.close();
     await drop?.();
   });
+  return store;
+}
 
-  it('normalises and hashes every vector as its source says', () => expectVectors(database));
+describe.each(LOCALES)('the email rule in a database created with %s', (locale, options) => {
+  const store = migratedDatabase('email_locale', options, `generate the ${locale} locale (apt-get install locales; locale-gen) and restart Postgres`);
+
+  it('normalises and hashes every vector as its source says', () => expectVectors(store.handle));
 
   it('passes a SHA-256 unchanged', async () => {
     for (const [raw, want] of HASHES) {
-      const { rows } = await sql<{ id: string | null }>`SELECT encode(audience_sync.email_identifier(${raw}::text), 'hex') AS id`.execute(database.db);
+      const { rows } = await sql<{ id: string | null }>`SELECT encode(audience_sync.email_identifier(${raw}::text), 'hex') AS id`.execute(store.handle.db);
       expect(rows[0]!.id).toBe(want);
       expect(referenceIdentifier(raw)).toBe(want);
     }
@@ -115,41 +117,28 @@ describe("the email rule against Criteo's own hasher", () => {
 });
 
 describe('the identifier recipe in a sync', () => {
-  let database: DbHandle;
-  let drop: () => Promise<void>;
-
-  beforeAll(async () => {
-    const t = await createTestDatabase('email_rule');
-    drop = t.drop;
-    database = connect(t.url);
-    await migrateToLatest(database.db);
-  });
-
-  afterAll(async () => {
-    await database?.close();
-    await drop?.();
-  });
+  const store = migratedDatabase('email_rule');
 
   /** Plans list 900 (fed by campaign k) through the job's own planList, committed, and returns the plan. */
   async function planListNow() {
     const { planList } = await import('../src/sync/run.js');
     const config = { criteo: { batchSize: 50_000 }, maxRemovalRatio: 1, sourceWholeReadDays: 7 } as Parameters<typeof planList>[0]['config'];
     const target = { segmentId: '900', campaignIds: ['k'], activeCampaignIds: ['k'], advertiserIds: ['1'], allEnded: false, invertedCampaignIds: [] };
-    return planList({ db: database.db, config }, { target, asOf: new Date(), options: { trigger: 'test' } }, -1, { batchIds: [], wholeList: false });
+    return planList({ db: store.handle.db, config }, { target, asOf: new Date(), options: { trigger: 'test' } }, -1, { batchIds: [], wholeList: false });
   }
 
   it('classifies target-group rows as missing, invalid or valid, and shares one identifier between customers with one email', async () => {
     await sql`INSERT INTO audience_sync.customers VALUES ('a', NULL), ('b', '  '), ('c', 'bad@nodot'), ('d', 'Same@Example.com'), ('e', ' same@example.com')`.execute(
-      database.db,
+      store.handle.db,
     );
     await sql`INSERT INTO audience_sync.campaign_target_groups VALUES ('k', 'a'), ('k', 'b'), ('k', 'c'), ('k', 'd'), ('k', 'e'), ('k', 'ghost')`.execute(
-      database.db,
+      store.handle.db,
     );
     const plan = await planListNow();
     expect(plan.changedRows).toBe(6);
     expect(plan.funnel).toEqual({ targetGroupSize: 6, missingCustomers: 1, withoutEmail: 2, invalidEmails: 1, uniqueIdentifiers: 1 });
     const { rows } = await sql<{ customer_id: string; email_state: string; id: string | null }>`
-      SELECT customer_id, email_state, encode(identifier, 'hex') AS id FROM audience_sync.list_targets ORDER BY customer_id`.execute(database.db);
+      SELECT customer_id, email_state, encode(identifier, 'hex') AS id FROM audience_sync.list_targets ORDER BY customer_id`.execute(store.handle.db);
     expect(rows.map((r) => r.email_state)).toEqual(['missing', 'missing', 'invalid', 'valid', 'valid', 'no_customer']);
     expect(rows[3]!.id).toBe(sha('same@example.com'));
     expect(rows[4]!.id).toBe(rows[3]!.id);
@@ -157,14 +146,14 @@ describe('the identifier recipe in a sync', () => {
 
   it('re-validates only the rows whose email changed, appeared or disappeared', async () => {
     expect((await planListNow()).changedRows).toBe(0);
-    await sql`UPDATE audience_sync.customers SET email = 'fixed@example.com' WHERE customer_id = 'c'`.execute(database.db);
-    await sql`DELETE FROM audience_sync.customers WHERE customer_id = 'a'`.execute(database.db);
-    await sql`DELETE FROM audience_sync.campaign_target_groups WHERE customer_id = 'b'`.execute(database.db);
+    await sql`UPDATE audience_sync.customers SET email = 'fixed@example.com' WHERE customer_id = 'c'`.execute(store.handle.db);
+    await sql`DELETE FROM audience_sync.customers WHERE customer_id = 'a'`.execute(store.handle.db);
+    await sql`DELETE FROM audience_sync.campaign_target_groups WHERE customer_id = 'b'`.execute(store.handle.db);
     const plan = await planListNow();
     expect(plan.changedRows).toBe(3);
     expect(plan.funnel).toEqual({ targetGroupSize: 5, missingCustomers: 2, withoutEmail: 0, invalidEmails: 0, uniqueIdentifiers: 2 });
     const { rows } = await sql<{ customer_id: string; email_state: string }>`
-      SELECT customer_id, email_state FROM audience_sync.list_targets ORDER BY customer_id`.execute(database.db);
+      SELECT customer_id, email_state FROM audience_sync.list_targets ORDER BY customer_id`.execute(store.handle.db);
     expect(rows).toEqual([
       { customer_id: 'a', email_state: 'no_customer' },
       { customer_id: 'c', email_state: 'valid' },

@@ -1,16 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { rateLimitDelay } from '../src/criteo/client.js';
 import { RateLimiter, sleep } from '../src/criteo/rate-limiter.js';
+import { maxStartsInWindow, worstCaseWindow, type Held } from './rate-windows.js';
 
 /**
  * The limiter on a fake clock: Date.now and setTimeout are vitest's, so
  * minutes of traffic run in milliseconds and every instant is exact.
  */
-
-interface Held {
-  start: number;
-  end: number;
-}
 
 /** `n` callers, each acquiring a slot, holding it `duration(i)` ms, then releasing it. */
 async function simulate(limiter: RateLimiter, n: number, duration: (i: number) => number, concurrency = n): Promise<Held[]> {
@@ -33,31 +29,6 @@ async function simulate(limiter: RateLimiter, n: number, duration: (i: number) =
   while (!finished) await vi.advanceTimersByTimeAsync(50);
   await done;
   return held;
-}
-
-/**
- * The server's view: a call arrives somewhere between its start and its end.
- * For every call, the calls that could share a window with it (started no
- * later, and ended less than a window before it started) must be at most `limit`.
- */
-function worstCaseWindow(held: Held[], windowMs: number): number {
-  let worst = 0;
-  for (const j of held) {
-    const sharing = held.filter((i) => i.start <= j.start && i.end + windowMs > j.start).length;
-    worst = Math.max(worst, sharing);
-  }
-  return worst;
-}
-
-/** Most starts in any half-open window of `windowMs`, as the sandbox counts arrivals. */
-function maxStartsInWindow(held: Held[], windowMs: number): number {
-  const t = held.map((h) => h.start).sort((a, b) => a - b);
-  let best = 0;
-  for (let hi = 0, lo = 0; hi < t.length; hi++) {
-    while (t[hi]! - t[lo]! >= windowMs) lo++;
-    best = Math.max(best, hi - lo + 1);
-  }
-  return best;
 }
 
 describe('RateLimiter', () => {

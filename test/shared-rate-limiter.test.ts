@@ -9,6 +9,7 @@ import { migrateToLatest } from '../src/db/migrate.js';
 import { openRateBudget, rateBudgetKey, type RateBudgetStore, type SlotAnswer } from '../src/db/rate-budget.js';
 import { createTestDatabase } from './helpers.js';
 import { captureLog } from './observe.js';
+import { maxStartsInWindow, worstCaseWindow, type Held } from './rate-windows.js';
 
 /**
  * The shared budget against a real Postgres, on short windows: each limiter
@@ -16,11 +17,6 @@ import { captureLog } from './observe.js';
  * calls per window or bounds a wait from below (the database enforces it),
  * so none depends on how fast the machine is.
  */
-
-interface Held {
-  start: number;
-  end: number;
-}
 
 let url: string;
 let drop: () => Promise<void>;
@@ -65,28 +61,6 @@ async function drive(limiter: SharedRateLimiter, n: number, concurrency: number,
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   return held;
-}
-
-/**
- * The server's worst case: a call arrives somewhere between its start and its
- * end. For every call, the calls that could share a window with it (started no
- * later, and ended less than a window before it started).
- */
-function worstCaseWindow(held: Held[], windowMs: number): number {
-  let worst = 0;
-  for (const j of held) worst = Math.max(worst, held.filter((i) => i.start <= j.start && i.end + windowMs > j.start).length);
-  return worst;
-}
-
-/** Most starts in any window of `windowMs`, as the sandbox counts arrivals. */
-function maxStartsInWindow(held: Held[], windowMs: number): number {
-  const t = held.map((h) => h.start).sort((a, b) => a - b);
-  let best = 0;
-  for (let hi = 0, lo = 0; hi < t.length; hi++) {
-    while (t[hi]! - t[lo]! >= windowMs) lo++;
-    best = Math.max(best, hi - lo + 1);
-  }
-  return best;
 }
 
 async function slotRows(clientId: string): Promise<number> {

@@ -141,20 +141,13 @@ export class SharedRateLimiter implements CallRateLimiter {
     const permit = await this.own.acquire();
     const grantedIn = this.returns;
     this.localRunning++;
-    let released = false;
-    return {
-      waitedMs: Date.now() - started,
-      release: () => {
-        if (released) return;
-        released = true;
-        permit.release();
-        if (grantedIn !== this.returns) return;
-        this.localRunning--;
-        const now = Date.now();
-        if (this.localEnds.length >= 1024) this.localEnds = this.localEnds.filter((end) => end + this.windowMs > now);
-        this.localEnds.push(now);
-      },
-    };
+    return releasedOnce(permit, started, () => {
+      if (grantedIn !== this.returns) return;
+      this.localRunning--;
+      const now = Date.now();
+      if (this.localEnds.length >= 1024) this.localEnds = this.localEnds.filter((end) => end + this.windowMs > now);
+      this.localEnds.push(now);
+    });
   }
 
   /** Waits for a slot of the shared budget; undefined when the database failed (the process is then on its local share). */
@@ -183,19 +176,12 @@ export class SharedRateLimiter implements CallRateLimiter {
   }
 
   private sharedPermit(slotId: string, ownPermit: RatePermit, started: number): RatePermit {
-    let released = false;
-    return {
-      waitedMs: Date.now() - started,
-      release: () => {
-        if (released) return;
-        released = true;
-        ownPermit.release();
-        // If this fails, the slot frees at its hold bound, which is later than its end + a window: still safe.
-        const ending = this.budget.end(slotId).catch((error: unknown) => this.lose(error));
-        this.ending.add(ending);
-        void ending.finally(() => this.ending.delete(ending));
-      },
-    };
+    return releasedOnce(ownPermit, started, () => {
+      // If this fails, the slot frees at its hold bound, which is later than its end + a window: still safe.
+      const ending = this.budget.end(slotId).catch((error: unknown) => this.lose(error));
+      this.ending.add(ending);
+      void ending.finally(() => this.ending.delete(ending));
+    });
   }
 
   /** The budget's database failed: keep to the local share, counting the calls already made, and say so once. */
@@ -242,4 +228,18 @@ export function sharedRateLimiter(settings: CriteoSettings, databaseUrl: string,
   const holdMs = 2 * callDeadlineMs(settings) + windowMs;
   const budget = openRateBudget(databaseUrl, settings.clientId, { windowMs, holdMs });
   return new SharedRateLimiter(budget, settings.maxCallsPerMinute, log, { windowMs, fallbackProcesses: settings.rateFallbackProcesses });
+}
+
+/** A permit over the process's own permit: the first release frees it and then runs `afterRelease`; later ones do nothing. */
+function releasedOnce(own: RatePermit, started: number, afterRelease: () => void): RatePermit {
+  let released = false;
+  return {
+    waitedMs: Date.now() - started,
+    release: () => {
+      if (released) return;
+      released = true;
+      own.release();
+      afterRelease();
+    },
+  };
 }
