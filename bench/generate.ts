@@ -53,7 +53,7 @@ const INTERNATIONAL_FIRST = ['dörte', 'Jürgen', 'коля', 'ΧΡήστΗς', 
 const INTERNATIONAL_DOMAINS = ['sörensen.example', 'gmail.com', 'пример.рф', 'ΠΑΡΆΔΕΙΓΜΑ.ελ', 'web.de', '例子.广告', 'mail.ru', 'münchen.de'];
 
 /** The email of customer i (an SQL expression over the integer column `i`), per the mix above; `international` per mille beyond ASCII. */
-function emailExpression(i: string, international = 0): string {
+export function emailExpression(i: string, international = 0): string {
   const r = `(abs(hashint4(${i})) % 1000)`;
   const first = (n: string) => `(ARRAY[${FIRST.map((f) => `'${f}'`).join(',')}])[1 + abs(hashint4(${n} + 17)) % ${FIRST.length}]`;
   const domain = (n: string) => `(ARRAY[${DOMAINS.map((d) => `'${d}'`).join(',')}])[1 + abs(hashint4(${n} + 31)) % ${DOMAINS.length}]`;
@@ -80,7 +80,7 @@ function internationalAddress(i: string): string {
   return `${pick(INTERNATIONAL_FIRST, 41)} || '.' || ${i} || '@' || ${pick(INTERNATIONAL_DOMAINS, 43)}`;
 }
 
-const customerId = (i: string) => `'C' || lpad((${i})::text, 10, '0')`;
+export const customerId = (i: string) => `'C' || lpad((${i})::text, 10, '0')`;
 
 /** `international`: the share of customers whose address is beyond ASCII (0 to 0.88). */
 export async function generateSource(client: pg.Client, n: number, international = 0): Promise<void> {

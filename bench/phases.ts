@@ -123,6 +123,7 @@ export interface ListOutcomeLike {
   removed: number;
   emptied: boolean;
   ledgerBefore: number | null;
+  sourceRead?: string;
   funnel: { targetGroupSize: number; missingCustomers: number; withoutEmail: number; invalidEmails: number; uniqueIdentifiers: number } | null;
 }
 

@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- [--customers N] [--churn R] [--international S] [--explain] [--rate-check [--rate-processes 2]]`
+ * `npm run bench -- [--customers N] [--churn R] [--international S] [--explain] [--rate-check [--rate-processes 2]] [--lists N [--list-members M]]`
  *
  * The job against a real Postgres and the sandbox on loopback, each in its own
  * process: generates N customers in Postgres, times an initial sync and, after
@@ -20,6 +20,7 @@ import { dropDatabase, freshDatabase, migrate, settings, tableSizesMb } from './
 import { ADVERTISER, BIG_LIST, SCRATCH_LIST, SMALL_LIST, applyChurn, generateSource } from './generate.js';
 import { FROM_SOURCES, buildJob, idleJobRssMb, runJob } from './job-process.js';
 import { runRateCheck } from './rate-check.js';
+import { formatManyLists, runManyLists } from './many-lists.js';
 import { measureReferences } from './references.js';
 import { formatReport, judge, type BenchResult } from './report.js';
 import { BENCH_CLIENT, measureSandboxCeiling, startSandboxProcess, type SandboxProcess } from './sandbox-process.js';
@@ -41,6 +42,9 @@ const { values: args } = parseArgs({
     'rate-batch-size': { type: 'string', default: '50' },
     // 2: two job processes at once with the same credentials, a list each, sharing one budget.
     'rate-processes': { type: 'string', default: '1' },
+    // Many small lists (every campaign its own list): N lists of --list-members target-group rows.
+    lists: { type: 'string' },
+    'list-members': { type: 'string', default: '3500' },
     keep: { type: 'boolean', default: false },
     tsx: { type: 'boolean', default: false },
     // The Docker image's NODE_OPTIONS (see the Dockerfile), so the job is measured as deployed.
@@ -317,8 +321,25 @@ async function rateBench(): Promise<void> {
   }
 }
 
+async function listsBench(): Promise<void> {
+  const result = await runManyLists({
+    root: ROOT,
+    job: args.tsx ? FROM_SOURCES : buildJob(ROOT),
+    adminUrl: args['admin-url'],
+    database: args.database,
+    lists: Number(args.lists),
+    members: Number(args['list-members']),
+    keep: args.keep === true,
+    log,
+  });
+  const file = writeResult(result);
+  process.stdout.write(`${formatManyLists(result)}\n`);
+  log(`written ${file}`);
+}
+
 try {
   if (args['rate-check']) await rateBench();
+  else if (args.lists !== undefined) await listsBench();
   else await syncBench();
 } catch (error) {
   process.stderr.write(`bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);

@@ -48,6 +48,59 @@ export function unreadChanges(read: { from: string; seen: string }) {
     AND pg_visible_in_snapshot(xid, ${read.seen}::pg_snapshot) AND NOT pg_visible_in_snapshot(xid, ${read.from}::pg_snapshot)`;
 }
 
+/**
+ * Of these lists, those nothing can have changed for since their last plan,
+ * with their snapshot's read of the log moved on to `seen`: everything a
+ * plan would check before reading the log holds (see chooseSourceRead), the
+ * ledger is in step with nothing unsettled or unapplied, and the log holds
+ * no row concerning them (a customer's, a marker, or one of their
+ * campaigns') that they have not read (unreadChanges, per list). The log
+ * names customers, not lists, so a day with any customer change leaves
+ * every list to its plan. One statement
+ * for all the lists, in the caller's transaction, which holds the log's
+ * lock shared (takeSourceSnapshot) so nothing in the window is pruned. The
+ * UPDATE locks each list's row: a plan of the list running meanwhile has
+ * it locked until it commits, and then the list is out of step.
+ */
+export async function advanceQuietLists(
+  tx: Db,
+  lists: readonly { segmentId: string; activeCampaignIds: readonly string[] }[],
+  seen: string,
+  wholeReadDays: number,
+): Promise<string[]> {
+  const stamp = await sourceStamp(tx);
+  if (!stamp || wholeReadDays === 0 || lists.length === 0) return [];
+  const candidates = JSON.stringify(lists.map((l) => ({ segment: l.segmentId, campaigns: l.activeCampaignIds })));
+  const { rows } = await sql<{ segment: string }>`
+    WITH candidates AS (
+      SELECT c.segment::bigint AS audience_segment_id, c.campaigns FROM jsonb_to_recordset(${candidates}::jsonb) AS c(segment text, campaigns text[])
+    ),
+    -- Each transaction's campaigns (NULL: customers, or a marker), once: a day's writes are a handful of transactions.
+    logged AS MATERIALIZED (
+      SELECT DISTINCT s.xid, s.campaign_id FROM audience_sync.source_changes s
+      WHERE s.xid >= (SELECT min(pg_snapshot_xmin(l.changes_read_in)) FROM audience_sync.lists l JOIN candidates USING (audience_segment_id))
+        AND s.xid < pg_snapshot_xmax(${seen}::pg_snapshot) AND pg_visible_in_snapshot(s.xid, ${seen}::pg_snapshot)
+    )
+    UPDATE audience_sync.lists l SET changes_read_in = ${seen}::pg_snapshot, updated_at = now()
+    FROM candidates c
+    WHERE l.audience_segment_id = c.audience_segment_id
+      AND l.in_step AND l.changes_read_in IS NOT NULL
+      AND l.source_stamp = ${stamp} AND l.email_rule = audience_sync.email_rule_stamp()
+      AND l.snapshot_campaigns @> c.campaigns AND l.snapshot_campaigns <@ c.campaigns
+      AND statement_timestamp() < l.whole_read_due
+      AND l.whole_read_at >= statement_timestamp() - make_interval(days => ${wholeReadDays}::int)
+      AND pg_snapshot_xmax(l.changes_read_in) <= pg_snapshot_xmax(${seen}::pg_snapshot)
+      AND (SELECT pruned_below FROM audience_sync.change_log) <= pg_snapshot_xmin(l.changes_read_in)
+      AND NOT EXISTS (SELECT 1 FROM audience_sync.batches b WHERE b.audience_segment_id = l.audience_segment_id AND b.status IN ('sending', 'unknown'))
+      AND NOT EXISTS (SELECT 1 FROM audience_sync.batches b
+                      WHERE b.audience_segment_id = l.audience_segment_id AND b.status = 'confirmed' AND b.payload IS NOT NULL)
+      AND NOT EXISTS (SELECT 1 FROM logged g
+                      WHERE g.xid >= pg_snapshot_xmin(l.changes_read_in) AND NOT pg_visible_in_snapshot(g.xid, l.changes_read_in)
+                        AND (g.campaign_id IS NULL OR g.campaign_id = ANY(c.campaigns)))
+    RETURNING l.audience_segment_id::text AS segment`.execute(tx);
+  return rows.map((r) => r.segment);
+}
+
 /** The triggers each logged source table must carry, enabled ALWAYS. */
 const LOGGED_TABLES = ['customers', 'campaign_target_groups'];
 const LOG_TRIGGERS = ['log_insert', 'log_update', 'log_delete', 'log_truncate'];

@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { unreadChanges, type SourceRead } from './change-log.js';
 import { probingKeys, type Db } from '../db/connection.js';
 import { LOGGED_CHANGES, LOGGED_KEYS, REPLACED_TARGETS, TARGET_CHANGES, TOUCHED_IDENTIFIERS } from '../db/temp-tables.js';
+import type { CampaignFunnelCounts, FunnelCounts } from './target-groups.js';
 
 /**
  * The snapshot of a list's target groups (list_targets): one row per active
@@ -281,15 +282,42 @@ export interface SnapshotCounts {
 }
 
 export async function readCounters(tx: Db, segmentId: string): Promise<SnapshotCounts> {
-  const { rows } = await sql<{ scope: string; email_state: 'no_customer' | 'missing' | 'invalid' | 'valid'; n: number }>`
-    SELECT scope, email_state, n FROM audience_sync.list_target_counts WHERE audience_segment_id = ${segmentId}::bigint`.execute(tx);
-  const byScope = new Map<string, Record<'no_customer' | 'missing' | 'invalid' | 'valid', number>>();
+  return (await readCountersOf(tx, [segmentId])).get(segmentId)!;
+}
+
+/** The funnel counters of several lists, in two statements. */
+export async function readCountersOf(tx: Db, segmentIds: readonly string[]): Promise<Map<string, SnapshotCounts>> {
+  const out = new Map<string, SnapshotCounts>(segmentIds.map((id) => [id, { identifiers: 0, byScope: new Map() }]));
+  const { rows } = await sql<{ segment: string; scope: string; email_state: 'no_customer' | 'missing' | 'invalid' | 'valid'; n: number }>`
+    SELECT audience_segment_id::text AS segment, scope, email_state, n FROM audience_sync.list_target_counts
+    WHERE audience_segment_id = ANY(${segmentIds}::bigint[])`.execute(tx);
   for (const r of rows) {
+    const byScope = out.get(r.segment)!.byScope;
     const counts = byScope.get(r.scope) ?? { no_customer: 0, missing: 0, invalid: 0, valid: 0 };
     counts[r.email_state] = Number(r.n);
     byScope.set(r.scope, counts);
   }
-  const { rows: list } = await sql<{ identifiers: number }>`
-    SELECT identifiers FROM audience_sync.lists WHERE audience_segment_id = ${segmentId}::bigint`.execute(tx);
-  return { identifiers: Number(list[0]?.identifiers ?? 0), byScope };
+  const { rows: lists } = await sql<{ segment: string; identifiers: number }>`
+    SELECT audience_segment_id::text AS segment, identifiers FROM audience_sync.lists WHERE audience_segment_id = ANY(${segmentIds}::bigint[])`.execute(tx);
+  for (const l of lists) out.get(l.segment)!.identifiers = Number(l.identifiers);
+  return out;
+}
+
+/** The report's funnels from a list's counters: the list's (customers counted once) and each active campaign's. */
+export function funnelsOf(counts: SnapshotCounts, activeCampaignIds: readonly string[]): { funnel: FunnelCounts; campaignFunnels: CampaignFunnelCounts[] } {
+  const stages = (scope: string) => {
+    const c = counts.byScope.get(scope) ?? { no_customer: 0, missing: 0, invalid: 0, valid: 0 };
+    return {
+      targetGroupSize: c.no_customer + c.missing + c.invalid + c.valid,
+      missingCustomers: c.no_customer,
+      withoutEmail: c.missing,
+      invalidEmails: c.invalid,
+    };
+  };
+  // A campaign's own distinct identifiers are known only when it feeds the list alone.
+  const lone = activeCampaignIds.length === 1;
+  return {
+    funnel: { ...stages(''), uniqueIdentifiers: counts.identifiers },
+    campaignFunnels: activeCampaignIds.map((campaignId) => ({ campaignId, ...stages(campaignId), uniqueIdentifiers: lone ? counts.identifiers : null })),
+  };
 }

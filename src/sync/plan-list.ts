@@ -7,11 +7,11 @@ import {
   countNewlyValidEmails,
   findChangedTargets,
   findTouchedIdentifiers,
+  funnelsOf,
   lockListState,
   markOutOfStep,
   readCounters,
   recountCounters,
-  type SnapshotCounts,
 } from '../source/snapshot.js';
 import type { CampaignFunnelCounts, FunnelCounts } from '../source/target-groups.js';
 import { applyConfirmedBatchesIn, countLedger } from './ledger.js';
@@ -148,22 +148,4 @@ function massRemovalHold(config: Config, toRemove: number, ledgerBefore: number,
   const ratio = ledgerBefore > 0 ? toRemove / ledgerBefore : 0;
   if (allowed || ratio <= config.maxRemovalRatio) return null;
   return `held ${toRemove} removals (${(ratio * 100).toFixed(0)}% of the list, over MAX_REMOVAL_RATIO ${config.maxRemovalRatio}): check the source data, then rerun with --allow-mass-removal`;
-}
-
-function funnelsOf(counts: SnapshotCounts, activeCampaignIds: readonly string[]): { funnel: FunnelCounts; campaignFunnels: CampaignFunnelCounts[] } {
-  const stages = (scope: string) => {
-    const c = counts.byScope.get(scope) ?? { no_customer: 0, missing: 0, invalid: 0, valid: 0 };
-    return {
-      targetGroupSize: c.no_customer + c.missing + c.invalid + c.valid,
-      missingCustomers: c.no_customer,
-      withoutEmail: c.missing,
-      invalidEmails: c.invalid,
-    };
-  };
-  // A campaign's own distinct identifiers are known only when it feeds the list alone.
-  const lone = activeCampaignIds.length === 1;
-  return {
-    funnel: { ...stages(''), uniqueIdentifiers: counts.identifiers },
-    campaignFunnels: activeCampaignIds.map((campaignId) => ({ campaignId, ...stages(campaignId), uniqueIdentifiers: lone ? counts.identifiers : null })),
-  };
 }

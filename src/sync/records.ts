@@ -129,21 +129,71 @@ export async function recordListStatistics(db: Db, listSyncId: number, stats: Li
 }
 
 export async function recordCampaignFunnels(db: Db, listSyncId: number, funnels: readonly CampaignFunnelCounts[]): Promise<void> {
-  if (funnels.length === 0) return;
-  await db
-    .insertInto('audience_sync.list_sync_campaigns')
-    .values(
-      funnels.map((f) => ({
-        list_sync_id: listSyncId,
-        campaign_id: f.campaignId,
-        target_group_size: f.targetGroupSize,
-        missing_customers: f.missingCustomers,
-        without_email: f.withoutEmail,
-        invalid_emails: f.invalidEmails,
-        unique_identifiers: f.uniqueIdentifiers,
-      })),
-    )
-    .execute();
+  await recordCampaignFunnelsOf(db, [{ listSyncId, funnels }]);
+}
+
+/** Rows per statement of a set-based insert: well under Postgres's 65,535 parameters at any width here. */
+const ROWS_PER_INSERT = 1000;
+
+/** The campaign funnels of several list syncs. */
+export async function recordCampaignFunnelsOf(db: Db, syncs: readonly { listSyncId: number; funnels: readonly CampaignFunnelCounts[] }[]): Promise<void> {
+  const rows = syncs.flatMap(({ listSyncId, funnels }) =>
+    funnels.map((f) => ({
+      list_sync_id: listSyncId,
+      campaign_id: f.campaignId,
+      target_group_size: f.targetGroupSize,
+      missing_customers: f.missingCustomers,
+      without_email: f.withoutEmail,
+      invalid_emails: f.invalidEmails,
+      unique_identifiers: f.uniqueIdentifiers,
+    })),
+  );
+  for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
+    await db
+      .insertInto('audience_sync.list_sync_campaigns')
+      .values(rows.slice(i, i + ROWS_PER_INSERT))
+      .execute();
+  }
+}
+
+/**
+ * List syncs that end as they start, with nothing to send (lists nothing
+ * changed for): written whole, 'succeeded', several in one statement.
+ * Returns each one's id by list.
+ */
+export async function recordSettledListSyncs(
+  db: Db,
+  syncs: readonly (ListSyncStart & { funnel: FunnelCounts; ledgerBefore: number; reason: string | null })[],
+): Promise<Map<string, number>> {
+  const ids = new Map<string, number>();
+  for (let i = 0; i < syncs.length; i += ROWS_PER_INSERT) {
+    const rows = await db
+      .insertInto('audience_sync.list_syncs')
+      .values(
+        syncs.slice(i, i + ROWS_PER_INSERT).map((s) => ({
+          run_id: s.runId,
+          audience_segment_id: s.segmentId,
+          advertiser_id: s.advertiserId,
+          campaign_ids: s.campaignIds,
+          action: s.action,
+          status: 'succeeded' as const,
+          finished_at: new Date(),
+          target_group_size: s.funnel.targetGroupSize,
+          missing_customers: s.funnel.missingCustomers,
+          without_email: s.funnel.withoutEmail,
+          invalid_emails: s.funnel.invalidEmails,
+          unique_identifiers: s.funnel.uniqueIdentifiers,
+          ledger_before: s.ledgerBefore,
+          to_add: 0,
+          to_remove: 0,
+          reason: s.reason,
+        })),
+      )
+      .returning(['list_sync_id', 'audience_segment_id'])
+      .execute();
+    for (const r of rows) ids.set(String(r.audience_segment_id), r.list_sync_id);
+  }
+  return ids;
 }
 
 export async function recordHeldRemovals(db: Db, listSyncId: number, heldRemovals: number): Promise<void> {

@@ -9,8 +9,9 @@ import { findListTargets, type ListTarget } from '../source/target-groups.js';
 import { advertiserMismatch, findListOwners } from './advertisers.js';
 import { bindNamedLists } from './bind-lists.js';
 import { syncList } from './list.js';
-import { failedOutside, interruptedBeforeStart, notFedByAnyCampaign, stoppedReason, stopsRun, type RunStopper } from './outcome.js';
+import { actionOf, failedOutside, interruptedBeforeStart, notFedByAnyCampaign, stoppedReason, stopsRun, type RunStopper } from './outcome.js';
 import { discardOrphanedPlans } from './plan.js';
+import { finishQuietList, settleQuietLists } from './quiet-lists.js';
 import { closeAbandonedRuns, finishRun, startRun } from './records.js';
 import type { ListBinding, ListJob, ListOutcome, RunSummary, SyncDeps, SyncOptions } from './types.js';
 
@@ -115,9 +116,22 @@ async function syncLists(deps: SyncDeps, runId: number, asOf: Date, log: Logger,
     ? undefined
     : await findListOwners(deps.client, targets).catch((error: unknown) => (stopsRun(error) ? (halt(error), undefined) : oneLine(error)));
 
+  // Lists nothing changed for are settled together first; the rest are planned one by one.
+  const quiet = stop
+    ? new Map<string, ListOutcome>()
+    : await settleQuietLists(
+        deps,
+        runId,
+        targets.filter((t) => isQuietCandidate(t, owners)),
+        options,
+      );
+  if (quiet.size > 0) log.info({ lists: quiet.size }, 'lists unchanged since their last sync: settled without a plan');
+
   const limit = pLimit(deps.config.listConcurrency);
   const one = async (target: ListTarget): Promise<ListOutcome> => {
     if (abort.signal.aborted) return interruptedBeforeStart(target, stoppedReason(stop));
+    const settled = quiet.get(target.segmentId);
+    if (settled) return finishQuietList(deps, settled, options, log);
     const refusal = refusalOf(target, owners);
     const result = await syncList(deps, { runId, asOf, target, signal: abort.signal, log, options, ...(refusal ? { refusal } : {}) });
     if (result.stop) halt(result.stop);
@@ -126,6 +140,11 @@ async function syncLists(deps: SyncDeps, runId: number, asOf: Date, log: Logger,
   const outcomes = await Promise.all(targets.map((target) => limit(() => one(target)).catch((error: unknown) => failedOutside(target, error))));
   options.signal?.removeEventListener('abort', onOuterAbort);
   return { bindings, lists: [...unknown.map(notFedByAnyCampaign), ...outcomes], stop };
+}
+
+/** A list the run may settle without a plan, if nothing changed for it: one it syncs (not empties) and may write to. */
+function isQuietCandidate(target: ListTarget, owners: Map<string, string | null> | string | undefined): boolean {
+  return actionOf(target) === 'sync' && refusalOf(target, owners) === undefined;
 }
 
 /** Why the list must not be written to in this run: its owner is another advertiser, or could not be learnt. */

@@ -63,8 +63,8 @@ export interface ListOutcome {
   errorCode: string | null;
   traceId: string | null;
   statistics: ListStatistics | null;
-  /** A planned list: whether its source was read from the change log or whole, and why whole. */
-  sourceRead?: 'changes' | 'whole';
+  /** Whether its source was read from the change log or whole (and why whole), or found unchanged and not planned. */
+  sourceRead?: 'changes' | 'whole' | 'unchanged';
   wholeReadReason?: string | null;
   /** After a change of email rule: customers whose email was invalid and is valid now. */
   newlyValidEmails?: number | null;
