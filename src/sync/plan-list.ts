@@ -110,11 +110,11 @@ async function planInTransaction(tx: Db, config: Config, job: PlanJob, planId: n
 async function refreshSnapshot(tx: Db, config: Config, job: PlanJob) {
   const { segmentId, activeCampaignIds } = job.target;
   const seen = await takeSourceSnapshot(tx);
-  const read = await chooseSourceRead(tx, segmentId, activeCampaignIds, seen, {
+  const chosen = await chooseSourceRead(tx, segmentId, activeCampaignIds, seen, {
     full: job.options.full ?? false,
     wholeReadDays: config.sourceWholeReadDays,
   });
-  const { changedRows } = await findChangedTargets(tx, segmentId, activeCampaignIds, read);
+  const { changedRows, read } = await findChangedTargets(tx, segmentId, activeCampaignIds, chosen);
   await applyChangedTargets(tx, segmentId);
   const newlyValidEmails = read.rejudge ? await countNewlyValidEmails(tx) : null;
   await recordSourceRead(tx, segmentId, read, activeCampaignIds, config.sourceWholeReadDays);
