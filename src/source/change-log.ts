@@ -24,15 +24,7 @@ import { readEmailRule } from './email-rule.js';
 
 /** Postgres snapshots (pg_snapshot, as text): the log rows read are those of transactions visible in `seen` and not in `from`. */
 export type SourceRead = (
-  | {
-      kind: 'changes';
-      from: string;
-      seen: string;
-      stamp: string;
-      /** Past this many changed keys of the list, the plan reads the whole target group instead (see compareLoggedKeys). */
-      keyLimit: number;
-    }
-  | { kind: 'whole'; seen: string; stamp: string | null; reason: string }
+  { kind: 'changes'; from: string; seen: string; stamp: string } | { kind: 'whole'; seen: string; stamp: string | null; reason: string }
 ) & {
   /** The email rule the plan judges by (audience_sync.email_rule_stamp()). */
   emailRule: string;
@@ -138,7 +130,6 @@ export async function chooseSourceRead(
     ids_went_back: boolean;
     pruned_past: boolean;
     rows: string | null;
-    all_rows: string | null;
   }>`
     SELECT l.changes_read_in::text AS from,
            coalesce(l.source_stamp = ${stamp}, false) AS same_source,
@@ -146,8 +137,7 @@ export async function chooseSourceRead(
            coalesce(statement_timestamp() >= l.whole_read_due OR l.whole_read_at < statement_timestamp() - make_interval(days => ${wholeReadDays}::int), true) AS stale,
            coalesce(pg_snapshot_xmax(l.changes_read_in) > pg_snapshot_xmax(${seen}::pg_snapshot), false) AS ids_went_back,
            coalesce((SELECT pruned_below FROM audience_sync.change_log) > pg_snapshot_xmin(l.changes_read_in), true) AS pruned_past,
-           (SELECT sum(n) FROM audience_sync.list_target_counts k WHERE k.audience_segment_id = l.audience_segment_id AND k.scope <> '')::text AS rows,
-           (SELECT sum(n) FROM audience_sync.list_target_counts k WHERE k.scope <> '')::text AS all_rows
+           (SELECT sum(n) FROM audience_sync.list_target_counts k WHERE k.audience_segment_id = l.audience_segment_id AND k.scope <> '')::text AS rows
     FROM audience_sync.lists l WHERE l.audience_segment_id = ${segmentId}::bigint`.execute(tx);
   const list = lists[0];
   if (!list?.from) return whole('the snapshot has not read the change log yet');
@@ -164,23 +154,15 @@ export async function chooseSourceRead(
   if (list.ids_went_back) return whole('transaction ids went back since the last plan (a restored or moved database)');
   if (list.pruned_past) return whole('the change log was pruned past what the list has read');
 
-  // Past a tenth of the snapshot, looking every change up costs more than reading everything once. The log names
-  // customers, not lists: a customer's row concerns the list only if the snapshot holds the customer, which
-  // compareLoggedKeys finds out. Counted here, customers' rows are bounded by a tenth of every list's snapshot.
-  const keyLimit = Math.max(1000, Math.floor(Number(list.rows ?? 0) / 10));
-  const limit = Math.max(keyLimit, Math.floor(Number(list.all_rows ?? 0) / 10));
+  // Past a tenth of the snapshot, looking every change up costs more than reading everything once.
+  const limit = Math.max(1000, Math.floor(Number(list.rows ?? 0) / 10));
   const { rows: window } = await sql<{ n: number }>`
     SELECT count(*)::int AS n FROM (
       SELECT 1 FROM audience_sync.source_changes
       WHERE ${unreadChanges(read)} AND (campaign_id IS NULL OR campaign_id = ANY(${activeCampaignIds}::text[]))
       LIMIT ${limit + 1}) w`.execute(tx);
-  if (window[0]!.n > limit) return whole(tooManyChanges(limit));
-  return { kind: 'changes', ...read, stamp, keyLimit, ...rule };
-}
-
-/** Why a list reads whole when the log names too much for it. */
-export function tooManyChanges(limit: number): string {
-  return `more than ${limit} source changes for the list since its last plan`;
+  if (window[0]!.n > limit) return whole(`more than ${limit} source changes for the list since its last plan`);
+  return { kind: 'changes', ...read, stamp, ...rule };
 }
 
 /**

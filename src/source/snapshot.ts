@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { tooManyChanges, unreadChanges, type SourceRead } from './change-log.js';
+import { unreadChanges, type SourceRead } from './change-log.js';
 import { probingKeys, type Db } from '../db/connection.js';
 import { LOGGED_CHANGES, LOGGED_KEYS, REPLACED_TARGETS, TARGET_CHANGES, TOUCHED_IDENTIFIERS } from '../db/temp-tables.js';
 import type { CampaignFunnelCounts, FunnelCounts } from './target-groups.js';
@@ -27,8 +27,6 @@ const newState = sql`coalesce(c.new_state, CASE WHEN c.new_identifier IS NULL TH
 export interface SnapshotChanges {
   /** Target-group rows new, gone or with a changed email. */
   changedRows: number;
-  /** How they were found: `read`, or a whole read when the log named more keys of the list than it is worth looking up. */
-  read: SourceRead;
 }
 
 /**
@@ -36,21 +34,15 @@ export interface SnapshotChanges {
  * them to a temporary table: from the keys the change log names, or by
  * reading the whole target group (see change-log.ts for which).
  */
-export async function findChangedTargets(tx: Db, segmentId: string, activeCampaignIds: readonly string[], given: SourceRead): Promise<SnapshotChanges> {
+export async function findChangedTargets(tx: Db, segmentId: string, activeCampaignIds: readonly string[], read: SourceRead): Promise<SnapshotChanges> {
   // JIT compiling costs more than it saves at any size measured.
   await sql`SET LOCAL jit = off`.execute(tx);
-  let read = given;
-  if (read.kind === 'changes') {
-    const changes = read;
-    const keys = await probingKeys(tx, () => compareLoggedKeys(tx, segmentId, activeCampaignIds, changes));
-    if (keys > read.keyLimit)
-      read = { kind: 'whole', seen: read.seen, stamp: read.stamp, reason: tooManyChanges(read.keyLimit), emailRule: read.emailRule, rejudge: read.rejudge };
-  }
-  if (read.kind === 'whole') await compareWholeTargetGroup(tx, segmentId, activeCampaignIds, read.rejudge);
+  if (read.kind === 'changes') await probingKeys(tx, () => compareLoggedKeys(tx, segmentId, activeCampaignIds, read));
+  else await compareWholeTargetGroup(tx, segmentId, activeCampaignIds, read.rejudge);
   // Statistics for the statements that read the changes: a handful of rows on most days, millions on the first.
   await sql`ANALYZE ${TARGET_CHANGES}`.execute(tx);
   const { rows } = await sql<{ n: number }>`SELECT count(*)::bigint AS n FROM ${TARGET_CHANGES}`.execute(tx);
-  return { changedRows: Number(rows[0]!.n), read };
+  return { changedRows: Number(rows[0]!.n) };
 }
 
 /** The fingerprint of customer row `cu`'s email, NULL when there is no such customer. */
@@ -66,17 +58,12 @@ const stateWithoutEmail = sql`
  * its email changed; the same rows, with the same columns, the whole read
  * would find.
  */
-async function compareLoggedKeys(
-  tx: Db,
-  segmentId: string,
-  activeCampaignIds: readonly string[],
-  read: { from: string; seen: string; keyLimit: number },
-): Promise<number> {
+async function compareLoggedKeys(tx: Db, segmentId: string, activeCampaignIds: readonly string[], read: { from: string; seen: string }): Promise<void> {
   // The window first, with its own statistics, so the planner looks the keys up by index however stale the log's are.
   await sql`
     CREATE TEMP TABLE ${LOGGED_CHANGES} ON COMMIT DROP AS
     SELECT DISTINCT campaign_id, customer_id FROM audience_sync.source_changes
-    WHERE ${unreadChanges(read)} AND customer_id IS NOT NULL AND (campaign_id IS NULL OR campaign_id = ANY(${activeCampaignIds}::text[]))`.execute(tx);
+    WHERE ${unreadChanges(read)} AND customer_id IS NOT NULL`.execute(tx);
   await sql`ANALYZE ${LOGGED_CHANGES}`.execute(tx);
   await sql`
     CREATE TEMP TABLE ${LOGGED_KEYS} ON COMMIT DROP AS
@@ -87,10 +74,6 @@ async function compareLoggedKeys(
     WHERE c.campaign_id IS NULL
     -- In key order, so that the probes below and the snapshot's own updates walk each index forward.
     ORDER BY customer_id, campaign_id`.execute(tx);
-  const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM ${LOGGED_KEYS}`.execute(tx);
-  const keys = rows[0]!.n;
-  // Too many to look up: the caller reads the whole target group instead.
-  if (keys > read.keyLimit) return keys;
   await sql`ANALYZE ${LOGGED_KEYS}`.execute(tx);
   await sql`
     CREATE TEMP TABLE ${TARGET_CHANGES} ON COMMIT DROP AS
@@ -105,7 +88,6 @@ async function compareLoggedKeys(
       ON t.audience_segment_id = ${segmentId}::bigint AND t.customer_id = k.customer_id AND t.campaign_id = k.campaign_id
     WHERE CASE WHEN tg.customer_id IS NULL THEN t.customer_id IS NOT NULL
                ELSE t.customer_id IS NULL OR t.email_fingerprint IS DISTINCT FROM ${fingerprint} END`.execute(tx);
-  return keys;
 }
 
 /**

@@ -110,11 +110,11 @@ async function planInTransaction(tx: Db, config: Config, job: PlanJob, planId: n
 async function refreshSnapshot(tx: Db, config: Config, job: PlanJob) {
   const { segmentId, activeCampaignIds } = job.target;
   const seen = await takeSourceSnapshot(tx);
-  const chosen = await chooseSourceRead(tx, segmentId, activeCampaignIds, seen, {
+  const read = await chooseSourceRead(tx, segmentId, activeCampaignIds, seen, {
     full: job.options.full ?? false,
     wholeReadDays: config.sourceWholeReadDays,
   });
-  const { changedRows, read } = await findChangedTargets(tx, segmentId, activeCampaignIds, chosen);
+  const { changedRows } = await findChangedTargets(tx, segmentId, activeCampaignIds, read);
   await applyChangedTargets(tx, segmentId);
   const newlyValidEmails = read.rejudge ? await countNewlyValidEmails(tx) : null;
   await recordSourceRead(tx, segmentId, read, activeCampaignIds, config.sourceWholeReadDays);
