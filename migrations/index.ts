@@ -9,6 +9,7 @@ import * as sourceChangeLog from './0007-source-change-log.js';
 import * as listsByName from './0008-lists-by-name.js';
 import * as internationalEmails from './0009-international-emails.js';
 import * as sharedRateBudget from './0010-shared-rate-budget.js';
+import * as unloggedSnapshot from './0012-unlogged-snapshot.js';
 
 /** Numbered, forward-only, one change each. Static so a bundled build needs no file scanning. */
 export const migrations: Record<string, Migration> = {
@@ -22,4 +23,5 @@ export const migrations: Record<string, Migration> = {
   '0008-lists-by-name': listsByName,
   '0009-international-emails': internationalEmails,
   '0010-shared-rate-budget': sharedRateBudget,
+  '0012-unlogged-snapshot': unloggedSnapshot,
 };

@@ -111,4 +111,27 @@ describe('lists nothing changed for', () => {
     expect(readOf(widened)).toEqual({ '701': 'unchanged', '702': 'unchanged', '703': 'whole' });
     for (const id of LISTS) expect(await convergence(world, id)).toMatchObject({ exact: true });
   });
+
+  it('a snapshot emptied by a crash (its table is unlogged) is read again whole, against the whole ledger, and every list converges', async () => {
+    const db = world.database.db;
+    const { rows } = await sql<{ p: string }>`SELECT relpersistence AS p FROM pg_class WHERE oid = 'audience_sync.list_targets'::regclass`.execute(db);
+    expect(rows[0]!.p).toBe('u');
+    expect(readOf(await world.run())).toEqual({ '701': 'unchanged', '702': 'unchanged', '703': 'unchanged' });
+
+    // A day's changes, then what crash recovery does to an unlogged table. Members that left must still be removed:
+    // only the whole ledger, not the (lost) snapshot, can say which.
+    await sql`DELETE FROM audience_sync.campaign_target_groups WHERE campaign_id = 'q0' AND customer_id IN ('c1', 'c2', 'c3')`.execute(db);
+    await sql`UPDATE audience_sync.customers SET email = 'again.c260@example.org' WHERE customer_id = 'c260'`.execute(db);
+    await sql`TRUNCATE audience_sync.list_targets`.execute(db);
+    const run = await world.run();
+    for (const l of run.lists) {
+      expect(l).toMatchObject({ status: 'succeeded', sourceRead: 'whole', wholeReadReason: expect.stringContaining('snapshot is gone') });
+    }
+    // c260 is in lists 701 and 702: its old identifier out, its new one in.
+    expect(run.lists.find((l) => l.segmentId === '701')).toMatchObject({ toRemove: 4, toAdd: 1 });
+    expect(run.lists.find((l) => l.segmentId === '702')).toMatchObject({ toRemove: 1, toAdd: 1 });
+    expect(run.lists.find((l) => l.segmentId === '703')).toMatchObject({ toRemove: 0, toAdd: 0 });
+    for (const id of LISTS) expect(await convergence(world, id)).toMatchObject({ exact: true });
+    expect(readOf(await world.run())).toEqual({ '701': 'unchanged', '702': 'unchanged', '703': 'unchanged' });
+  });
 });

@@ -114,12 +114,13 @@ export async function chooseSourceRead(
   segmentId: string,
   activeCampaignIds: readonly string[],
   seen: string,
-  { full, wholeReadDays }: { full: boolean; wholeReadDays: number },
+  { full, wholeReadDays, snapshotLost }: { full: boolean; wholeReadDays: number; snapshotLost: boolean },
 ): Promise<SourceRead> {
   const stamp = await sourceStamp(tx);
   const rule = await readEmailRule(tx, segmentId);
   const whole = (reason: string): SourceRead => ({ kind: 'whole', seen, stamp, reason, ...rule });
   if (full) return whole('--full');
+  if (snapshotLost) return whole('the snapshot is gone (its table is unlogged: a Postgres crash or failover empties it)');
   if (wholeReadDays === 0) return whole('SOURCE_WHOLE_READ_DAYS is 0');
   if (!stamp) return whole('a source table is a view or replicated, or its change-log triggers are missing or not enabled ALWAYS');
   const { rows: lists } = await sql<{

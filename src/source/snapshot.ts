@@ -245,15 +245,23 @@ export interface ListState {
   inStep: boolean;
   /** Distinct identifiers of the snapshot as it stands (before this plan's changes). */
   identifiers: number;
+  /**
+   * The snapshot's rows are gone while its counters still count them: list_targets is unlogged (migration 0012),
+   * and a Postgres crash or failover empties it. The plan then reads the whole target group and diffs the whole ledger.
+   */
+  snapshotLost: boolean;
 }
 
 /** The list's row, created on first use, locked for the plan's transaction. */
 export async function lockListState(tx: Db, segmentId: string): Promise<ListState> {
-  const { rows } = await sql<{ in_step: boolean; identifiers: number }>`
+  const { rows } = await sql<{ in_step: boolean; identifiers: number; snapshot_lost: boolean }>`
     INSERT INTO audience_sync.lists AS l (audience_segment_id) VALUES (${segmentId}::bigint)
     ON CONFLICT (audience_segment_id) DO UPDATE SET updated_at = now()
-    RETURNING l.in_step, l.identifiers`.execute(tx);
-  return { inStep: rows[0]!.in_step, identifiers: Number(rows[0]!.identifiers) };
+    RETURNING l.in_step, l.identifiers,
+      EXISTS (SELECT 1 FROM audience_sync.list_target_counts k WHERE k.audience_segment_id = l.audience_segment_id AND k.n > 0)
+      AND NOT EXISTS (SELECT 1 FROM audience_sync.list_targets t WHERE t.audience_segment_id = l.audience_segment_id) AS snapshot_lost`.execute(tx);
+  const row = rows[0]!;
+  return { inStep: row.in_step, identifiers: Number(row.identifiers), snapshotLost: row.snapshot_lost };
 }
 
 /** The ledger may now lag the snapshot (a plan was made): only a fully confirmed sync puts it back in step. */

@@ -84,9 +84,9 @@ async function planInTransaction(tx: Db, config: Config, job: PlanJob, planId: n
   await applyConfirmedBatchesIn(tx, segmentId);
   const state = await lockListState(tx, segmentId);
   // Only a ledger in step with the snapshot, nothing uncertain and no --full lets the diff look at today's changes alone.
-  const incremental = state.inStep && uncertainty.batchIds.length === 0 && !uncertainty.wholeList && !job.options.full;
+  const incremental = state.inStep && !state.snapshotLost && uncertainty.batchIds.length === 0 && !uncertainty.wholeList && !job.options.full;
   const ledgerBefore = incremental ? state.identifiers : await countLedger(tx, segmentId);
-  const read = await refreshSnapshot(tx, config, job);
+  const read = await refreshSnapshot(tx, config, job, state.snapshotLost);
   const counts = incremental ? await diffTouched(tx, config, segmentId, planId, ledgerBefore) : await diffWhole(tx, config, job, planId, uncertainty);
   await markOutOfStep(tx, segmentId);
   const { funnel, campaignFunnels } = funnelsOf(await readCounters(tx, segmentId), activeCampaignIds);
@@ -107,11 +107,12 @@ async function planInTransaction(tx: Db, config: Config, job: PlanJob, planId: n
 }
 
 /** Brings the list's snapshot up to the source: from the change log, or by reading the whole target group. */
-async function refreshSnapshot(tx: Db, config: Config, job: PlanJob) {
+async function refreshSnapshot(tx: Db, config: Config, job: PlanJob, snapshotLost: boolean) {
   const { segmentId, activeCampaignIds } = job.target;
   const seen = await takeSourceSnapshot(tx);
   const read = await chooseSourceRead(tx, segmentId, activeCampaignIds, seen, {
     full: job.options.full ?? false,
+    snapshotLost,
     wholeReadDays: config.sourceWholeReadDays,
   });
   const { changedRows } = await findChangedTargets(tx, segmentId, activeCampaignIds, read);
