@@ -10,6 +10,7 @@ import * as listsByName from './0008-lists-by-name.js';
 import * as internationalEmails from './0009-international-emails.js';
 import * as sharedRateBudget from './0010-shared-rate-budget.js';
 import * as unloggedSnapshot from './0012-unlogged-snapshot.js';
+import * as inlinableEmailIdentifier from './0013-inlinable-email-identifier.js';
 
 /** Numbered, forward-only, one change each. Static so a bundled build needs no file scanning. */
 export const migrations: Record<string, Migration> = {
@@ -24,4 +25,5 @@ export const migrations: Record<string, Migration> = {
   '0009-international-emails': internationalEmails,
   '0010-shared-rate-budget': sharedRateBudget,
   '0012-unlogged-snapshot': unloggedSnapshot,
+  '0013-inlinable-email-identifier': inlinableEmailIdentifier,
 };
