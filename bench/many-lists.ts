@@ -121,6 +121,8 @@ export interface ManyListsOptions {
   database: string;
   lists: number;
   members: number;
+  /** The job's LIST_CONCURRENCY (its default when undefined). */
+  listConcurrency: string | undefined;
   keep: boolean;
   log: (s: string) => void;
 }
@@ -150,6 +152,7 @@ export async function runManyLists(o: ManyListsOptions): Promise<ManyListsResult
       CRITEO_MAX_CALLS_PER_MINUTE: '1000000',
       NODE_OPTIONS: '--max-semi-space-size=16',
       LOG_LEVEL: 'info',
+      ...(o.listConcurrency ? { LIST_CONCURRENCY: o.listConcurrency } : {}),
     };
     const runs: ManyListsResult['runs'] = [];
     const run = async (label: string) => {

@@ -45,6 +45,7 @@ const { values: args } = parseArgs({
     // Many small lists (every campaign its own list): N lists of --list-members target-group rows.
     lists: { type: 'string' },
     'list-members': { type: 'string', default: '3500' },
+    'list-concurrency': { type: 'string' },
     keep: { type: 'boolean', default: false },
     tsx: { type: 'boolean', default: false },
     // The Docker image's NODE_OPTIONS (see the Dockerfile), so the job is measured as deployed.
@@ -329,6 +330,7 @@ async function listsBench(): Promise<void> {
     database: args.database,
     lists: Number(args.lists),
     members: Number(args['list-members']),
+    listConcurrency: args['list-concurrency'],
     keep: args.keep === true,
     log,
   });

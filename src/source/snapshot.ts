@@ -99,8 +99,11 @@ async function compareLoggedKeys(tx: Db, segmentId: string, activeCampaignIds: r
  */
 async function compareWholeTargetGroup(tx: Db, segmentId: string, activeCampaignIds: readonly string[], rejudge: boolean): Promise<void> {
   // The changed rows are few and the planner cannot know it: cheap tuple
-  // transfer lets it keep the pass parallel, as CREATE TABLE AS allows.
-  await sql`SET LOCAL parallel_tuple_cost = 0.001`.execute(tx);
+  // transfer lets it keep the pass parallel, as CREATE TABLE AS allows. Index
+  // probes priced as on a cached or solid-state database let a small list look
+  // its customers up rather than scan them all (150 ms to 10 ms for 3,500 rows
+  // of 1.1M customers); a big list's pass stays a parallel scan either way.
+  await sql`SELECT set_config('parallel_tuple_cost', '0.001', true), set_config('random_page_cost', '1.1', true)`.execute(tx);
   await sql`
     CREATE TEMP TABLE ${TARGET_CHANGES} ON COMMIT DROP AS
     SELECT tg.campaign_id, tg.customer_id, t.customer_id IS NOT NULL AS known, true AS present,
@@ -124,7 +127,7 @@ async function compareWholeTargetGroup(tx: Db, segmentId: string, activeCampaign
       AND NOT EXISTS (SELECT 1 FROM audience_sync.campaign_target_groups tg
                       WHERE tg.campaign_id = t.campaign_id AND tg.customer_id = t.customer_id
                         AND tg.campaign_id = ANY(${activeCampaignIds}::text[]))`.execute(tx);
-  await sql`RESET parallel_tuple_cost`.execute(tx);
+  await sql`RESET parallel_tuple_cost; RESET random_page_cost`.execute(tx);
 }
 
 /**
