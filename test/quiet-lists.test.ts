@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convergence, createWorld, patchCalls, seedCampaigns, seedCustomers, seedTargetGroup, type World } from './helpers.js';
 
@@ -133,5 +134,23 @@ describe('lists nothing changed for', () => {
     expect(run.lists.find((l) => l.segmentId === '703')).toMatchObject({ toRemove: 0, toAdd: 0 });
     for (const id of LISTS) expect(await convergence(world, id)).toMatchObject({ exact: true });
     expect(readOf(await world.run())).toEqual({ '701': 'unchanged', '702': 'unchanged', '703': 'unchanged' });
+  });
+
+  it("skips, without waiting, a list whose row another process's plan holds: that list goes to its own plan", async () => {
+    expect(readOf(await world.run())).toEqual({ '701': 'unchanged', '702': 'unchanged', '703': 'unchanged' });
+    const other = new pg.Client({ connectionString: world.databaseUrl });
+    await other.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query('SELECT 1 FROM audience_sync.lists WHERE audience_segment_id = 701 FOR UPDATE');
+      const running = world.run();
+      // The run settles the other lists and plans 701, whose plan waits for the row until the holder commits.
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      await other.query('COMMIT');
+      expect(readOf(await running)).toEqual({ '701': 'changes', '702': 'unchanged', '703': 'unchanged' });
+    } finally {
+      await other.end();
+    }
+    for (const id of LISTS) expect(await convergence(world, id)).toMatchObject({ exact: true });
   });
 });

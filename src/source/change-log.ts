@@ -58,9 +58,10 @@ export function unreadChanges(read: { from: string; seen: string }) {
  * names customers, not lists, so a day with any customer change leaves
  * every list to its plan. One statement
  * for all the lists, in the caller's transaction, which holds the log's
- * lock shared (takeSourceSnapshot) so nothing in the window is pruned. The
- * UPDATE locks each list's row: a plan of the list running meanwhile has
- * it locked until it commits, and then the list is out of step.
+ * lock shared (takeSourceSnapshot) so nothing in the window is pruned. It
+ * locks each list's row: a plan of the list (lockListState) holds that row
+ * from its start to its commit, which leaves the list out of step, so a row
+ * held now is skipped, not waited for, and the list goes to its own plan.
  */
 export async function advanceQuietLists(
   tx: Db,
@@ -80,23 +81,27 @@ export async function advanceQuietLists(
       SELECT DISTINCT s.xid, s.campaign_id FROM audience_sync.source_changes s
       WHERE s.xid >= (SELECT min(pg_snapshot_xmin(l.changes_read_in)) FROM audience_sync.lists l JOIN candidates USING (audience_segment_id))
         AND s.xid < pg_snapshot_xmax(${seen}::pg_snapshot) AND pg_visible_in_snapshot(s.xid, ${seen}::pg_snapshot)
+    ),
+    -- A list whose row a plan holds (another process's) is left to its own plan, which then waits for the list's lock.
+    quiet AS (
+      SELECT l.audience_segment_id FROM audience_sync.lists l JOIN candidates c USING (audience_segment_id)
+      WHERE l.in_step AND l.changes_read_in IS NOT NULL
+        AND l.source_stamp = ${stamp} AND l.email_rule = audience_sync.email_rule_stamp()
+        AND l.snapshot_campaigns @> c.campaigns AND l.snapshot_campaigns <@ c.campaigns
+        AND statement_timestamp() < l.whole_read_due
+        AND l.whole_read_at >= statement_timestamp() - make_interval(days => ${wholeReadDays}::int)
+        AND pg_snapshot_xmax(l.changes_read_in) <= pg_snapshot_xmax(${seen}::pg_snapshot)
+        AND (SELECT pruned_below FROM audience_sync.change_log) <= pg_snapshot_xmin(l.changes_read_in)
+        AND NOT EXISTS (SELECT 1 FROM audience_sync.batches b WHERE b.audience_segment_id = l.audience_segment_id AND b.status IN ('sending', 'unknown'))
+        AND NOT EXISTS (SELECT 1 FROM audience_sync.batches b
+                        WHERE b.audience_segment_id = l.audience_segment_id AND b.status = 'confirmed' AND b.payload IS NOT NULL)
+        AND NOT EXISTS (SELECT 1 FROM logged g
+                        WHERE g.xid >= pg_snapshot_xmin(l.changes_read_in) AND NOT pg_visible_in_snapshot(g.xid, l.changes_read_in)
+                          AND (g.campaign_id IS NULL OR g.campaign_id = ANY(c.campaigns)))
+      FOR UPDATE OF l SKIP LOCKED
     )
     UPDATE audience_sync.lists l SET changes_read_in = ${seen}::pg_snapshot, updated_at = now()
-    FROM candidates c
-    WHERE l.audience_segment_id = c.audience_segment_id
-      AND l.in_step AND l.changes_read_in IS NOT NULL
-      AND l.source_stamp = ${stamp} AND l.email_rule = audience_sync.email_rule_stamp()
-      AND l.snapshot_campaigns @> c.campaigns AND l.snapshot_campaigns <@ c.campaigns
-      AND statement_timestamp() < l.whole_read_due
-      AND l.whole_read_at >= statement_timestamp() - make_interval(days => ${wholeReadDays}::int)
-      AND pg_snapshot_xmax(l.changes_read_in) <= pg_snapshot_xmax(${seen}::pg_snapshot)
-      AND (SELECT pruned_below FROM audience_sync.change_log) <= pg_snapshot_xmin(l.changes_read_in)
-      AND NOT EXISTS (SELECT 1 FROM audience_sync.batches b WHERE b.audience_segment_id = l.audience_segment_id AND b.status IN ('sending', 'unknown'))
-      AND NOT EXISTS (SELECT 1 FROM audience_sync.batches b
-                      WHERE b.audience_segment_id = l.audience_segment_id AND b.status = 'confirmed' AND b.payload IS NOT NULL)
-      AND NOT EXISTS (SELECT 1 FROM logged g
-                      WHERE g.xid >= pg_snapshot_xmin(l.changes_read_in) AND NOT pg_visible_in_snapshot(g.xid, l.changes_read_in)
-                        AND (g.campaign_id IS NULL OR g.campaign_id = ANY(c.campaigns)))
+    FROM quiet q WHERE l.audience_segment_id = q.audience_segment_id
     RETURNING l.audience_segment_id::text AS segment`.execute(tx);
   return rows.map((r) => r.segment);
 }
