@@ -57,7 +57,7 @@ const { values: args } = parseArgs({
     'node-options': { type: 'string', default: '--max-semi-space-size=16' },
     'trigger-cost': { type: 'boolean', default: false },
     // Rounds with the triggers disabled and enabled, alternating: P of each.
-    pairs: { type: 'string', default: '3' },
+    pairs: { type: 'string', default: '5' },
   },
   strict: true,
 });
