@@ -8,9 +8,9 @@ import type { Target } from './report.js';
  * source tables. In a scratch database, the same writes are timed with the
  * triggers disabled and enabled, in rounds that alternate (disabled,
  * enabled, disabled, …), each round starting from empty tables (TRUNCATE,
- * VACUUM) so that both sides write into the same table state, with a
- * VACUUM and a CHECKPOINT before each kind of write. A write of 1 % runs
- * three times a round, on three slices of the rows. Each timed write runs in
+ * VACUUM) so that both sides write into the same table state, and each
+ * write right after a CHECKPOINT (see runRound). A write of 1 % runs three
+ * times a round, on three slices of the rows. Each timed write runs in
  * a session of its own, as a loader's statement would (a trigger function's
  * plans are cached per session, planned for the first call's rows). The
  * medians and their ratio, per write, are judged against the targets of
@@ -174,26 +174,32 @@ interface Round {
   firstLoad?: { rows: number; pruneMs: number };
 }
 
-/** Vacuumed, and the dirty buffers written out, so that no write pays for the last one's. */
-async function settle(client: pg.Client): Promise<void> {
+async function vacuum(client: pg.Client): Promise<void> {
   await client.query('VACUUM (ANALYZE) audience_sync.customers, audience_sync.campaign_target_groups, audience_sync.source_changes');
-  await client.query('CHECKPOINT');
 }
 
-/** One round: empty tables, then each write in turn, settled between the bulk loads, the upsert and the rest. */
+/**
+ * One round: empty tables, then each write in turn, vacuumed between the
+ * bulk loads, the upsert and the rest. Each write starts right after a
+ * CHECKPOINT, as a day's write does (a checkpoint comes at least every
+ * checkpoint_timeout, so a day's write is each page's first since one and
+ * logs the whole page, full_page_writes): none pays for the last one's dirty
+ * buffers, and the repeated writes of 1 % are alike.
+ */
 async function runRound(client: pg.Client, url: string, customers: number, enabled: boolean, first: boolean): Promise<Round> {
   await setTriggers(client, enabled);
   await client.query('TRUNCATE audience_sync.customers, audience_sync.campaign_target_groups');
   // After, so that the TRUNCATE's own markers are gone too: the first load starts from an empty log.
   await client.query('TRUNCATE audience_sync.source_changes');
-  await settle(client);
+  await vacuum(client);
   const round: Round = { ms: [], cpuMs: [], logRows: [] };
   for (const [i, write] of WRITES.entries()) {
-    if (i === 2 || i === 3) await settle(client);
+    if (i === 2 || i === 3) await vacuum(client);
     const before = await logRows(client);
     round.ms.push([]);
     round.cpuMs.push([]);
     for (let k = 0; k < write.repeat; k++) {
+      await client.query('CHECKPOINT');
       const { ms, cpuMs } = await timed(url, write.sql, write.repeat > 1 ? [customers, 10 * k] : [customers]);
       round.ms[i]!.push(ms);
       round.cpuMs[i]!.push(cpuMs);
