@@ -55,8 +55,9 @@ export function unreadChanges(read: { from: string; seen: string }) {
  * with their snapshot's read of the log moved on to `seen`: everything a
  * plan would check before reading the log holds (see chooseSourceRead), the
  * ledger is in step with nothing unsettled or unapplied, and the log holds
- * no row concerning them (a customer's, a marker, or one of their
- * campaigns') that they have not read (unreadChanges, per list). The log
+ * no row concerning them (a customer's, a TRUNCATE's or a bulk write's to
+ * the customers, or one of their campaigns' keys or markers) that they have
+ * not read (unreadChanges, per list). The log
  * names customers, not lists, so a day with any customer change leaves
  * every list to its plan. One statement
  * for all the lists, in the caller's transaction, which holds the log's
