@@ -2,6 +2,7 @@ import type { ChurnShape } from './generate.js';
 import type { RunPhases } from './phases.js';
 import type { RateResult } from './rate-check.js';
 import type { ReferenceTiming } from './references.js';
+import type { TriggerCostResult } from './trigger-cost.js';
 
 /** The JSON a sync bench writes, and the table it prints. */
 
@@ -209,7 +210,44 @@ function statementRows(r: BenchResult): string[][] {
   return rows;
 }
 
-export function formatReport(r: BenchResult | RateResult): string {
+function targetRows(targets: readonly Target[]): string[][] {
+  return [['target', 'value', 'limit', 'pass'], ...targets.map((t) => [t.name, t.value, t.limit, t.pass === null ? 'n/a' : t.pass ? 'PASS' : 'FAIL'])];
+}
+
+/** The trigger-cost mode: per write, the medians with the triggers disabled and enabled, their ratio and the log rows it left. */
+function formatTriggerCost(r: TriggerCostResult): string {
+  const m = r.meta;
+  // Milliseconds under a second: a write of 1 % takes a tenth of one at a million rows.
+  const t = (ms: number) => (ms < 1000 ? `${ms.toFixed(0)} ms` : s(ms));
+  const range = (xs: readonly number[]) => `${t(Math.min(...xs))} – ${t(Math.max(...xs))}`;
+  return [
+    `trigger cost: ${m.customers.toLocaleString('en')} customers, ${m.pairs} pairs of rounds (disabled, enabled, …), ${m.cpus} × ${m.cpuModel}, Postgres ${m.postgres['server_version']}, source ${m.source}`,
+    '',
+    table([
+      ['write', 'disabled', 'enabled', 'ratio', 'CPU: disabled', 'enabled', 'ratio', 'log rows', 'range disabled / enabled'],
+      ...r.writes.map((w) => [
+        w.name,
+        t(w.disabled.medianMs),
+        t(w.enabled.medianMs),
+        x(w.ratio),
+        t(w.disabled.medianCpuMs),
+        t(w.enabled.medianCpuMs),
+        x(w.cpuRatio),
+        w.logRows.toLocaleString('en'),
+        `${range(w.disabled.ms)} / ${range(w.enabled.ms)}`,
+      ]),
+    ]),
+    "(medians of every round's times, a write of 1 % three times a round; CPU: the backend's, the contention-free view)",
+    '',
+    `first bulk load into empty tables: ${r.firstLoadLogRows.toLocaleString('en')} source_changes rows, pruned in ${s(r.firstLoadPruneMs)}`,
+    '',
+    table(targetRows(r.targets)),
+    `load average (1/5/15 min) at start, end: ${m.loadavg.map((l) => l.join('/')).join('; ')}`,
+  ].join('\n');
+}
+
+export function formatReport(r: BenchResult | RateResult | TriggerCostResult): string {
+  if (r.mode === 'trigger-cost') return formatTriggerCost(r);
   if (r.mode === 'rate') {
     return [
       `rate check: ${r.calls} calls over ${s(r.busyMs)} from ${r.meta.processes} process(es) (${r.callsPerProcess.join(' + ')} on their lists), job limit ${r.meta.jobLimit}/min, sandbox ${r.meta.sandboxLimit}/min, batch ${r.meta.batchSize}`,
@@ -217,7 +255,7 @@ export function formatReport(r: BenchResult | RateResult): string {
       `calls per minute from the first call: ${r.perMinuteBuckets.join(', ')}`,
       `429 answers: ${r.rejected429}`,
       '',
-      table([['target', 'value', 'limit', 'pass'], ...r.targets.map((t) => [t.name, t.value, t.limit, t.pass === null ? 'n/a' : t.pass ? 'PASS' : 'FAIL'])]),
+      table(targetRows(r.targets)),
     ].join('\n');
   }
   const m = r.meta;
@@ -231,7 +269,7 @@ export function formatReport(r: BenchResult | RateResult): string {
     '',
     table(statementRows(r)),
     '',
-    table([['target', 'value', 'limit', 'pass'], ...r.targets.map((t) => [t.name, t.value, t.limit, t.pass === null ? 'n/a' : t.pass ? 'PASS' : 'FAIL'])]),
+    table(targetRows(r.targets)),
     `load average (1/5/15 min) at start, after initial, after references, after daily, end: ${m.loadavg.map((l) => l.join('/')).join('; ')}`,
   ].join('\n');
 }

@@ -7,6 +7,10 @@
  * the naive statement and the floor on the same tables; counts API calls
  * against the minimum; records the job's peak RSS. Prints a table and writes
  * bench/results/<timestamp>.json. See docs/BENCHMARKS.md.
+ *
+ * `npm run bench -- --trigger-cost [--customers N] [--pairs P]`: what the
+ * change-log triggers cost the writers instead (bench/trigger-cost.ts), in
+ * database as_trigger_cost unless --database names another.
  */
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -23,6 +27,7 @@ import { runRateCheck } from './rate-check.js';
 import { formatManyLists, runManyLists } from './many-lists.js';
 import { measureReferences } from './references.js';
 import { formatReport, judge, type BenchResult } from './report.js';
+import { runTriggerCost } from './trigger-cost.js';
 import { BENCH_CLIENT, measureSandboxCeiling, startSandboxProcess, type SandboxProcess } from './sandbox-process.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -50,6 +55,9 @@ const { values: args } = parseArgs({
     tsx: { type: 'boolean', default: false },
     // The Docker image's NODE_OPTIONS (see the Dockerfile), so the job is measured as deployed.
     'node-options': { type: 'string', default: '--max-semi-space-size=16' },
+    'trigger-cost': { type: 'boolean', default: false },
+    // Rounds with the triggers disabled and enabled, alternating: P of each.
+    pairs: { type: 'string', default: '5' },
   },
   strict: true,
 });
@@ -339,8 +347,25 @@ async function listsBench(): Promise<void> {
   log(`written ${file}`);
 }
 
+async function triggerBench(): Promise<void> {
+  const result = await runTriggerCost({
+    adminUrl: args['admin-url'],
+    // Its own scratch database by default, so that it never drops a sync bench's.
+    database: args.database === 'as_bench' ? 'as_trigger_cost' : args.database,
+    customers: Number(args.customers),
+    pairs: Number(args.pairs),
+    source: sourceDigest(),
+    keep: args.keep === true,
+    log,
+  });
+  const file = writeResult(result);
+  process.stdout.write(`${formatReport(result)}\n`);
+  log(`written ${file}`);
+}
+
 try {
-  if (args['rate-check']) await rateBench();
+  if (args['trigger-cost']) await triggerBench();
+  else if (args['rate-check']) await rateBench();
   else if (args.lists !== undefined) await listsBench();
   else await syncBench();
 } catch (error) {

@@ -9,6 +9,7 @@ import * as sourceChangeLog from './0007-source-change-log.js';
 import * as listsByName from './0008-lists-by-name.js';
 import * as internationalEmails from './0009-international-emails.js';
 import * as sharedRateBudget from './0010-shared-rate-budget.js';
+import * as bulkChangeMarkers from './0011-bulk-change-markers.js';
 import * as unloggedSnapshot from './0012-unlogged-snapshot.js';
 import * as inlinableEmailIdentifier from './0013-inlinable-email-identifier.js';
 
@@ -24,6 +25,7 @@ export const migrations: Record<string, Migration> = {
   '0008-lists-by-name': listsByName,
   '0009-international-emails': internationalEmails,
   '0010-shared-rate-budget': sharedRateBudget,
+  '0011-bulk-change-markers': bulkChangeMarkers,
   '0012-unlogged-snapshot': unloggedSnapshot,
   '0013-inlinable-email-identifier': inlinableEmailIdentifier,
 };

@@ -69,6 +69,8 @@ export interface SourceChangesTable {
   xid: string;
   campaign_id: string | null;
   customer_id: string | null;
+  /** A marker's count of the keys its statement wrote (migration 0011); NULL on key rows and TRUNCATE markers. */
+  bulk_rows: string | null;
 }
 
 export interface ListTargetCountsTable {

@@ -6,7 +6,9 @@ import { readEmailRule } from './email-rule.js';
 
 /**
  * The source change log (migration 0007): the keys each write to customers
- * or campaign_target_groups touched, tagged with the writer's transaction id.
+ * or campaign_target_groups touched, tagged with the writer's transaction id;
+ * for a TRUNCATE, or a statement writing more keys than any list would read
+ * from the log, one marker row instead (migration 0011).
  *
  * A list's snapshot has read the log as of a Postgres snapshot
  * (lists.changes_read_in): every change made by a transaction visible in it
@@ -53,8 +55,9 @@ export function unreadChanges(read: { from: string; seen: string }) {
  * with their snapshot's read of the log moved on to `seen`: everything a
  * plan would check before reading the log holds (see chooseSourceRead), the
  * ledger is in step with nothing unsettled or unapplied, and the log holds
- * no row concerning them (a customer's, a marker, or one of their
- * campaigns') that they have not read (unreadChanges, per list). The log
+ * no row concerning them (a customer's, a TRUNCATE's or a bulk write's to
+ * the customers, or one of their campaigns' keys or markers) that they have
+ * not read (unreadChanges, per list). The log
  * names customers, not lists, so a day with any customer change leaves
  * every list to its plan. One statement
  * for all the lists, in the caller's transaction, which holds the log's
@@ -150,9 +153,8 @@ export async function chooseSourceRead(
   if (rule.rejudge) return whole(`the email rule changed (now ${rule.emailRule}): addresses beyond ASCII are judged again`);
   const read = { from: list.from, seen };
   // Said first, as the likeliest reason: a TRUNCATE also rewrites the table, which changes the stamp below.
-  const { rows: truncations } = await sql<{ truncated: boolean }>`
-    SELECT EXISTS (SELECT 1 FROM audience_sync.source_changes WHERE customer_id IS NULL AND ${unreadChanges(read)}) AS truncated`.execute(tx);
-  if (truncations[0]!.truncated) return whole('a source table was truncated');
+  const marker = await unreadMarker(tx, read, activeCampaignIds);
+  if (marker) return whole(marker);
   // A trigger disabled and enabled again, a table rewritten or swapped: writes in between may be unlogged.
   if (!list.same_source) return whole('a source table or its change-log triggers changed since the last plan');
   if (!list.same_campaigns) return whole('the list is fed by other campaigns than its snapshot holds');
@@ -160,15 +162,37 @@ export async function chooseSourceRead(
   if (list.ids_went_back) return whole('transaction ids went back since the last plan (a restored or moved database)');
   if (list.pruned_past) return whole('the change log was pruned past what the list has read');
 
-  // Past a tenth of the snapshot, looking every change up costs more than reading everything once.
+  // Past a tenth of the snapshot, looking every change up costs more than reading everything once. The triggers log
+  // a statement's keys as one marker past the largest such limit of the lists they concern (change_log_key_limit,
+  // migration 0011), so a marker sends a list to the whole read only where the statement's keys alone would have, as
+  // the lists stood when it was written. Only key rows are left to count here.
   const limit = Math.max(1000, Math.floor(Number(list.rows ?? 0) / 10));
   const { rows: window } = await sql<{ n: number }>`
     SELECT count(*)::int AS n FROM (
       SELECT 1 FROM audience_sync.source_changes
-      WHERE ${unreadChanges(read)} AND (campaign_id IS NULL OR campaign_id = ANY(${activeCampaignIds}::text[]))
+      WHERE ${unreadChanges(read)} AND customer_id IS NOT NULL AND (campaign_id IS NULL OR campaign_id = ANY(${activeCampaignIds}::text[]))
       LIMIT ${limit + 1}) w`.execute(tx);
   if (window[0]!.n > limit) return whole(`more than ${limit} source changes for the list since its last plan`);
   return { kind: 'changes', ...read, stamp, ...rule };
+}
+
+/**
+ * Why an unread marker row concerns the list, if one does: a TRUNCATE of
+ * either table (both keys and bulk_rows NULL), or a statement whose keys
+ * exceeded what any list reads from the log (migration 0011): to customers
+ * (campaign_id NULL), or to one of the list's campaigns' target-group rows.
+ * A marker of another campaign leaves the list to the log.
+ */
+async function unreadMarker(tx: Db, read: { from: string; seen: string }, activeCampaignIds: readonly string[]): Promise<string | null> {
+  const { rows } = await sql<{ campaign_id: string | null; bulk_rows: string | null }>`
+    SELECT campaign_id, bulk_rows::text FROM audience_sync.source_changes
+    WHERE customer_id IS NULL AND ${unreadChanges(read)} AND (campaign_id IS NULL OR campaign_id = ANY(${activeCampaignIds}::text[]))
+    ORDER BY bulk_rows IS NOT NULL, campaign_id IS NOT NULL, bulk_rows DESC LIMIT 1`.execute(tx);
+  const marker = rows[0];
+  if (!marker) return null;
+  if (marker.bulk_rows === null) return 'a source table was truncated';
+  const target = marker.campaign_id === null ? 'customers' : `campaign ${marker.campaign_id}'s target group`;
+  return `a bulk write of ${marker.bulk_rows} rows to ${target}`;
 }
 
 /**
