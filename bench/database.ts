@@ -1,3 +1,4 @@
+import { cpus } from 'node:os';
 import pg from 'pg';
 import { connect } from '../src/db/connection.js';
 import { migrateToLatest } from '../src/db/migrate.js';
@@ -67,4 +68,28 @@ export async function settings(client: pg.Client): Promise<Record<string, string
     [names],
   );
   return Object.fromEntries(rows.map((r) => [r.name, r.setting]));
+}
+
+/** Where and when a bench ran: the machine, Node, Postgres's settings, and the load average sampled along the way. */
+export interface RunMachine {
+  startedAt: string;
+  finishedAt: string;
+  node: string;
+  cpus: number;
+  cpuModel: string;
+  loadavg: number[][];
+  postgres: Record<string, string>;
+}
+
+/** The RunMachine of a bench that started at `startedAt` and sampled `load` (os.loadavg()) along the way; finished now. */
+export function runMachine(startedAt: Date, load: readonly number[][], postgres: Record<string, string>): RunMachine {
+  return {
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    node: process.version,
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? '',
+    loadavg: load.map((l) => l.map((x) => Math.round(x * 100) / 100)),
+    postgres,
+  };
 }

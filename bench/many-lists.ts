@@ -1,8 +1,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { dropDatabase, freshDatabase, migrate, settings } from './database.js';
+import { dropDatabase, freshDatabase, migrate, runMachine, settings, type RunMachine } from './database.js';
 import { ADVERTISER, customerId, emailExpression } from './generate.js';
 import { runJob, type JobCommand } from './job-process.js';
 import type { RunPhases, StatementKind } from './phases.js';
@@ -30,14 +30,7 @@ export interface ManyListsResult {
     lists: number;
     listMembers: number;
     customers: number;
-    startedAt: string;
-    finishedAt: string;
-    node: string;
-    cpus: number;
-    cpuModel: string;
-    loadavg: number[][];
-    postgres: Record<string, string>;
-  };
+  } & RunMachine;
   floorMs: number;
   churn: { leave: number; join: number; emailChanges: number };
   runs: { label: string; phases: Omit<RunPhases, 'explains' | 'summary' | 'statements'>; statements: StatementKind[]; sourceRead: Record<string, number> }[];
@@ -188,13 +181,7 @@ export async function runManyLists(o: ManyListsOptions): Promise<ManyListsResult
         lists: o.lists,
         listMembers: o.members,
         customers,
-        startedAt: startedAt.toISOString(),
-        finishedAt: new Date().toISOString(),
-        node: process.version,
-        cpus: cpus().length,
-        cpuModel: cpus()[0]?.model ?? '',
-        loadavg: load.map((l) => l.map((x) => Math.round(x * 100) / 100)),
-        postgres: pgSettings,
+        ...runMachine(startedAt, load, pgSettings),
       },
       floorMs: floor,
       churn,

@@ -1,3 +1,4 @@
+import type { RunMachine } from './database.js';
 import type { ChurnShape } from './generate.js';
 import type { RunPhases } from './phases.js';
 import type { RateResult } from './rate-check.js';
@@ -40,14 +41,7 @@ export interface BenchResult {
     /** Digest of src/ and migrations/ at the time of the run. */
     source: string;
     jobFrom: string;
-    startedAt: string;
-    finishedAt: string;
-    node: string;
-    cpus: number;
-    cpuModel: string;
-    loadavg: number[][];
-    postgres: Record<string, string>;
-  };
+  } & RunMachine;
   data: {
     generateMs: number;
     vacuumMs: number;

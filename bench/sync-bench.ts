@@ -14,13 +14,13 @@
  */
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { BATCH, apiCalls } from './api-calls.js';
-import { dropDatabase, freshDatabase, migrate, settings, tableSizesMb } from './database.js';
+import { dropDatabase, freshDatabase, migrate, runMachine, settings, tableSizesMb } from './database.js';
 import { ADVERTISER, BIG_LIST, SCRATCH_LIST, SMALL_LIST, applyChurn, generateSource } from './generate.js';
 import { FROM_SOURCES, buildJob, idleJobRssMb, runJob } from './job-process.js';
 import { runRateCheck } from './rate-check.js';
@@ -268,13 +268,7 @@ async function syncBench(): Promise<void> {
         explain,
         source,
         jobFrom: args.tsx ? 'sources via tsx' : 'compiled (tsc), plain node',
-        startedAt: startedAt.toISOString(),
-        finishedAt: new Date().toISOString(),
-        node: process.version,
-        cpus: cpus().length,
-        cpuModel: cpus()[0]?.model ?? '',
-        loadavg: load.map((l) => l.map((x) => Math.round(x * 100) / 100)),
-        postgres: pgSettings,
+        ...runMachine(startedAt, load, pgSettings),
       },
       data: { generateMs, vacuumMs, churnMs, dayVacuumMs, churnShape, tableSizesMb: sizesMb, funnel: dailyBig?.funnel ?? null },
       idleRssMb,

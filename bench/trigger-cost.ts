@@ -1,6 +1,6 @@
-import { cpus, loadavg } from 'node:os';
+import { loadavg } from 'node:os';
 import pg from 'pg';
-import { dropDatabase, freshDatabase, migrate, settings } from './database.js';
+import { dropDatabase, freshDatabase, migrate, runMachine, settings, type RunMachine } from './database.js';
 import type { Target } from './report.js';
 
 /**
@@ -49,14 +49,7 @@ export interface TriggerCostResult {
     customers: number;
     pairs: number;
     source: string;
-    startedAt: string;
-    finishedAt: string;
-    node: string;
-    cpus: number;
-    cpuModel: string;
-    loadavg: number[][];
-    postgres: Record<string, string>;
-  };
+  } & RunMachine;
   writes: WriteTiming[];
   /** source_changes rows a first bulk load (N customers, N target-group rows) into empty tables leaves, triggers enabled. */
   firstLoadLogRows: number;
@@ -279,13 +272,7 @@ export async function runTriggerCost(opts: {
         customers,
         pairs,
         source: opts.source,
-        startedAt: startedAt.toISOString(),
-        finishedAt: new Date().toISOString(),
-        node: process.version,
-        cpus: cpus().length,
-        cpuModel: cpus()[0]?.model ?? '',
-        loadavg: load.map((l) => l.map((x) => Math.round(x * 100) / 100)),
-        postgres: pgSettings,
+        ...runMachine(startedAt, load, pgSettings),
       },
       writes,
       firstLoadLogRows: firstLoad.rows,
