@@ -62,7 +62,16 @@ export async function tableSizesMb(client: pg.Client): Promise<Record<string, nu
 }
 
 export async function settings(client: pg.Client): Promise<Record<string, string>> {
-  const names = ['server_version', 'shared_buffers', 'work_mem', 'maintenance_work_mem', 'max_parallel_workers_per_gather', 'synchronous_commit', 'jit'];
+  const names = [
+    'server_version',
+    'shared_buffers',
+    'work_mem',
+    'maintenance_work_mem',
+    'max_wal_size',
+    'max_parallel_workers_per_gather',
+    'synchronous_commit',
+    'jit',
+  ];
   const { rows } = await client.query<{ name: string; setting: string }>(
     `SELECT name, current_setting(name) AS setting FROM pg_settings WHERE name = ANY($1)`,
     [names],

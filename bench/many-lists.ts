@@ -27,6 +27,8 @@ export const FIRST_LIST = 2001;
 export interface ManyListsResult {
   mode: 'lists';
   meta: {
+    /** Digest of src/ and migrations/ at the time of the run. */
+    source: string;
     lists: number;
     listMembers: number;
     customers: number;
@@ -116,6 +118,8 @@ export interface ManyListsOptions {
   members: number;
   /** The job's LIST_CONCURRENCY (its default when undefined). */
   listConcurrency: string | undefined;
+  /** Digest of the job code measured. */
+  source: string;
   keep: boolean;
   log: (s: string) => void;
 }
@@ -178,6 +182,7 @@ export async function runManyLists(o: ManyListsOptions): Promise<ManyListsResult
     return {
       mode: 'lists',
       meta: {
+        source: o.source,
         lists: o.lists,
         listMembers: o.members,
         customers,
@@ -202,7 +207,7 @@ export async function runManyLists(o: ManyListsOptions): Promise<ManyListsResult
 export function formatManyLists(r: ManyListsResult): string {
   const n = r.meta.lists;
   const lines = [
-    `many lists: ${n} lists of ${r.meta.listMembers} target-group rows (${r.meta.customers.toLocaleString('en')} customers); floor over all lists ${r.floorMs.toFixed(0)} ms (${(r.floorMs / n).toFixed(2)} ms a list)`,
+    `many lists (source ${r.meta.source}): ${n} lists of ${r.meta.listMembers} target-group rows (${r.meta.customers.toLocaleString('en')} customers); floor over all lists ${r.floorMs.toFixed(0)} ms (${(r.floorMs / n).toFixed(2)} ms a list)`,
     `churn: ${r.churn.leave} leave, ${r.churn.join} join, ${r.churn.emailChanges} emails change`,
     '',
     'run        wall      local     a list    × floor   plan      reads',

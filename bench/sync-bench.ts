@@ -71,15 +71,14 @@ async function timedMs(fn: () => Promise<unknown>): Promise<number> {
   return performance.now() - t;
 }
 
-/** Which job code was measured: a digest of src/ and migrations/ (others change them between runs). */
+/** Which job code was measured: a digest of every file under src/ and migrations/ (others change them between runs). */
 function sourceDigest(): string {
   const hash = createHash('sha256');
   for (const dir of ['src', 'migrations']) {
-    for (const f of readdirSync(join(ROOT, dir))
-      .filter((n) => n.endsWith('.ts'))
-      .sort()) {
-      hash.update(f).update(readFileSync(join(ROOT, dir, f)));
-    }
+    const files = readdirSync(join(ROOT, dir), { recursive: true, encoding: 'utf8' })
+      .filter((n) => n.endsWith('.ts') || n.endsWith('.js') || n.endsWith('.css'))
+      .sort();
+    for (const f of files) hash.update(`${dir}/${f}`).update(readFileSync(join(ROOT, dir, f)));
   }
   return hash.digest('hex').slice(0, 12);
 }
@@ -333,6 +332,7 @@ async function listsBench(): Promise<void> {
     lists: Number(args.lists),
     members: Number(args['list-members']),
     listConcurrency: args['list-concurrency'],
+    source: sourceDigest(),
     keep: args.keep === true,
     log,
   });
