@@ -58,6 +58,20 @@ export interface ListSyncStart {
   action: 'sync' | 'empty';
 }
 
+/** A funnel as the columns list_syncs and list_sync_campaigns store it in. */
+function funnelColumns(f: Omit<FunnelCounts, 'uniqueIdentifiers'> & { uniqueIdentifiers: number | null }) {
+  return {
+    target_group_size: f.targetGroupSize,
+    missing_customers: f.missingCustomers,
+    without_email: f.withoutEmail,
+    invalid_emails: f.invalidEmails,
+    unique_identifiers: f.uniqueIdentifiers,
+  };
+}
+
+/** A list sync without a funnel (a list being emptied). */
+const NO_FUNNEL = { target_group_size: null, missing_customers: null, without_email: null, invalid_emails: null, unique_identifiers: null };
+
 export async function startListSync(db: Db, s: ListSyncStart): Promise<number> {
   const row = await db
     .insertInto('audience_sync.list_syncs')
@@ -82,11 +96,7 @@ export async function recordListPlan(
     .updateTable('audience_sync.list_syncs')
     .set({
       status: 'sending',
-      target_group_size: plan.funnel?.targetGroupSize ?? null,
-      missing_customers: plan.funnel?.missingCustomers ?? null,
-      without_email: plan.funnel?.withoutEmail ?? null,
-      invalid_emails: plan.funnel?.invalidEmails ?? null,
-      unique_identifiers: plan.funnel?.uniqueIdentifiers ?? null,
+      ...(plan.funnel ? funnelColumns(plan.funnel) : NO_FUNNEL),
       ledger_before: plan.ledgerBefore,
       to_add: plan.toAdd,
       to_remove: plan.toRemove,
@@ -141,11 +151,7 @@ export async function recordCampaignFunnelsOf(db: Db, syncs: readonly { listSync
     funnels.map((f) => ({
       list_sync_id: listSyncId,
       campaign_id: f.campaignId,
-      target_group_size: f.targetGroupSize,
-      missing_customers: f.missingCustomers,
-      without_email: f.withoutEmail,
-      invalid_emails: f.invalidEmails,
-      unique_identifiers: f.uniqueIdentifiers,
+      ...funnelColumns(f),
     })),
   );
   for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
@@ -178,11 +184,7 @@ export async function recordSettledListSyncs(
           action: s.action,
           status: 'succeeded' as const,
           finished_at: new Date(),
-          target_group_size: s.funnel.targetGroupSize,
-          missing_customers: s.funnel.missingCustomers,
-          without_email: s.funnel.withoutEmail,
-          invalid_emails: s.funnel.invalidEmails,
-          unique_identifiers: s.funnel.uniqueIdentifiers,
+          ...funnelColumns(s.funnel),
           ledger_before: s.ledgerBefore,
           to_add: 0,
           to_remove: 0,
