@@ -41,6 +41,21 @@ export async function tryListLock(client: pg.PoolClient, segmentId: string): Pro
   return rows[0]?.ok === true;
 }
 
+/**
+ * Lets the list's lock go and hands its connection back to the pool, warm
+ * for the next list; a connection whose unlock fails is closed instead,
+ * which lets the lock go with it.
+ */
+export async function releaseListLock(client: pg.PoolClient, segmentId: string, held: boolean): Promise<void> {
+  if (!held) return client.release();
+  try {
+    const { rows } = await client.query<{ ok: boolean }>('SELECT pg_advisory_unlock($1::int, $2::int) AS ok', [LIST_LOCK_CLASS, Number(segmentId) | 0]);
+    client.release(rows[0]?.ok === true ? undefined : true);
+  } catch {
+    client.release(true);
+  }
+}
+
 /** SQL: true, and the run's lock taken for this transaction, when the run `runId` names has no live process. */
 export const runLockFree = (runId: ReturnType<typeof sql.ref>) => sql<boolean>`pg_try_advisory_xact_lock(${RUN_LOCK_CLASS}::int, ${runId}::int)`;
 

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { Logger } from '../core/logger.js';
 import { sleep } from '../criteo/rate-limiter.js';
 import type { Db } from '../db/connection.js';
-import { tryListLock } from '../db/locks.js';
+import { releaseListLock, tryListLock } from '../db/locks.js';
 import { emptyList } from './empty.js';
 import { applyConfirmedBatches, findUncertainty, settleInStep } from './ledger.js';
 import { actionOf, baseOutcome, classify, INTERRUPTED_REASON, stopsRun, withDatesNote, type RunStopper } from './outcome.js';
@@ -35,8 +35,10 @@ export async function syncList(deps: SyncDeps, job: ListJob): Promise<ListResult
   const outcome = baseOutcome(target, actionOf(target));
   if (job.refusal) return { outcome: await refuseList(deps.db, job, job.refusal, outcome, log) };
   const lock = await deps.pool.connect();
+  let held = false;
   try {
-    if (!(await acquireListLock(lock, deps.config.lockWaitSeconds, target.segmentId))) return { outcome: await skipLockedList(deps.db, job, outcome, log) };
+    held = await acquireListLock(lock, deps.config.lockWaitSeconds, target.segmentId);
+    if (!held) return { outcome: await skipLockedList(deps.db, job, outcome, log) };
     const listSyncId = await startListSync(deps.db, listSyncStart(job, outcome.action));
     outcome.listSyncId = listSyncId;
     const work = await doListWork(deps, job, listSyncId, outcome, log);
@@ -51,7 +53,7 @@ export async function syncList(deps: SyncDeps, job: ListJob): Promise<ListResult
     log.info({ status, action, toAdd, toRemove, added, removed, emptied, reason }, 'list finished');
     return { outcome };
   } finally {
-    lock.release(true);
+    await releaseListLock(lock, target.segmentId, held);
   }
 }
 
