@@ -12,6 +12,7 @@ import * as sharedRateBudget from './0010-shared-rate-budget.js';
 import * as bulkChangeMarkers from './0011-bulk-change-markers.js';
 import * as unloggedSnapshot from './0012-unlogged-snapshot.js';
 import * as inlinableEmailIdentifier from './0013-inlinable-email-identifier.js';
+import * as runChangeKeys from './0014-run-change-keys.js';
 
 /** Numbered, forward-only, one change each. Static so a bundled build needs no file scanning. */
 export const migrations: Record<string, Migration> = {
@@ -28,4 +29,5 @@ export const migrations: Record<string, Migration> = {
   '0011-bulk-change-markers': bulkChangeMarkers,
   '0012-unlogged-snapshot': unloggedSnapshot,
   '0013-inlinable-email-identifier': inlinableEmailIdentifier,
+  '0014-run-change-keys': runChangeKeys,
 };

@@ -12,8 +12,9 @@ import { convergence, createWorld, seedCampaigns, seedCustomers, seedTargetGroup
  *
  * The lists: 601 (campaign b1, 3,000 rows to start: limit 1,000), 602 (b2,
  * 15,000 rows: limit 1,500) and 603 (b3, 1,000 rows: limit 1,000). A
- * statement's customers are logged as keys up to 1,500 (the largest limit),
- * a campaign's target-group rows up to its own list's limit.
+ * statement's customers are logged as keys up to the larger of the largest
+ * limit and a tenth of all the lists' rows together (1,900 to start; migration
+ * 0014), a campaign's target-group rows up to its own list's limit.
  */
 
 let world: World;
@@ -76,7 +77,7 @@ describe('bulk writes to the change log', () => {
     const rows = await logged(`INSERT INTO audience_sync.campaign_target_groups SELECT 'b1', c FROM (${customers(22000, 24000)}) k(c)`);
     expect(rows).toEqual([{ campaign_id: 'b1', customer_id: null, bulk_rows: '2000' }]);
 
-    // The customers' marker concerns every list, as their 2,000 keys would have (over every list's limit).
+    // The customers' marker concerns every list: its 2,000 keys are past a tenth of all the lists' rows (1,900).
     expect(await runList('601')).toMatchObject({ sourceRead: 'whole', wholeReadReason: 'a bulk write of 2000 rows to customers', toAdd: 2000, toRemove: 0 });
     // Read once: the log names nothing more for the list, which is settled without a plan.
     expect(await runList('601')).toMatchObject({ sourceRead: 'unchanged', toAdd: 0, toRemove: 0 });
@@ -103,16 +104,13 @@ describe('bulk writes to the change log', () => {
     expect(await runList('601')).toMatchObject({ sourceRead: 'whole', wholeReadReason: expect.stringContaining("campaign b1's target group"), toAdd: 1500 });
   });
 
-  it('a statement under the largest limit logs its keys: the list it is under reads the log, a smaller one reads whole as before', async () => {
+  it('a statement under the largest limit logs its keys: the list it is under reads the log, and so does a smaller one, through the run\'s map', async () => {
     const rows = await logged(`UPDATE audience_sync.customers SET email = 'x' || email WHERE customer_id IN (${customers(6000, 7200)})`);
     expect(rows).toHaveLength(1200);
     expect(rows.every((r) => r.customer_id !== null && r.campaign_id === null && r.bulk_rows === null)).toBe(true);
     expect(await runList('602')).toMatchObject({ sourceRead: 'changes', toAdd: 1200, toRemove: 1200 });
-    expect(await runList('603')).toMatchObject({
-      sourceRead: 'whole',
-      wholeReadReason: 'more than 1000 source changes for the list since its last plan',
-      toAdd: 0,
-    });
+    // More customers than 603 would look up key by key, none of them its own: the run maps them to its keys (none).
+    expect(await runList('603')).toMatchObject({ sourceRead: 'changes', wholeReadReason: null, toAdd: 0, toRemove: 0 });
   });
 
   it('an UPDATE of many rows logs only the emails it changed, and a marker counts those, not the rows', async () => {
@@ -125,10 +123,22 @@ describe('bulk writes to the change log', () => {
     ]);
     expect(await runList('603')).toMatchObject({ sourceRead: 'changes', toAdd: 2, toRemove: 2 });
 
+    // Past every list's own limit (1,500, 602's, the largest), under a tenth of all the lists' rows together (about
+    // 2,400): logged as keys, which the run maps to each list's own. All 1,600 are 602's, past its limit: it reads whole.
     const many = await logged(`
       UPDATE audience_sync.customers SET email = CASE WHEN customer_id IN (${customers(8000, 9600)}) THEN 'z' || email ELSE email END`);
-    expect(many).toEqual([{ campaign_id: null, customer_id: null, bulk_rows: '1600' }]);
-    expect(await runList('602')).toMatchObject({ sourceRead: 'whole', wholeReadReason: 'a bulk write of 1600 rows to customers', toAdd: 1600, toRemove: 1600 });
+    expect(many).toHaveLength(1600);
+    expect(await runList('602')).toMatchObject({
+      sourceRead: 'whole',
+      wholeReadReason: 'more than 1500 source changes for the list since its last plan',
+      toAdd: 1600,
+      toRemove: 1600,
+    });
+    // Past a tenth of all the lists' rows: one marker.
+    const more = await logged(`
+      UPDATE audience_sync.customers SET email = CASE WHEN customer_id IN (${customers(8000, 11000)}) THEN 'y' || email ELSE email END`);
+    expect(more).toEqual([{ campaign_id: null, customer_id: null, bulk_rows: '3000' }]);
+    expect(await runList('602')).toMatchObject({ sourceRead: 'whole', wholeReadReason: 'a bulk write of 3000 rows to customers', toAdd: 3000, toRemove: 3000 });
 
     // Target-group rows rewritten as they were change no key: nothing is logged.
     expect(await logged(`UPDATE audience_sync.campaign_target_groups SET customer_id = customer_id WHERE campaign_id = 'b2'`)).toEqual([]);

@@ -111,11 +111,16 @@ describe('the source change log', () => {
     await moveEmails(3500, 3999);
     await moveEmails(4000, 4500);
     await sql`UPDATE audience_sync.customers SET email = 'z' || customer_id || '@example.org' WHERE customer_id = 'c2003'`.execute(db);
+    // They are other lists' customers: the run maps the day's log to the list's own keys, and the plan looks up its one change.
+    expect(await runList('503')).toMatchObject({ sourceRead: 'changes', toAdd: 1, toRemove: 1 });
+    // More than that of the list's own keys: 300 of its customers' emails and 800 new rows of its campaign.
+    await moveEmails(2100, 2399);
+    await seedTargetGroup(db, 'l3', 5200, 6000);
     expect(await runList('503')).toMatchObject({
       sourceRead: 'whole',
       wholeReadReason: expect.stringContaining('more than 1000 source changes'),
-      toAdd: 1,
-      toRemove: 1,
+      toAdd: 300 + 800,
+      toRemove: 300,
     });
     // Rows of campaigns feeding other lists do not count: nothing concerns the list, which is settled without a plan.
     await seedCampaigns(db, [{ id: 'other', segmentId: '506' }]);

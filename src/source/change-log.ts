@@ -3,6 +3,7 @@ import { sql } from 'kysely';
 import type { Db } from '../db/connection.js';
 import { lockChangeLogShared, tryLockChangeLogAlone } from '../db/locks.js';
 import { readEmailRule } from './email-rule.js';
+import { joinMappedWindow, mappedWindowOf } from './run-changes.js';
 
 /**
  * The source change log (migration 0007): the keys each write to customers
@@ -26,7 +27,15 @@ import { readEmailRule } from './email-rule.js';
 
 /** Postgres snapshots (pg_snapshot, as text): the log rows read are those of transactions visible in `seen` and not in `from`. */
 export type SourceRead = (
-  { kind: 'changes'; from: string; seen: string; stamp: string } | { kind: 'whole'; seen: string; stamp: string | null; reason: string }
+  | {
+      kind: 'changes';
+      from: string;
+      seen: string;
+      stamp: string;
+      /** The run whose map of the log holds the list's keys for this window (run-changes.ts); absent: the plan reads the log. */
+      mappedBy?: number;
+    }
+  | { kind: 'whole'; seen: string; stamp: string | null; reason: string }
 ) & {
   /** The email rule the plan judges by (audience_sync.email_rule_stamp()). */
   emailRule: string;
@@ -121,11 +130,12 @@ export async function chooseSourceRead(
   tx: Db,
   segmentId: string,
   activeCampaignIds: readonly string[],
-  seen: string,
-  { full, wholeReadDays, snapshotLost }: { full: boolean; wholeReadDays: number; snapshotLost: boolean },
+  seenNow: string,
+  { full, wholeReadDays, snapshotLost, runId }: { full: boolean; wholeReadDays: number; snapshotLost: boolean; runId?: number | undefined },
 ): Promise<SourceRead> {
   const stamp = await sourceStamp(tx);
   const rule = await readEmailRule(tx, segmentId);
+  let seen = seenNow;
   const whole = (reason: string): SourceRead => ({ kind: 'whole', seen, stamp, reason, ...rule });
   if (full) return whole('--full');
   if (snapshotLost) return whole('the snapshot is gone (its table is unlogged: a Postgres crash or failover empties it)');
@@ -139,17 +149,21 @@ export async function chooseSourceRead(
     ids_went_back: boolean;
     pruned_past: boolean;
     rows: string | null;
+    mapped_seen: string | null;
+    mapped_keys: number | null;
   }>`
-    SELECT l.changes_read_in::text AS from,
+    SELECT l.changes_read_in::text AS from, ${mappedWindowOf(runId)},
            coalesce(l.source_stamp = ${stamp}, false) AS same_source,
            coalesce(l.snapshot_campaigns @> ${activeCampaignIds}::text[] AND l.snapshot_campaigns <@ ${activeCampaignIds}::text[], false) AS same_campaigns,
            coalesce(statement_timestamp() >= l.whole_read_due OR l.whole_read_at < statement_timestamp() - make_interval(days => ${wholeReadDays}::int), true) AS stale,
-           coalesce(pg_snapshot_xmax(l.changes_read_in) > pg_snapshot_xmax(${seen}::pg_snapshot), false) AS ids_went_back,
+           coalesce(pg_snapshot_xmax(l.changes_read_in) > pg_snapshot_xmax(${seenNow}::pg_snapshot), false) AS ids_went_back,
            coalesce((SELECT pruned_below FROM audience_sync.change_log) > pg_snapshot_xmin(l.changes_read_in), true) AS pruned_past,
            (SELECT sum(n) FROM audience_sync.list_target_counts k WHERE k.audience_segment_id = l.audience_segment_id AND k.scope <> '')::text AS rows
-    FROM audience_sync.lists l WHERE l.audience_segment_id = ${segmentId}::bigint`.execute(tx);
+    FROM audience_sync.lists l ${joinMappedWindow(runId)} WHERE l.audience_segment_id = ${segmentId}::bigint`.execute(tx);
   const list = lists[0];
   if (!list?.from) return whole('the snapshot has not read the change log yet');
+  // The run mapped this window of the log to the list's keys: the plan reads the log as of the map.
+  if (list.mapped_seen !== null) seen = list.mapped_seen;
   if (rule.rejudge) return whole(`the email rule changed (now ${rule.emailRule}): addresses beyond ASCII are judged again`);
   const read = { from: list.from, seen };
   // Said first, as the likeliest reason: a TRUNCATE also rewrites the table, which changes the stamp below.
@@ -167,12 +181,14 @@ export async function chooseSourceRead(
   // migration 0011), so a marker sends a list to the whole read only where the statement's keys alone would have, as
   // the lists stood when it was written. Only key rows are left to count here.
   const limit = Math.max(1000, Math.floor(Number(list.rows ?? 0) / 10));
+  const tooMany = () => whole(`more than ${limit} source changes for the list since its last plan`);
+  if (list.mapped_keys !== null) return list.mapped_keys > limit ? tooMany() : { kind: 'changes', ...read, stamp, ...rule, mappedBy: runId! };
   const { rows: window } = await sql<{ n: number }>`
     SELECT count(*)::int AS n FROM (
       SELECT 1 FROM audience_sync.source_changes
       WHERE ${unreadChanges(read)} AND customer_id IS NOT NULL AND (campaign_id IS NULL OR campaign_id = ANY(${activeCampaignIds}::text[]))
       LIMIT ${limit + 1}) w`.execute(tx);
-  if (window[0]!.n > limit) return whole(`more than ${limit} source changes for the list since its last plan`);
+  if (window[0]!.n > limit) return tooMany();
   return { kind: 'changes', ...read, stamp, ...rule };
 }
 

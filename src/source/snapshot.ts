@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { unreadChanges, type SourceRead } from './change-log.js';
+import { mappedKeys } from './run-changes.js';
 import { probingKeys, type Db } from '../db/connection.js';
 import { LOGGED_CHANGES, LOGGED_KEYS, REPLACED_TARGETS, TARGET_CHANGES, TOUCHED_IDENTIFIERS } from '../db/temp-tables.js';
 import type { CampaignFunnelCounts, FunnelCounts } from './target-groups.js';
@@ -58,7 +59,38 @@ const stateWithoutEmail = sql`
  * its email changed; the same rows, with the same columns, the whole read
  * would find.
  */
-async function compareLoggedKeys(tx: Db, segmentId: string, activeCampaignIds: readonly string[], read: { from: string; seen: string }): Promise<void> {
+async function compareLoggedKeys(
+  tx: Db,
+  segmentId: string,
+  activeCampaignIds: readonly string[],
+  read: { from: string; seen: string; mappedBy?: number | undefined },
+): Promise<void> {
+  if (read.mappedBy !== undefined) {
+    // The run's map of the log holds these keys already (run-changes.ts).
+    await sql`
+      CREATE TEMP TABLE ${LOGGED_KEYS} ON COMMIT DROP AS
+      ${mappedKeys(read.mappedBy, segmentId)} ORDER BY customer_id, campaign_id`.execute(tx);
+  } else {
+    await findLoggedKeys(tx, segmentId, activeCampaignIds, read);
+  }
+  await sql`ANALYZE ${LOGGED_KEYS}`.execute(tx);
+  await sql`
+    CREATE TEMP TABLE ${TARGET_CHANGES} ON COMMIT DROP AS
+    SELECT k.campaign_id, k.customer_id, t.customer_id IS NOT NULL AS known, tg.customer_id IS NOT NULL AS present,
+           CASE WHEN tg.customer_id IS NOT NULL THEN ${fingerprint} END AS new_fingerprint,
+           CASE WHEN tg.customer_id IS NOT NULL THEN ${stateWithoutEmail} END AS new_state,
+           CASE WHEN tg.customer_id IS NOT NULL THEN audience_sync.email_identifier(cu.email) END AS new_identifier
+    FROM ${LOGGED_KEYS} k
+    LEFT JOIN audience_sync.campaign_target_groups tg ON tg.campaign_id = k.campaign_id AND tg.customer_id = k.customer_id
+    LEFT JOIN audience_sync.customers cu ON cu.customer_id = k.customer_id
+    LEFT JOIN audience_sync.list_targets t
+      ON t.audience_segment_id = ${segmentId}::bigint AND t.customer_id = k.customer_id AND t.campaign_id = k.campaign_id
+    WHERE CASE WHEN tg.customer_id IS NULL THEN t.customer_id IS NOT NULL
+               ELSE t.customer_id IS NULL OR t.email_fingerprint IS DISTINCT FROM ${fingerprint} END`.execute(tx);
+}
+
+/** The (campaign, customer) keys the log names for the list since its snapshot last read it, from the log itself. */
+async function findLoggedKeys(tx: Db, segmentId: string, activeCampaignIds: readonly string[], read: { from: string; seen: string }): Promise<void> {
   // The window first, with its own statistics, so the planner looks the keys up by index however stale the log's are.
   await sql`
     CREATE TEMP TABLE ${LOGGED_CHANGES} ON COMMIT DROP AS
@@ -74,20 +106,6 @@ async function compareLoggedKeys(tx: Db, segmentId: string, activeCampaignIds: r
     WHERE c.campaign_id IS NULL
     -- In key order, so that the probes below and the snapshot's own updates walk each index forward.
     ORDER BY customer_id, campaign_id`.execute(tx);
-  await sql`ANALYZE ${LOGGED_KEYS}`.execute(tx);
-  await sql`
-    CREATE TEMP TABLE ${TARGET_CHANGES} ON COMMIT DROP AS
-    SELECT k.campaign_id, k.customer_id, t.customer_id IS NOT NULL AS known, tg.customer_id IS NOT NULL AS present,
-           CASE WHEN tg.customer_id IS NOT NULL THEN ${fingerprint} END AS new_fingerprint,
-           CASE WHEN tg.customer_id IS NOT NULL THEN ${stateWithoutEmail} END AS new_state,
-           CASE WHEN tg.customer_id IS NOT NULL THEN audience_sync.email_identifier(cu.email) END AS new_identifier
-    FROM ${LOGGED_KEYS} k
-    LEFT JOIN audience_sync.campaign_target_groups tg ON tg.campaign_id = k.campaign_id AND tg.customer_id = k.customer_id
-    LEFT JOIN audience_sync.customers cu ON cu.customer_id = k.customer_id
-    LEFT JOIN audience_sync.list_targets t
-      ON t.audience_segment_id = ${segmentId}::bigint AND t.customer_id = k.customer_id AND t.campaign_id = k.campaign_id
-    WHERE CASE WHEN tg.customer_id IS NULL THEN t.customer_id IS NOT NULL
-               ELSE t.customer_id IS NULL OR t.email_fingerprint IS DISTINCT FROM ${fingerprint} END`.execute(tx);
 }
 
 /**

@@ -37,7 +37,8 @@ export interface ListPlan extends PlanCounts {
   newlyValidEmails: number | null;
 }
 
-type PlanJob = Pick<ListJob, 'target' | 'asOf' | 'options'>;
+/** A run's plan reads the run's map of the change log (runId); a dry run's has none. */
+type PlanJob = Pick<ListJob, 'target' | 'asOf' | 'options'> & { runId?: number };
 
 /**
  * What syncing a list means now: its snapshot brought up to the source, its
@@ -114,6 +115,7 @@ async function refreshSnapshot(tx: Db, config: Config, job: PlanJob, snapshotLos
     full: job.options.full ?? false,
     snapshotLost,
     wholeReadDays: config.sourceWholeReadDays,
+    runId: job.runId,
   });
   const { changedRows } = await findChangedTargets(tx, segmentId, activeCampaignIds, read);
   await applyChangedTargets(tx, segmentId);

@@ -1,5 +1,6 @@
 import type { Logger } from '../core/logger.js';
 import { advanceQuietLists, takeSourceSnapshot } from '../source/change-log.js';
+import { mapRunChanges } from '../source/run-changes.js';
 import { funnelsOf, readCountersOf } from '../source/snapshot.js';
 import type { ListTarget } from '../source/target-groups.js';
 import { baseOutcome, withDatesNote } from './outcome.js';
@@ -31,6 +32,13 @@ export async function settleQuietLists(
   await deps.db.transaction().execute(async (tx) => {
     const seen = await takeSourceSnapshot(tx);
     const quiet = new Set(await advanceQuietLists(tx, targets, seen, deps.config.sourceWholeReadDays));
+    // The others' plans read the day's changes from one map of the log, not the log each (run-changes.ts).
+    await mapRunChanges(
+      tx,
+      runId,
+      targets.filter((t) => !quiet.has(t.segmentId)),
+      seen,
+    );
     if (quiet.size === 0) return;
     const quietTargets = targets.filter((t) => quiet.has(t.segmentId));
     const counters = await readCountersOf(

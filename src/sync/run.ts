@@ -5,6 +5,7 @@ import { holdRunLock } from '../db/locks.js';
 import type { RunStatus } from '../db/schema.js';
 import { assertMigrated } from '../db/migrate.js';
 import { pruneChangeLog } from '../source/change-log.js';
+import { discardRunChanges } from '../source/run-changes.js';
 import { findListTargets, type ListTarget } from '../source/target-groups.js';
 import { advertiserMismatch, findListOwners } from './advertisers.js';
 import { bindNamedLists } from './bind-lists.js';
@@ -33,6 +34,7 @@ export async function runSync(deps: SyncDeps, options: SyncOptions): Promise<Run
   await assertMigrated(db);
   await closeAbandonedRuns(db);
   await discardOrphanedPlans(db);
+  await discardRunChanges(db);
   // A process that runs on a schedule starts each run at the full rate, with no authentication hold.
   deps.client.beginRun();
 
@@ -64,6 +66,7 @@ export async function runSync(deps: SyncDeps, options: SyncOptions): Promise<Run
     throw error;
   } finally {
     await finishRun(db, runId, ending.status, ending.error ?? undefined).catch(() => {});
+    await discardRunChanges(db).catch(() => {});
     runLock.release(true); // closing the connection frees the advisory lock with it
     log.info({ status: ending.status, lists: lists.length }, 'run finished');
   }
