@@ -157,7 +157,7 @@ export async function runManyLists(o: ManyListsOptions): Promise<ManyListsResult
       const { explains: _e, summary, statements, sourceRead, ...rest } = phases;
       const reads: Record<string, number> = {};
       for (const l of summary?.lists ?? []) reads[l.sourceRead ?? 'none'] = (reads[l.sourceRead ?? 'none'] ?? 0) + 1;
-      runs.push({ label, phases: { ...rest, sourceRead }, statements: statements.slice(0, 12), sourceRead: reads });
+      runs.push({ label, phases: { ...rest, sourceRead }, statements: statements.slice(0, 40), sourceRead: reads });
       o.log(`${label}: local ${(phases.localMs / 1000).toFixed(1)} s, ${(phases.localMs / o.lists).toFixed(1)} ms a list; reads ${JSON.stringify(reads)}`);
       load.push(loadavg());
     };

@@ -104,7 +104,7 @@ describe('bulk writes to the change log', () => {
     expect(await runList('601')).toMatchObject({ sourceRead: 'whole', wholeReadReason: expect.stringContaining("campaign b1's target group"), toAdd: 1500 });
   });
 
-  it('a statement under the largest limit logs its keys: the list it is under reads the log, and so does a smaller one, through the run\'s map', async () => {
+  it("a statement under the largest limit logs its keys: the list it is under reads the log, and so does a smaller one, through the run's map", async () => {
     const rows = await logged(`UPDATE audience_sync.customers SET email = 'x' || email WHERE customer_id IN (${customers(6000, 7200)})`);
     expect(rows).toHaveLength(1200);
     expect(rows.every((r) => r.customer_id !== null && r.campaign_id === null && r.bulk_rows === null)).toBe(true);

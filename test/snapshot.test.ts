@@ -3,7 +3,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type DbHandle } from '../src/db/connection.js';
 import { settleInStep } from '../src/sync/ledger.js';
 import { migrateToLatest } from '../src/db/migrate.js';
-import { discardPlan } from '../src/sync/plan.js';
 import { planList } from '../src/sync/run.js';
 import { createTestDatabase } from './helpers.js';
 
@@ -87,8 +86,7 @@ describe.each([
     await sql`
       DELETE FROM audience_sync.list_members WHERE audience_segment_id = ${SEGMENT}::bigint
         AND identifier IN (SELECT identifier FROM audience_sync.plan_entries WHERE list_sync_id = ${planId} AND operation = 'remove')`.execute(database.db);
-    await discardPlan(database.db, planId);
-    await settleInStep(database.db, SEGMENT, []);
+    await settleInStep(database.db, SEGMENT, planId, []);
     return plan;
   }
 

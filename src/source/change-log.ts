@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
 import type { Db } from '../db/connection.js';
 import { lockChangeLogShared, tryLockChangeLogAlone } from '../db/locks.js';
-import { readEmailRule } from './email-rule.js';
 import { joinMappedWindow, mappedWindowOf } from './run-changes.js';
 
 /**
@@ -134,14 +133,12 @@ export async function chooseSourceRead(
   { full, wholeReadDays, snapshotLost, runId }: { full: boolean; wholeReadDays: number; snapshotLost: boolean; runId?: number | undefined },
 ): Promise<SourceRead> {
   const stamp = await sourceStamp(tx);
-  const rule = await readEmailRule(tx, segmentId);
-  let seen = seenNow;
-  const whole = (reason: string): SourceRead => ({ kind: 'whole', seen, stamp, reason, ...rule });
-  if (full) return whole('--full');
-  if (snapshotLost) return whole('the snapshot is gone (its table is unlogged: a Postgres crash or failover empties it)');
-  if (wholeReadDays === 0) return whole('SOURCE_WHOLE_READ_DAYS is 0');
-  if (!stamp) return whole('a source table is a view or replicated, or its change-log triggers are missing or not enabled ALWAYS');
+  // The list's row with the email rule this plan judges by (audience_sync.email_rule_stamp(), migration 0009): a new
+  // rule (a migration) or a Postgres whose NFC tables or ICU differ (an upgrade) has every address beyond ASCII judged
+  // again. The stamp fails with the command to run when the server's ICU changed since `migrate` calibrated the rule.
   const { rows: lists } = await sql<{
+    rule: string;
+    rejudge: boolean;
     from: string | null;
     same_source: boolean;
     same_campaigns: boolean;
@@ -152,16 +149,24 @@ export async function chooseSourceRead(
     mapped_seen: string | null;
     mapped_keys: number | null;
   }>`
-    SELECT l.changes_read_in::text AS from, ${mappedWindowOf(runId)},
+    SELECT r.rule, l.email_rule IS DISTINCT FROM r.rule AS rejudge, l.changes_read_in::text AS from, ${mappedWindowOf(runId)},
            coalesce(l.source_stamp = ${stamp}, false) AS same_source,
            coalesce(l.snapshot_campaigns @> ${activeCampaignIds}::text[] AND l.snapshot_campaigns <@ ${activeCampaignIds}::text[], false) AS same_campaigns,
            coalesce(statement_timestamp() >= l.whole_read_due OR l.whole_read_at < statement_timestamp() - make_interval(days => ${wholeReadDays}::int), true) AS stale,
            coalesce(pg_snapshot_xmax(l.changes_read_in) > pg_snapshot_xmax(${seenNow}::pg_snapshot), false) AS ids_went_back,
            coalesce((SELECT pruned_below FROM audience_sync.change_log) > pg_snapshot_xmin(l.changes_read_in), true) AS pruned_past,
            (SELECT sum(n) FROM audience_sync.list_target_counts k WHERE k.audience_segment_id = l.audience_segment_id AND k.scope <> '')::text AS rows
-    FROM audience_sync.lists l ${joinMappedWindow(runId)} WHERE l.audience_segment_id = ${segmentId}::bigint`.execute(tx);
-  const list = lists[0];
-  if (!list?.from) return whole('the snapshot has not read the change log yet');
+    FROM (SELECT audience_sync.email_rule_stamp() AS rule) r
+    LEFT JOIN audience_sync.lists l ON l.audience_segment_id = ${segmentId}::bigint ${joinMappedWindow(runId)}`.execute(tx);
+  const list = lists[0]!;
+  const rule = { emailRule: list.rule, rejudge: list.rejudge };
+  let seen = seenNow;
+  const whole = (reason: string): SourceRead => ({ kind: 'whole', seen, stamp, reason, ...rule });
+  if (full) return whole('--full');
+  if (snapshotLost) return whole('the snapshot is gone (its table is unlogged: a Postgres crash or failover empties it)');
+  if (wholeReadDays === 0) return whole('SOURCE_WHOLE_READ_DAYS is 0');
+  if (!stamp) return whole('a source table is a view or replicated, or its change-log triggers are missing or not enabled ALWAYS');
+  if (!list.from) return whole('the snapshot has not read the change log yet');
   // The run mapped this window of the log to the list's keys: the plan reads the log as of the map.
   if (list.mapped_seen !== null) seen = list.mapped_seen;
   if (rule.rejudge) return whole(`the email rule changed (now ${rule.emailRule}): addresses beyond ASCII are judged again`);
@@ -280,13 +285,19 @@ function logProblems(catalog: readonly SourceCatalogRow[]): string[] {
   return problems;
 }
 
-/** The list's snapshot now holds the source as of `read.seen`, for these campaigns. */
+/**
+ * The list's row after its plan: its snapshot holds the source as of
+ * `read.seen`, for these campaigns; its ledger may now lag the snapshot, so
+ * it is out of step until a fully confirmed sync puts it back (settleInStep);
+ * and, when the plan moved the counters by its changes, its count of
+ * distinct identifiers (a recount sets its own).
+ */
 export async function recordSourceRead(
   tx: Db,
   segmentId: string,
   read: SourceRead,
   activeCampaignIds: readonly string[],
-  wholeReadDays: number,
+  { wholeReadDays, identifiers }: { wholeReadDays: number; identifiers: number | null },
 ): Promise<void> {
   // Due dates are compared with statement_timestamp(), not the transaction's start: a plan whose transaction began
   // before a pruning but took its lock after must see the due date the pruning saw as passed.
@@ -298,7 +309,10 @@ export async function recordSourceRead(
       email_rule = ${read.emailRule},
       snapshot_campaigns = ${activeCampaignIds}::text[],
       whole_read_at = CASE WHEN ${read.kind === 'whole'} THEN now() ELSE whole_read_at END,
-      whole_read_due = CASE WHEN ${read.kind === 'whole'} THEN now() + make_interval(days => ${wholeReadDays}::int) ELSE whole_read_due END
+      whole_read_due = CASE WHEN ${read.kind === 'whole'} THEN now() + make_interval(days => ${wholeReadDays}::int) ELSE whole_read_due END,
+      in_step = false,
+      identifiers = coalesce(${identifiers}::bigint, identifiers),
+      updated_at = now()
     WHERE audience_segment_id = ${segmentId}::bigint`.execute(tx);
 }
 

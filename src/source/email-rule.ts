@@ -2,23 +2,9 @@ import { sql } from 'kysely';
 import type { Db } from '../db/connection.js';
 
 /**
- * The email rule (migration 0009) as the plan and preflight see it: the
- * stamp a list's verdicts were reached by, and one line for preflight.
+ * The email rule (migration 0009) as preflight sees it, in one line. A plan
+ * reads the rule's stamp with the list's row (chooseSourceRead).
  */
-
-/**
- * The email rule this plan judges by, and whether the list's snapshot was
- * judged by another: a new rule (a migration), or a Postgres whose NFC
- * tables or ICU differ (an upgrade). The stamp fails with the command to
- * run when the server's ICU changed since `migrate` calibrated the rule.
- */
-export async function readEmailRule(tx: Db, segmentId: string): Promise<{ emailRule: string; rejudge: boolean }> {
-  const { rows } = await sql<{ rule: string; rejudge: boolean }>`
-    SELECT r.rule, l.email_rule IS DISTINCT FROM r.rule AS rejudge
-    FROM (SELECT audience_sync.email_rule_stamp() AS rule) r
-    LEFT JOIN audience_sync.lists l ON l.audience_segment_id = ${segmentId}::bigint`.execute(tx);
-  return { emailRule: rows[0]!.rule, rejudge: rows[0]!.rejudge };
-}
 
 /**
  * One line on the email rule (see migration 0009): what it is, and what the

@@ -82,6 +82,8 @@ export async function mapRunChanges(
       JOIN ${RUN_WINDOW_XIDS} wx ON wx.audience_segment_id = t.audience_segment_id AND wx.xid = g.xid
       WHERE t.audience_segment_id IN (SELECT audience_segment_id FROM audience_sync.run_change_windows WHERE run_id = ${runId})
     ) k`.execute(tx);
+  // So that each plan looks its few keys up by index, and each key up in the source.
+  await sql`ANALYZE audience_sync.run_change_keys`.execute(tx);
   return rows.map((r) => r.segment);
 }
 

@@ -22,6 +22,13 @@ import type { CampaignFunnelCounts, FunnelCounts } from './target-groups.js';
  * Every function here runs inside the plan's transaction (see planList).
  */
 
+/**
+ * Up to this many rows, a temporary table goes without ANALYZE: a table never
+ * analyzed is planned by its size on disk, which is enough to look its rows
+ * up by index, and an ANALYZE would cost more than the statement it informs.
+ */
+const FEW_ROWS = 1000;
+
 /** The state a changed row gets: the CTAS leaves it NULL for rows with an email, decided here by the identifier. */
 const newState = sql`coalesce(c.new_state, CASE WHEN c.new_identifier IS NULL THEN 'invalid' ELSE 'valid' END)`;
 
@@ -36,14 +43,13 @@ export interface SnapshotChanges {
  * reading the whole target group (see change-log.ts for which).
  */
 export async function findChangedTargets(tx: Db, segmentId: string, activeCampaignIds: readonly string[], read: SourceRead): Promise<SnapshotChanges> {
-  // JIT compiling costs more than it saves at any size measured.
-  await sql`SET LOCAL jit = off`.execute(tx);
   if (read.kind === 'changes') await probingKeys(tx, () => compareLoggedKeys(tx, segmentId, activeCampaignIds, read));
   else await compareWholeTargetGroup(tx, segmentId, activeCampaignIds, read.rejudge);
-  // Statistics for the statements that read the changes: a handful of rows on most days, millions on the first.
-  await sql`ANALYZE ${TARGET_CHANGES}`.execute(tx);
   const { rows } = await sql<{ n: number }>`SELECT count(*)::bigint AS n FROM ${TARGET_CHANGES}`.execute(tx);
-  return { changedRows: Number(rows[0]!.n) };
+  const changedRows = Number(rows[0]!.n);
+  // Statistics for the statements that read the changes: a handful of rows on most days, millions on the first.
+  if (changedRows > FEW_ROWS) await sql`ANALYZE ${TARGET_CHANGES}`.execute(tx);
+  return { changedRows };
 }
 
 /** The fingerprint of customer row `cu`'s email, NULL when there is no such customer. */
@@ -65,22 +71,16 @@ async function compareLoggedKeys(
   activeCampaignIds: readonly string[],
   read: { from: string; seen: string; mappedBy?: number | undefined },
 ): Promise<void> {
-  if (read.mappedBy !== undefined) {
-    // The run's map of the log holds these keys already (run-changes.ts).
-    await sql`
-      CREATE TEMP TABLE ${LOGGED_KEYS} ON COMMIT DROP AS
-      ${mappedKeys(read.mappedBy, segmentId)} ORDER BY customer_id, campaign_id`.execute(tx);
-  } else {
-    await findLoggedKeys(tx, segmentId, activeCampaignIds, read);
-  }
-  await sql`ANALYZE ${LOGGED_KEYS}`.execute(tx);
+  // The run's map of the log holds the list's keys already (run-changes.ts); otherwise they are read from the log.
+  const keys = read.mappedBy !== undefined ? sql`(${mappedKeys(read.mappedBy, segmentId)})` : LOGGED_KEYS;
+  if (read.mappedBy === undefined) await findLoggedKeys(tx, segmentId, activeCampaignIds, read);
   await sql`
     CREATE TEMP TABLE ${TARGET_CHANGES} ON COMMIT DROP AS
     SELECT k.campaign_id, k.customer_id, t.customer_id IS NOT NULL AS known, tg.customer_id IS NOT NULL AS present,
            CASE WHEN tg.customer_id IS NOT NULL THEN ${fingerprint} END AS new_fingerprint,
            CASE WHEN tg.customer_id IS NOT NULL THEN ${stateWithoutEmail} END AS new_state,
            CASE WHEN tg.customer_id IS NOT NULL THEN audience_sync.email_identifier(cu.email) END AS new_identifier
-    FROM ${LOGGED_KEYS} k
+    FROM ${keys} k
     LEFT JOIN audience_sync.campaign_target_groups tg ON tg.campaign_id = k.campaign_id AND tg.customer_id = k.customer_id
     LEFT JOIN audience_sync.customers cu ON cu.customer_id = k.customer_id
     LEFT JOIN audience_sync.list_targets t
@@ -188,7 +188,7 @@ export async function countNewlyValidEmails(tx: Db): Promise<number> {
  * identifier) and whether the snapshot still holds each. Nothing else can
  * have entered or left the desired set.
  */
-export async function findTouchedIdentifiers(tx: Db, segmentId: string): Promise<void> {
+export async function findTouchedIdentifiers(tx: Db, segmentId: string, changedRows: number): Promise<void> {
   await sql`
     CREATE TEMP TABLE ${TOUCHED_IDENTIFIERS} ON COMMIT DROP AS
     SELECT i.identifier,
@@ -200,7 +200,7 @@ export async function findTouchedIdentifiers(tx: Db, segmentId: string): Promise
           -- In identifier order, so that these probes and the diff's, in the ledger, walk each index forward.
           ORDER BY 1) i`.execute(tx);
   // So that the diff looks the touched identifiers up in the ledger's index rather than reading the whole list.
-  await sql`ANALYZE ${TOUCHED_IDENTIFIERS}`.execute(tx);
+  if (changedRows > FEW_ROWS) await sql`ANALYZE ${TOUCHED_IDENTIFIERS}`.execute(tx);
 }
 
 /**
@@ -210,7 +210,7 @@ export async function findTouchedIdentifiers(tx: Db, segmentId: string): Promise
  * touch kept its email, so it counts as before; otherwise its changed rows
  * say what it was (old rows) and is (new rows).
  */
-export async function applyCounterDeltas(tx: Db, segmentId: string, identifiers: number): Promise<void> {
+export async function applyCounterDeltas(tx: Db, segmentId: string): Promise<void> {
   await sql`
     WITH customers AS (
       SELECT customer_id, max(before) AS before, max(after) AS after, count(after) AS present_rows FROM (
@@ -237,7 +237,6 @@ export async function applyCounterDeltas(tx: Db, segmentId: string, identifiers:
     SELECT ${segmentId}::bigint, scope, email_state, sum(d) FROM deltas GROUP BY scope, email_state
     ON CONFLICT (audience_segment_id, scope, email_state) DO UPDATE SET n = n.n + excluded.n`.execute(tx);
   await dropEmptyCounters(tx, segmentId);
-  await sql`UPDATE audience_sync.lists SET identifiers = ${identifiers} WHERE audience_segment_id = ${segmentId}::bigint`.execute(tx);
 }
 
 /** Counts the funnel afresh from the snapshot (after a refresh that was not incremental). */
@@ -287,15 +286,6 @@ export async function lockListState(tx: Db, segmentId: string): Promise<ListStat
   return { inStep: row.in_step, identifiers: Number(row.identifiers), snapshotLost: row.snapshot_lost };
 }
 
-/** The ledger may now lag the snapshot (a plan was made): only a fully confirmed sync puts it back in step. */
-export async function markOutOfStep(tx: Db, segmentId: string): Promise<void> {
-  await sql`UPDATE audience_sync.lists SET in_step = false, updated_at = now() WHERE audience_segment_id = ${segmentId}::bigint`.execute(tx);
-}
-
-export async function markInStep(tx: Db, segmentId: string): Promise<void> {
-  await sql`UPDATE audience_sync.lists SET in_step = true, updated_at = now() WHERE audience_segment_id = ${segmentId}::bigint`.execute(tx);
-}
-
 /** The list was emptied in Criteo: its snapshot and counters go with it, and the (empty) ledger is in step. */
 export async function forgetSnapshot(tx: Db, segmentId: string): Promise<void> {
   await sql`DELETE FROM audience_sync.list_targets WHERE audience_segment_id = ${segmentId}::bigint`.execute(tx);
@@ -316,21 +306,27 @@ export async function readCounters(tx: Db, segmentId: string): Promise<SnapshotC
   return (await readCountersOf(tx, [segmentId])).get(segmentId)!;
 }
 
-/** The funnel counters of several lists, in two statements. */
+/** The funnel counters of several lists, in one statement. */
 export async function readCountersOf(tx: Db, segmentIds: readonly string[]): Promise<Map<string, SnapshotCounts>> {
   const out = new Map<string, SnapshotCounts>(segmentIds.map((id) => [id, { identifiers: 0, byScope: new Map() }]));
-  const { rows } = await sql<{ segment: string; scope: string; email_state: 'no_customer' | 'missing' | 'invalid' | 'valid'; n: number }>`
-    SELECT audience_segment_id::text AS segment, scope, email_state, n FROM audience_sync.list_target_counts
-    WHERE audience_segment_id = ANY(${segmentIds}::bigint[])`.execute(tx);
+  const { rows } = await sql<{
+    segment: string;
+    identifiers: number;
+    scope: string | null;
+    email_state: 'no_customer' | 'missing' | 'invalid' | 'valid' | null;
+    n: number | null;
+  }>`
+    SELECT l.audience_segment_id::text AS segment, l.identifiers, k.scope, k.email_state, k.n
+    FROM audience_sync.lists l LEFT JOIN audience_sync.list_target_counts k USING (audience_segment_id)
+    WHERE l.audience_segment_id = ANY(${segmentIds}::bigint[])`.execute(tx);
   for (const r of rows) {
-    const byScope = out.get(r.segment)!.byScope;
-    const counts = byScope.get(r.scope) ?? { no_customer: 0, missing: 0, invalid: 0, valid: 0 };
+    const list = out.get(r.segment)!;
+    list.identifiers = Number(r.identifiers);
+    if (r.scope === null || r.email_state === null) continue;
+    const counts = list.byScope.get(r.scope) ?? { no_customer: 0, missing: 0, invalid: 0, valid: 0 };
     counts[r.email_state] = Number(r.n);
-    byScope.set(r.scope, counts);
+    list.byScope.set(r.scope, counts);
   }
-  const { rows: lists } = await sql<{ segment: string; identifiers: number }>`
-    SELECT audience_segment_id::text AS segment, identifiers FROM audience_sync.lists WHERE audience_segment_id = ANY(${segmentIds}::bigint[])`.execute(tx);
-  for (const l of lists) out.get(l.segment)!.identifiers = Number(l.identifiers);
   return out;
 }
 

@@ -3,7 +3,7 @@ import type { Db } from '../db/connection.js';
 import type { AmendmentResult } from '../criteo/client.js';
 import type { CriteoProblem } from '../core/errors.js';
 import type { Uncertainty } from './plan.js';
-import { forgetSnapshot, markInStep } from '../source/snapshot.js';
+import { forgetSnapshot } from '../source/snapshot.js';
 
 /**
  * The ledger (list_members) and the batches that change it. The write-ahead
@@ -31,16 +31,6 @@ export async function findUncertainty(db: Db, segmentId: string): Promise<Uncert
     .where('status', 'in', ['sending', 'unknown'])
     .execute();
   return { batchIds: rows.map((r) => r.batch_id), wholeList: rows.some((r) => r.operation === 'delete') };
-}
-
-/** Marks unsettled batches settled once a later sync has re-sent their work. */
-async function supersedeBatches(db: Db, batchIds: readonly number[]): Promise<void> {
-  if (batchIds.length === 0) return;
-  await db
-    .updateTable('audience_sync.batches')
-    .set({ status: 'superseded', payload: null })
-    .where('batch_id', 'in', [...batchIds])
-    .execute();
 }
 
 /** A claimed batch: its row, and its identifiers as the bytes of a JSON array of 64-hex strings, ready for the request body. */
@@ -158,57 +148,63 @@ export async function confirmBatch(
 
 /**
  * Moves every confirmed batch of a list that still holds its identifiers
- * into the ledger, in one transaction: adds inserted and removes deleted in
- * identifier order, list sync by list sync, and the payloads dropped.
+ * into the ledger, and drops their payloads, in one statement: each
+ * identifier takes the operation of the latest list sync that confirmed one
+ * for it (a list sync's adds and removes never share an identifier), adds
+ * inserted in identifier order, removes deleted. The result is the same as
+ * applying the list syncs one after another.
  */
 export async function applyConfirmedBatches(db: Db, segmentId: string): Promise<number> {
-  return db.transaction().execute(async (tx) => applyConfirmedBatchesIn(tx, segmentId));
+  const { rows } = await sql<{ applied: number }>`${applyingConfirmedBatches(segmentId)} SELECT ${appliedCount} AS applied`.execute(db);
+  return rows[0]!.applied;
 }
 
-/** The same, inside a transaction the caller holds (a dry run's plan, rolled back with it). */
-export async function applyConfirmedBatchesIn(tx: Db, segmentId: string): Promise<number> {
-  const { rows } = await sql<{ list_sync_id: number }>`
-    SELECT DISTINCT list_sync_id FROM audience_sync.batches
-    WHERE audience_segment_id = ${segmentId}::bigint AND status = 'confirmed' AND payload IS NOT NULL
-    ORDER BY list_sync_id`.execute(tx);
-  let applied = 0;
-  // A list sync's adds and removes never share an identifier; older list syncs go first.
-  for (const { list_sync_id: listSyncId } of rows) {
-    const pending = (operation: 'add' | 'remove') => sql`
-      SELECT unnest(payload) AS identifier FROM audience_sync.batches
-      WHERE list_sync_id = ${listSyncId} AND audience_segment_id = ${segmentId}::bigint AND operation = ${operation}
-        AND status = 'confirmed' AND payload IS NOT NULL`;
-    const added = await sql`
+/** The statement's data-changing part: `added` and `removed` count what the ledger took. */
+function applyingConfirmedBatches(segmentId: string) {
+  return sql`
+    WITH pending AS (
+      SELECT DISTINCT ON (identifier) identifier, operation FROM (
+        SELECT b.list_sync_id, b.operation, unnest(b.payload) AS identifier FROM audience_sync.batches b
+        WHERE b.audience_segment_id = ${segmentId}::bigint AND b.status = 'confirmed' AND b.payload IS NOT NULL
+      ) p
+      ORDER BY identifier, list_sync_id DESC
+    ),
+    added AS (
       INSERT INTO audience_sync.list_members (audience_segment_id, identifier)
-      SELECT ${segmentId}::bigint, identifier FROM (${pending('add')}) p ORDER BY identifier
-      ON CONFLICT DO NOTHING`.execute(tx);
-    const removed = await sql`
-      DELETE FROM audience_sync.list_members
-      WHERE audience_segment_id = ${segmentId}::bigint AND identifier IN (${pending('remove')})`.execute(tx);
-    applied += Number(added.numAffectedRows ?? 0) + Number(removed.numAffectedRows ?? 0);
-  }
-  await dropConfirmedPayloads(tx, segmentId);
-  return applied;
+      SELECT ${segmentId}::bigint, identifier FROM pending WHERE operation = 'add' ORDER BY identifier
+      ON CONFLICT DO NOTHING RETURNING 1
+    ),
+    removed AS (
+      DELETE FROM audience_sync.list_members m USING pending p
+      WHERE m.audience_segment_id = ${segmentId}::bigint AND m.identifier = p.identifier AND p.operation = 'remove' RETURNING 1
+    ),
+    -- The ledger holds what the list's confirmed batches said: they need their identifiers no more.
+    dropped AS (
+      UPDATE audience_sync.batches SET payload = NULL
+      WHERE audience_segment_id = ${segmentId}::bigint AND status = 'confirmed' AND payload IS NOT NULL RETURNING 1
+    )`;
 }
 
-/** The ledger holds what the list's confirmed batches said (or was emptied after them): they need their identifiers no more. */
-async function dropConfirmedPayloads(tx: Db, segmentId: string): Promise<void> {
-  await sql`
-    UPDATE audience_sync.batches SET payload = NULL
-    WHERE audience_segment_id = ${segmentId}::bigint AND status = 'confirmed' AND payload IS NOT NULL`.execute(tx);
-}
+const appliedCount = sql`((SELECT count(*) FROM added) + (SELECT count(*) FROM removed))::int`;
 
 /**
- * Everything a list sync planned is confirmed: the ledger takes the
- * confirmed batches, older unsettled batches are superseded (this sync
- * re-sent their work), and the ledger is in step with the snapshot again.
+ * Everything a list sync planned is confirmed, in one statement: the ledger
+ * takes the confirmed batches, older unsettled batches are superseded (this
+ * sync re-sent their work), the ledger is in step with the snapshot again,
+ * and the sync's plan is dropped.
  */
-export async function settleInStep(db: Db, segmentId: string, supersededBatchIds: readonly number[]): Promise<void> {
-  await db.transaction().execute(async (tx) => {
-    await applyConfirmedBatchesIn(tx, segmentId);
-    await supersedeBatches(tx, supersededBatchIds);
-    await markInStep(tx, segmentId);
-  });
+export async function settleInStep(db: Db, segmentId: string, listSyncId: number, supersededBatchIds: readonly number[]): Promise<void> {
+  await sql`
+    ${applyingConfirmedBatches(segmentId)},
+    superseded AS (
+      UPDATE audience_sync.batches SET status = 'superseded', payload = NULL
+      WHERE batch_id = ANY(${supersededBatchIds}::bigint[]) AND status IN ('sending', 'unknown') RETURNING 1
+    ),
+    in_step AS (
+      UPDATE audience_sync.lists SET in_step = true, updated_at = now() WHERE audience_segment_id = ${segmentId}::bigint RETURNING 1
+    ),
+    plan AS (DELETE FROM audience_sync.plan_entries WHERE list_sync_id = ${listSyncId} RETURNING 1)
+    SELECT ${appliedCount}`.execute(db);
 }
 
 /** Criteo confirmed the DELETE: the list is empty, so is the ledger, and nothing is uncertain any more. */
@@ -222,7 +218,9 @@ export async function applyConfirmedEmptying(db: Db, batchId: number, listSyncId
       UPDATE audience_sync.batches SET status = 'confirmed', payload = NULL, http_status = ${call.httpStatus},
         attempts = ${call.attempts}, waited_ms = ${call.waitedMs}, duration_ms = ${call.durationMs}, finished_at = now()
       WHERE batch_id = ${batchId}`.execute(tx);
-    await dropConfirmedPayloads(tx, segmentId);
+    await sql`
+      UPDATE audience_sync.batches SET payload = NULL
+      WHERE audience_segment_id = ${segmentId}::bigint AND status = 'confirmed' AND payload IS NOT NULL`.execute(tx);
     await forgetSnapshot(tx, segmentId);
     const n = Number(removed.numAffectedRows ?? 0);
     await sql`UPDATE audience_sync.list_syncs SET removed = removed + ${n}, emptied = true WHERE list_sync_id = ${listSyncId}`.execute(tx);

@@ -8,7 +8,7 @@ import { applyConfirmedBatches, findUncertainty, settleInStep } from './ledger.j
 import { actionOf, baseOutcome, classify, INTERRUPTED_REASON, stopsRun, withDatesNote, type RunStopper } from './outcome.js';
 import { discardPlan, type Uncertainty } from './plan.js';
 import { planList, type ListPlan } from './plan-list.js';
-import { finishListSync, listSyncHolder, readListSyncCounts, recordCampaignFunnels, recordHeldRemovals, recordListPlan, startListSync } from './records.js';
+import { finishListSync, listSyncHolder, recordListPlan, startListSync } from './records.js';
 import { sendPlannedOperation, type SendContext } from './send.js';
 import { readStatistics, statisticsDue } from './statistics.js';
 import type { ListJob, ListOutcome, SyncDeps } from './types.js';
@@ -108,26 +108,27 @@ async function doListWork(deps: SyncDeps, job: ListJob, listSyncId: number, outc
     outcome.errorCode = verdict.problem?.code ?? null;
     outcome.traceId = verdict.problem?.traceId ?? null;
   }
-  // A finished list did this already; if the database is gone, the next sync of the list does it before it plans or empties.
-  if (outcome.status !== 'succeeded') await applyConfirmedBatches(db, segmentId).catch(() => {});
-  await discardPlan(db, listSyncId).catch(() => {});
+  // A finished list did both already; if the database is gone, the next sync of the list does it before it plans or empties.
+  if (outcome.status !== 'succeeded') {
+    await applyConfirmedBatches(db, segmentId).catch(() => {});
+    await discardPlan(db, listSyncId).catch(() => {});
+  }
   return work;
 }
 
 /** Records the list sync's end: its reason, and the counts the ledger confirmed. */
 async function finishList(db: Db, job: ListJob, listSyncId: number, outcome: ListOutcome): Promise<void> {
   outcome.reason = withDatesNote(outcome.reason, job.target);
-  const counts = await readListSyncCounts(db, listSyncId);
+  const counts = await finishListSync(db, listSyncId, outcome.status, {
+    ...(outcome.reason ? { reason: outcome.reason } : {}),
+    ...(outcome.errorCode ? { errorCode: outcome.errorCode } : {}),
+    ...(outcome.traceId ? { traceId: outcome.traceId } : {}),
+  });
   if (counts) {
     outcome.added = counts.added;
     outcome.removed = counts.removed;
     outcome.emptied = counts.emptied;
   }
-  await finishListSync(db, listSyncId, outcome.status, {
-    ...(outcome.reason ? { reason: outcome.reason } : {}),
-    ...(outcome.errorCode ? { errorCode: outcome.errorCode } : {}),
-    ...(outcome.traceId ? { traceId: outcome.traceId } : {}),
-  });
 }
 
 /** Plans the list, then sends adds before removes (a list never dips below its desired members mid-sync). */
@@ -136,7 +137,7 @@ async function syncMembers(deps: SyncDeps, job: ListJob, listSyncId: number, unc
   const segmentId = job.target.segmentId;
   const plan = await planList(deps, job, listSyncId, uncertainty);
   takePlan(outcome, plan);
-  await recordPlan(db, listSyncId, plan);
+  await recordListPlan(db, listSyncId, plan);
   logPlan(log, plan, uncertainty);
 
   const ctx = sendContext(deps, job, plan, log);
@@ -156,7 +157,7 @@ async function syncMembers(deps: SyncDeps, job: ListJob, listSyncId: number, unc
   if (removes.interrupted) return interrupted(outcome, touched);
 
   // Everything planned is confirmed: older unsettled batches have been re-sent, and the ledger is in step.
-  await settleInStep(db, segmentId, uncertainty.batchIds);
+  await settleInStep(db, segmentId, listSyncId, uncertainty.batchIds);
   outcome.status = 'succeeded';
   return { touched };
 }
@@ -172,12 +173,6 @@ function takePlan(outcome: ListOutcome, plan: ListPlan): void {
   outcome.sourceRead = plan.sourceRead;
   outcome.wholeReadReason = plan.wholeReadReason;
   if (plan.newlyValidEmails !== null) outcome.newlyValidEmails = plan.newlyValidEmails;
-}
-
-async function recordPlan(db: Db, listSyncId: number, plan: ListPlan): Promise<void> {
-  await recordListPlan(db, listSyncId, plan);
-  await recordCampaignFunnels(db, listSyncId, plan.campaignFunnels);
-  if (plan.heldRemovals > 0) await recordHeldRemovals(db, listSyncId, plan.heldRemovals);
 }
 
 function logPlan(log: Logger, plan: ListPlan, uncertainty: Uncertainty): void {

@@ -9,12 +9,11 @@ import {
   findTouchedIdentifiers,
   funnelsOf,
   lockListState,
-  markOutOfStep,
   readCounters,
   recountCounters,
 } from '../source/snapshot.js';
 import type { CampaignFunnelCounts, FunnelCounts } from '../source/target-groups.js';
-import { applyConfirmedBatchesIn, countLedger } from './ledger.js';
+import { applyConfirmedBatches, countLedger } from './ledger.js';
 import { materializePlan, type PlanCounts, type Uncertainty } from './plan.js';
 import type { ListJob, SyncDeps } from './types.js';
 
@@ -82,14 +81,16 @@ async function planInTransaction(tx: Db, config: Config, job: PlanJob, planId: n
   const { segmentId, activeCampaignIds } = job.target;
   // Batches an earlier sync had confirmed but not yet moved into the ledger (it was killed): the ledger takes
   // them first, in this transaction, so a dry run rolls it back with the rest.
-  await applyConfirmedBatchesIn(tx, segmentId);
+  await applyConfirmedBatches(tx, segmentId);
   const state = await lockListState(tx, segmentId);
   // Only a ledger in step with the snapshot, nothing uncertain and no --full lets the diff look at today's changes alone.
   const incremental = state.inStep && !state.snapshotLost && uncertainty.batchIds.length === 0 && !uncertainty.wholeList && !job.options.full;
   const ledgerBefore = incremental ? state.identifiers : await countLedger(tx, segmentId);
   const read = await refreshSnapshot(tx, config, job, state.snapshotLost);
-  const counts = incremental ? await diffTouched(tx, config, segmentId, planId, ledgerBefore) : await diffWhole(tx, config, job, planId, uncertainty);
-  await markOutOfStep(tx, segmentId);
+  const counts = incremental ? await diffTouched(tx, config, segmentId, planId, read.changedRows) : await diffWhole(tx, config, job, planId, uncertainty);
+  // After an incremental diff, the identifiers moved exactly as the diff did; a whole one recounted them.
+  const identifiers = incremental ? ledgerBefore + counts.toAdd - counts.toRemove : null;
+  await recordSourceRead(tx, segmentId, read.source, activeCampaignIds, { wholeReadDays: config.sourceWholeReadDays, identifiers });
   const { funnel, campaignFunnels } = funnelsOf(await readCounters(tx, segmentId), activeCampaignIds);
   const held = massRemovalHold(config, counts.toRemove, ledgerBefore, job.options.allowMassRemoval ?? false);
   return {
@@ -107,7 +108,11 @@ async function planInTransaction(tx: Db, config: Config, job: PlanJob, planId: n
   };
 }
 
-/** Brings the list's snapshot up to the source: from the change log, or by reading the whole target group. */
+/**
+ * Brings the list's snapshot up to the source: from the change log, or by
+ * reading the whole target group. The list's row records the read once the
+ * diff is made (recordSourceRead).
+ */
 async function refreshSnapshot(tx: Db, config: Config, job: PlanJob, snapshotLost: boolean) {
   const { segmentId, activeCampaignIds } = job.target;
   const seen = await takeSourceSnapshot(tx);
@@ -120,16 +125,14 @@ async function refreshSnapshot(tx: Db, config: Config, job: PlanJob, snapshotLos
   const { changedRows } = await findChangedTargets(tx, segmentId, activeCampaignIds, read);
   await applyChangedTargets(tx, segmentId);
   const newlyValidEmails = read.rejudge ? await countNewlyValidEmails(tx) : null;
-  await recordSourceRead(tx, segmentId, read, activeCampaignIds, config.sourceWholeReadDays);
-  return { kind: read.kind, wholeReadReason: read.kind === 'whole' ? read.reason : null, changedRows, newlyValidEmails };
+  return { source: read, kind: read.kind, wholeReadReason: read.kind === 'whole' ? read.reason : null, changedRows, newlyValidEmails };
 }
 
 /** The diff on the identifiers today's changes touched: the ledger held exactly the snapshot's identifiers. */
-async function diffTouched(tx: Db, config: Config, segmentId: string, planId: number, ledgerBefore: number): Promise<PlanCounts> {
-  await findTouchedIdentifiers(tx, segmentId);
+async function diffTouched(tx: Db, config: Config, segmentId: string, planId: number, changedRows: number): Promise<PlanCounts> {
+  await findTouchedIdentifiers(tx, segmentId, changedRows);
   const counts = await materializePlan(tx, planId, segmentId, { kind: 'touched' }, config.criteo.batchSize);
-  // The diff moved exactly the identifiers that changed.
-  await applyCounterDeltas(tx, segmentId, ledgerBefore + counts.toAdd - counts.toRemove);
+  await applyCounterDeltas(tx, segmentId);
   return counts;
 }
 

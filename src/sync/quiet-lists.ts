@@ -1,7 +1,7 @@
 import type { Logger } from '../core/logger.js';
 import { advanceQuietLists, takeSourceSnapshot } from '../source/change-log.js';
 import { mapRunChanges } from '../source/run-changes.js';
-import { funnelsOf, readCountersOf } from '../source/snapshot.js';
+import { funnelsOf, readCountersOf, type SnapshotCounts } from '../source/snapshot.js';
 import type { ListTarget } from '../source/target-groups.js';
 import { baseOutcome, withDatesNote } from './outcome.js';
 import { recordCampaignFunnelsOf, recordSettledListSyncs } from './records.js';
@@ -45,20 +45,7 @@ export async function settleQuietLists(
       tx,
       quietTargets.map((t) => t.segmentId),
     );
-    for (const target of quietTargets) {
-      const counts = counters.get(target.segmentId)!;
-      const { funnel, campaignFunnels } = funnelsOf(counts, target.activeCampaignIds);
-      settled.set(target.segmentId, {
-        ...baseOutcome(target, 'sync'),
-        status: 'succeeded',
-        funnel,
-        campaignFunnels,
-        ledgerBefore: counts.identifiers,
-        sourceRead: 'unchanged',
-        wholeReadReason: null,
-        reason: withDatesNote(null, target),
-      });
-    }
+    for (const target of quietTargets) settled.set(target.segmentId, quietOutcome(target, counters.get(target.segmentId)!));
     const ids = await recordSettledListSyncs(
       tx,
       quietTargets.map((t) => {
@@ -82,6 +69,21 @@ export async function settleQuietLists(
     );
   });
   return settled;
+}
+
+/** A quiet list's outcome: succeeded, nothing to send, its funnel from its snapshot's counters. */
+function quietOutcome(target: ListTarget, counts: SnapshotCounts): ListOutcome {
+  const { funnel, campaignFunnels } = funnelsOf(counts, target.activeCampaignIds);
+  return {
+    ...baseOutcome(target, 'sync'),
+    status: 'succeeded',
+    funnel,
+    campaignFunnels,
+    ledgerBefore: counts.identifiers,
+    sourceRead: 'unchanged',
+    wholeReadReason: null,
+    reason: withDatesNote(null, target),
+  };
 }
 
 /** A settled list's own end: its statistics when they are due, its progress and its log line. */

@@ -87,32 +87,50 @@ export async function startListSync(db: Db, s: ListSyncStart): Promise<number> {
   return row.list_sync_id;
 }
 
+/**
+ * The plan's figures on its list sync, now 'sending', with each active
+ * campaign's funnel and any removals the guard holds back, in one statement.
+ */
 export async function recordListPlan(
   db: Db,
   listSyncId: number,
-  plan: { funnel?: FunnelCounts; ledgerBefore: number; toAdd: number; toRemove: number; newlyValidEmails?: number | null },
+  plan: {
+    funnel?: FunnelCounts;
+    campaignFunnels?: readonly CampaignFunnelCounts[];
+    ledgerBefore: number;
+    toAdd: number;
+    toRemove: number;
+    heldRemovals?: number;
+    newlyValidEmails?: number | null;
+  },
 ): Promise<void> {
-  await db
-    .updateTable('audience_sync.list_syncs')
-    .set({
-      status: 'sending',
-      ...(plan.funnel ? funnelColumns(plan.funnel) : NO_FUNNEL),
-      ledger_before: plan.ledgerBefore,
-      to_add: plan.toAdd,
-      to_remove: plan.toRemove,
-      newly_valid_emails: plan.newlyValidEmails ?? null,
-    })
-    .where('list_sync_id', '=', listSyncId)
-    .execute();
+  const f = plan.funnel ? funnelColumns(plan.funnel) : NO_FUNNEL;
+  const campaigns = JSON.stringify((plan.campaignFunnels ?? []).map((c) => ({ campaign_id: c.campaignId, ...funnelColumns(c) })));
+  await sql`
+    WITH campaigns AS (
+      INSERT INTO audience_sync.list_sync_campaigns
+        (list_sync_id, campaign_id, target_group_size, missing_customers, without_email, invalid_emails, unique_identifiers)
+      SELECT ${listSyncId}, c.campaign_id, c.target_group_size, c.missing_customers, c.without_email, c.invalid_emails, c.unique_identifiers
+      FROM jsonb_to_recordset(${campaigns}::jsonb)
+        AS c(campaign_id text, target_group_size bigint, missing_customers bigint, without_email bigint, invalid_emails bigint, unique_identifiers bigint)
+      RETURNING 1
+    )
+    UPDATE audience_sync.list_syncs SET
+      status = 'sending', target_group_size = ${f.target_group_size}, missing_customers = ${f.missing_customers},
+      without_email = ${f.without_email}, invalid_emails = ${f.invalid_emails}, unique_identifiers = ${f.unique_identifiers},
+      ledger_before = ${plan.ledgerBefore}, to_add = ${plan.toAdd}, to_remove = ${plan.toRemove},
+      held_removals = ${plan.heldRemovals ?? 0}, newly_valid_emails = ${plan.newlyValidEmails ?? null}
+    WHERE list_sync_id = ${listSyncId}`.execute(db);
 }
 
+/** Records how a list sync ended; returns what the ledger confirmed for it: identifiers added and removed, and whether the list was emptied. */
 export async function finishListSync(
   db: Db,
   listSyncId: number,
   status: ListSyncStatus,
   detail: { reason?: string; errorCode?: string; traceId?: string } = {},
-): Promise<void> {
-  await db
+): Promise<{ added: number; removed: number; emptied: boolean } | undefined> {
+  return db
     .updateTable('audience_sync.list_syncs')
     .set({
       status,
@@ -122,7 +140,8 @@ export async function finishListSync(
       trace_id: detail.traceId ?? null,
     })
     .where('list_sync_id', '=', listSyncId)
-    .execute();
+    .returning(['added', 'removed', 'emptied'])
+    .executeTakeFirst();
 }
 
 export async function recordListStatistics(db: Db, listSyncId: number, stats: ListStatistics): Promise<void> {
@@ -136,10 +155,6 @@ export async function recordListStatistics(db: Db, listSyncId: number, stats: Li
     })
     .where('list_sync_id', '=', listSyncId)
     .execute();
-}
-
-export async function recordCampaignFunnels(db: Db, listSyncId: number, funnels: readonly CampaignFunnelCounts[]): Promise<void> {
-  await recordCampaignFunnelsOf(db, [{ listSyncId, funnels }]);
 }
 
 /** Rows per statement of a set-based insert: well under Postgres's 65,535 parameters at any width here. */
@@ -198,10 +213,6 @@ export async function recordSettledListSyncs(
   return ids;
 }
 
-export async function recordHeldRemovals(db: Db, listSyncId: number, heldRemovals: number): Promise<void> {
-  await db.updateTable('audience_sync.list_syncs').set({ held_removals: heldRemovals }).where('list_sync_id', '=', listSyncId).execute();
-}
-
 /** The run whose sync of the list is still planning or sending: the holder of the list's lock. */
 export async function listSyncHolder(db: Db, segmentId: string): Promise<number | null> {
   const { rows } = await sql<{ run_id: number }>`
@@ -209,9 +220,4 @@ export async function listSyncHolder(db: Db, segmentId: string): Promise<number 
     WHERE audience_segment_id = ${segmentId}::bigint AND status IN ('planning', 'sending')
     ORDER BY list_sync_id DESC LIMIT 1`.execute(db);
   return rows[0]?.run_id ?? null;
-}
-
-/** What the ledger confirmed for a list sync: identifiers added and removed, and whether the list was emptied. */
-export async function readListSyncCounts(db: Db, listSyncId: number): Promise<{ added: number; removed: number; emptied: boolean } | undefined> {
-  return db.selectFrom('audience_sync.list_syncs').select(['added', 'removed', 'emptied']).where('list_sync_id', '=', listSyncId).executeTakeFirst();
 }
