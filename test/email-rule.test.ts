@@ -124,7 +124,11 @@ describe('the identifier recipe in a sync', () => {
     const { planList } = await import('../src/sync/run.js');
     const config = { criteo: { batchSize: 50_000 }, maxRemovalRatio: 1, sourceWholeReadDays: 7 } as Parameters<typeof planList>[0]['config'];
     const target = { segmentId: '900', campaignIds: ['k'], activeCampaignIds: ['k'], advertiserIds: ['1'], allEnded: false, invertedCampaignIds: [] };
-    return planList({ db: store.handle.db, config }, { target, asOf: new Date(), options: { trigger: 'test' } }, -1, { batchIds: [], wholeList: false });
+    return planList({ db: store.handle.db, config }, { target, asOf: new Date(), options: { trigger: 'test' } }, -1, {
+      batchIds: [],
+      wholeList: false,
+      unapplied: false,
+    });
   }
 
   it('classifies target-group rows as missing, invalid or valid, and shares one identifier between customers with one email', async () => {

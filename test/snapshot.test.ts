@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type DbHandle } from '../src/db/connection.js';
-import { settleInStep } from '../src/sync/ledger.js';
+import { findUncertainty, settleInStep } from '../src/sync/ledger.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { planList } from '../src/sync/run.js';
 import { createTestDatabase } from './helpers.js';
@@ -71,10 +71,12 @@ describe.each([
   async function syncOnce(planId: number) {
     const activeCampaignIds = await activeCampaigns();
     const target = { segmentId: SEGMENT, campaignIds: activeCampaignIds, activeCampaignIds, advertiserIds: ['1'], allEnded: false, invertedCampaignIds: [] };
-    const plan = await planList({ db: database.db, config }, { target, asOf: new Date(), options: { trigger: 'test' } }, planId, {
-      batchIds: [],
-      wholeList: false,
-    });
+    const plan = await planList(
+      { db: database.db, config },
+      { target, asOf: new Date(), options: { trigger: 'test' } },
+      planId,
+      await findUncertainty(database.db, SEGMENT),
+    );
     const { rows: batches } = await sql<{ n: number }>`
       SELECT count(*)::int AS n FROM (SELECT DISTINCT operation, batch_no FROM audience_sync.plan_entries WHERE list_sync_id = ${planId}) b`.execute(
       database.db,
@@ -201,7 +203,7 @@ describe.each([
       { db: database.db, config },
       { target, asOf: new Date(), options: { trigger: 'plan' } },
       -99,
-      { batchIds: [], wholeList: false },
+      { batchIds: [], wholeList: false, unapplied: false },
       { dryRun: true },
     );
     expect(plan.changedRows).toBeGreaterThan(0);
@@ -235,7 +237,8 @@ describe.each([
       { db, config },
       { target, asOf: new Date(), options: { trigger: 'plan' } },
       -201,
-      { batchIds: [], wholeList: false },
+      // As a run finds it: a confirmed batch the ledger has not taken.
+      await findUncertainty(db, SEGMENT),
       { dryRun: true },
     );
     expect(dry).toMatchObject({ toAdd: 0, toRemove: 0 });

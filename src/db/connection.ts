@@ -53,11 +53,32 @@ export function describeDatabaseUrl(url: string): string {
  * The planner's default random_page_cost (4) prices an index probe as an
  * uncached disk read, and then scans whole tables instead; a daily job's
  * tables are cached, where a probe costs about a sequential page. Set for
- * the transaction, reset after (an error rolls the setting back with it).
+ * the transaction, reset after (an error rolls the setting back with it),
+ * unless the transaction probes from now on (probingKeysFromNowOn).
  */
 export async function probingKeys<T>(tx: Db, run: () => Promise<T>): Promise<T> {
+  if (probingTransactions.has(tx)) return run();
   await sql`SET LOCAL random_page_cost = 1.1`.execute(tx);
   const result = await run();
   await sql`RESET random_page_cost`.execute(tx);
   return result;
+}
+
+/** Transactions whose every statement, until probingNoMore, looks keys up. */
+const probingTransactions = new WeakSet<Db>();
+
+/**
+ * Prices index probes as probingKeys does for the rest of the transaction:
+ * one setting for a plan from the change log, whose statements all handle
+ * the day's few keys, instead of one around each.
+ */
+export async function probingKeysFromNowOn(tx: Db): Promise<void> {
+  await sql`SET LOCAL random_page_cost = 1.1`.execute(tx);
+  probingTransactions.add(tx);
+}
+
+/** Back to the default pricing, before a statement that may read a whole list. */
+export async function probingNoMore(tx: Db): Promise<void> {
+  if (!probingTransactions.delete(tx)) return;
+  await sql`RESET random_page_cost`.execute(tx);
 }

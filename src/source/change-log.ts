@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 import type { Db } from '../db/connection.js';
 import { lockChangeLogShared, tryLockChangeLogAlone } from '../db/locks.js';
-import { joinMappedWindow, mappedWindowOf } from './run-changes.js';
+import { joinMappedWindow, mappedSeenOr, mappedWindowOf } from './run-changes.js';
 
 /**
  * The source change log (migration 0007): the keys each write to customers
@@ -53,9 +53,14 @@ export async function takeSourceSnapshot(tx: Db): Promise<string> {
 
 /** The log rows of transactions visible in `seen` and not in `from`: the changes a list has not read yet. */
 export function unreadChanges(read: { from: string; seen: string }) {
+  return unreadBetween(sql`${read.from}::pg_snapshot`, sql`${read.seen}::pg_snapshot`);
+}
+
+/** The same, between two pg_snapshot expressions. */
+function unreadBetween(from: RawBuilder<unknown>, seen: RawBuilder<unknown>) {
   return sql`
-    xid >= pg_snapshot_xmin(${read.from}::pg_snapshot) AND xid < pg_snapshot_xmax(${read.seen}::pg_snapshot)
-    AND pg_visible_in_snapshot(xid, ${read.seen}::pg_snapshot) AND NOT pg_visible_in_snapshot(xid, ${read.from}::pg_snapshot)`;
+    xid >= pg_snapshot_xmin(${from}) AND xid < pg_snapshot_xmax(${seen})
+    AND pg_visible_in_snapshot(xid, ${seen}) AND NOT pg_visible_in_snapshot(xid, ${from})`;
 }
 
 /**
@@ -133,32 +138,7 @@ export async function chooseSourceRead(
   { full, wholeReadDays, snapshotLost, runId }: { full: boolean; wholeReadDays: number; snapshotLost: boolean; runId?: number | undefined },
 ): Promise<SourceRead> {
   const stamp = await sourceStamp(tx);
-  // The list's row with the email rule this plan judges by (audience_sync.email_rule_stamp(), migration 0009): a new
-  // rule (a migration) or a Postgres whose NFC tables or ICU differ (an upgrade) has every address beyond ASCII judged
-  // again. The stamp fails with the command to run when the server's ICU changed since `migrate` calibrated the rule.
-  const { rows: lists } = await sql<{
-    rule: string;
-    rejudge: boolean;
-    from: string | null;
-    same_source: boolean;
-    same_campaigns: boolean;
-    stale: boolean;
-    ids_went_back: boolean;
-    pruned_past: boolean;
-    rows: string | null;
-    mapped_seen: string | null;
-    mapped_keys: number | null;
-  }>`
-    SELECT r.rule, l.email_rule IS DISTINCT FROM r.rule AS rejudge, l.changes_read_in::text AS from, ${mappedWindowOf(runId)},
-           coalesce(l.source_stamp = ${stamp}, false) AS same_source,
-           coalesce(l.snapshot_campaigns @> ${activeCampaignIds}::text[] AND l.snapshot_campaigns <@ ${activeCampaignIds}::text[], false) AS same_campaigns,
-           coalesce(statement_timestamp() >= l.whole_read_due OR l.whole_read_at < statement_timestamp() - make_interval(days => ${wholeReadDays}::int), true) AS stale,
-           coalesce(pg_snapshot_xmax(l.changes_read_in) > pg_snapshot_xmax(${seenNow}::pg_snapshot), false) AS ids_went_back,
-           coalesce((SELECT pruned_below FROM audience_sync.change_log) > pg_snapshot_xmin(l.changes_read_in), true) AS pruned_past,
-           (SELECT sum(n) FROM audience_sync.list_target_counts k WHERE k.audience_segment_id = l.audience_segment_id AND k.scope <> '')::text AS rows
-    FROM (SELECT audience_sync.email_rule_stamp() AS rule) r
-    LEFT JOIN audience_sync.lists l ON l.audience_segment_id = ${segmentId}::bigint ${joinMappedWindow(runId)}`.execute(tx);
-  const list = lists[0]!;
+  const list = await readListForPlan(tx, segmentId, activeCampaignIds, seenNow, { stamp, wholeReadDays, runId });
   const rule = { emailRule: list.rule, rejudge: list.rejudge };
   let seen = seenNow;
   const whole = (reason: string): SourceRead => ({ kind: 'whole', seen, stamp, reason, ...rule });
@@ -172,8 +152,7 @@ export async function chooseSourceRead(
   if (rule.rejudge) return whole(`the email rule changed (now ${rule.emailRule}): addresses beyond ASCII are judged again`);
   const read = { from: list.from, seen };
   // Said first, as the likeliest reason: a TRUNCATE also rewrites the table, which changes the stamp below.
-  const marker = await unreadMarker(tx, read, activeCampaignIds);
-  if (marker) return whole(marker);
+  if (list.marker) return whole(describeMarker(list.marker_campaign, list.marker_rows));
   // A trigger disabled and enabled again, a table rewritten or swapped: writes in between may be unlogged.
   if (!list.same_source) return whole('a source table or its change-log triggers changed since the last plan');
   if (!list.same_campaigns) return whole('the list is fed by other campaigns than its snapshot holds');
@@ -198,22 +177,67 @@ export async function chooseSourceRead(
 }
 
 /**
- * Why an unread marker row concerns the list, if one does: a TRUNCATE of
- * either table (both keys and bulk_rows NULL), or a statement whose keys
- * exceeded what any list reads from the log (migration 0011): to customers
- * (campaign_id NULL), or to one of the list's campaigns' target-group rows.
- * A marker of another campaign leaves the list to the log.
+ * The list's row as chooseSourceRead weighs it, with the email rule this plan
+ * judges by (audience_sync.email_rule_stamp(), migration 0009: a new rule, or
+ * a Postgres whose NFC tables or ICU differ, has every address beyond ASCII
+ * judged again; the stamp fails with the command to run when the server's ICU
+ * changed since `migrate` calibrated the rule), the run's map of the log for
+ * the list, and the first unread marker concerning it.
  */
-async function unreadMarker(tx: Db, read: { from: string; seen: string }, activeCampaignIds: readonly string[]): Promise<string | null> {
-  const { rows } = await sql<{ campaign_id: string | null; bulk_rows: string | null }>`
-    SELECT campaign_id, bulk_rows::text FROM audience_sync.source_changes
-    WHERE customer_id IS NULL AND ${unreadChanges(read)} AND (campaign_id IS NULL OR campaign_id = ANY(${activeCampaignIds}::text[]))
-    ORDER BY bulk_rows IS NOT NULL, campaign_id IS NOT NULL, bulk_rows DESC LIMIT 1`.execute(tx);
-  const marker = rows[0];
-  if (!marker) return null;
-  if (marker.bulk_rows === null) return 'a source table was truncated';
-  const target = marker.campaign_id === null ? 'customers' : `campaign ${marker.campaign_id}'s target group`;
-  return `a bulk write of ${marker.bulk_rows} rows to ${target}`;
+async function readListForPlan(
+  tx: Db,
+  segmentId: string,
+  activeCampaignIds: readonly string[],
+  seenNow: string,
+  { stamp, wholeReadDays, runId }: { stamp: string | null; wholeReadDays: number; runId: number | undefined },
+) {
+  const { rows } = await sql<{
+    rule: string;
+    rejudge: boolean;
+    from: string | null;
+    same_source: boolean;
+    same_campaigns: boolean;
+    stale: boolean;
+    ids_went_back: boolean;
+    pruned_past: boolean;
+    rows: string | null;
+    mapped_seen: string | null;
+    mapped_keys: number | null;
+    marker: boolean;
+    marker_campaign: string | null;
+    marker_rows: string | null;
+  }>`
+    SELECT r.rule, l.email_rule IS DISTINCT FROM r.rule AS rejudge, l.changes_read_in::text AS from, ${mappedWindowOf(runId)},
+           m.marker IS NOT NULL AS marker, m.campaign_id AS marker_campaign, m.bulk_rows::text AS marker_rows,
+           coalesce(l.source_stamp = ${stamp}, false) AS same_source,
+           coalesce(l.snapshot_campaigns @> ${activeCampaignIds}::text[] AND l.snapshot_campaigns <@ ${activeCampaignIds}::text[], false) AS same_campaigns,
+           coalesce(statement_timestamp() >= l.whole_read_due OR l.whole_read_at < statement_timestamp() - make_interval(days => ${wholeReadDays}::int), true) AS stale,
+           coalesce(pg_snapshot_xmax(l.changes_read_in) > pg_snapshot_xmax(${seenNow}::pg_snapshot), false) AS ids_went_back,
+           coalesce((SELECT pruned_below FROM audience_sync.change_log) > pg_snapshot_xmin(l.changes_read_in), true) AS pruned_past,
+           (SELECT sum(n) FROM audience_sync.list_target_counts k WHERE k.audience_segment_id = l.audience_segment_id AND k.scope <> '')::text AS rows
+    FROM (SELECT audience_sync.email_rule_stamp() AS rule) r
+    LEFT JOIN audience_sync.lists l ON l.audience_segment_id = ${segmentId}::bigint ${joinMappedWindow(runId)}
+    -- The unread marker that concerns the list, if any (see describeMarker), in the window the plan reads.
+    LEFT JOIN LATERAL (
+      SELECT true AS marker, s.campaign_id, s.bulk_rows FROM audience_sync.source_changes s
+      WHERE s.customer_id IS NULL AND ${unreadBetween(sql`l.changes_read_in`, mappedSeenOr(runId, seenNow))}
+        AND (s.campaign_id IS NULL OR s.campaign_id = ANY(${activeCampaignIds}::text[]))
+      ORDER BY s.bulk_rows IS NOT NULL, s.campaign_id IS NOT NULL, s.bulk_rows DESC LIMIT 1
+    ) m ON true`.execute(tx);
+  return rows[0]!;
+}
+
+/**
+ * Why an unread marker row concerns the list: a TRUNCATE of either table
+ * (both keys and bulk_rows NULL), or a statement whose keys exceeded what
+ * any list reads from the log (migration 0011): to customers (campaign_id
+ * NULL), or to one of the list's campaigns' target-group rows. A marker of
+ * another campaign leaves the list to the log.
+ */
+function describeMarker(campaignId: string | null, bulkRows: string | null): string {
+  if (bulkRows === null) return 'a source table was truncated';
+  const target = campaignId === null ? 'customers' : `campaign ${campaignId}'s target group`;
+  return `a bulk write of ${bulkRows} rows to ${target}`;
 }
 
 /**

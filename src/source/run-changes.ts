@@ -100,6 +100,11 @@ export function mappedWindowOf(runId: number | undefined) {
                                        WHERE k.run_id = w.run_id AND k.audience_segment_id = w.audience_segment_id) END AS mapped_keys`;
 }
 
+/** SQL: the snapshot the plan reads the log as of: the list's window's, or `seen` when it has none. */
+export function mappedSeenOr(runId: number | undefined, seen: string) {
+  return runId === undefined ? sql`${seen}::pg_snapshot` : sql`coalesce(w.seen, ${seen})::pg_snapshot`;
+}
+
 /** SQL: joins the list's window in the run's map as `w` to chooseSourceRead's row of the list `l`. */
 export function joinMappedWindow(runId: number | undefined) {
   if (runId === undefined) return sql``;

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { unreadChanges, type SourceRead } from './change-log.js';
 import { mappedKeys } from './run-changes.js';
-import { probingKeys, type Db } from '../db/connection.js';
+import { probingKeysFromNowOn, type Db } from '../db/connection.js';
 import { LOGGED_CHANGES, LOGGED_KEYS, REPLACED_TARGETS, TARGET_CHANGES, TOUCHED_IDENTIFIERS } from '../db/temp-tables.js';
 import type { CampaignFunnelCounts, FunnelCounts } from './target-groups.js';
 
@@ -43,8 +43,13 @@ export interface SnapshotChanges {
  * reading the whole target group (see change-log.ts for which).
  */
 export async function findChangedTargets(tx: Db, segmentId: string, activeCampaignIds: readonly string[], read: SourceRead): Promise<SnapshotChanges> {
-  if (read.kind === 'changes') await probingKeys(tx, () => compareLoggedKeys(tx, segmentId, activeCampaignIds, read));
-  else await compareWholeTargetGroup(tx, segmentId, activeCampaignIds, read.rejudge);
+  if (read.kind === 'changes') {
+    // The rest of a plan from the log handles as few rows, up to a whole diff (probingNoMore).
+    await probingKeysFromNowOn(tx);
+    await compareLoggedKeys(tx, segmentId, activeCampaignIds, read);
+  } else {
+    await compareWholeTargetGroup(tx, segmentId, activeCampaignIds, read.rejudge);
+  }
   const { rows } = await sql<{ n: number }>`SELECT count(*)::bigint AS n FROM ${TARGET_CHANGES}`.execute(tx);
   const changedRows = Number(rows[0]!.n);
   // Statistics for the statements that read the changes: a handful of rows on most days, millions on the first.

@@ -22,15 +22,22 @@ export async function countLedger(db: Db, segmentId: string): Promise<number> {
   return rows[0]!.n;
 }
 
-/** Unsettled batches of a list: sent, and Criteo's answer never recorded. */
+/**
+ * Unsettled batches of a list: sent, and Criteo's answer never recorded;
+ * and whether confirmed batches wait to be moved into the ledger (a sync
+ * stopped before it settled), which its plan then applies first.
+ */
 export async function findUncertainty(db: Db, segmentId: string): Promise<Uncertainty> {
-  const rows = await db
-    .selectFrom('audience_sync.batches')
-    .select(['batch_id', 'operation'])
-    .where('audience_segment_id', '=', segmentId)
-    .where('status', 'in', ['sending', 'unknown'])
-    .execute();
-  return { batchIds: rows.map((r) => r.batch_id), wholeList: rows.some((r) => r.operation === 'delete') };
+  const { rows } = await sql<{ batch_id: number; operation: string; status: string }>`
+    SELECT batch_id, operation, status FROM audience_sync.batches
+    WHERE audience_segment_id = ${segmentId}::bigint
+      AND (status IN ('sending', 'unknown') OR (status = 'confirmed' AND payload IS NOT NULL))`.execute(db);
+  const unsettled = rows.filter((r) => r.status !== 'confirmed');
+  return {
+    batchIds: unsettled.map((r) => r.batch_id),
+    wholeList: unsettled.some((r) => r.operation === 'delete'),
+    unapplied: unsettled.length < rows.length,
+  };
 }
 
 /** A claimed batch: its row, and its identifiers as the bytes of a JSON array of 64-hex strings, ready for the request body. */

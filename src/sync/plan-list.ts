@@ -1,5 +1,5 @@
 import type { Config } from '../core/config.js';
-import type { Db } from '../db/connection.js';
+import { probingNoMore, type Db } from '../db/connection.js';
 import { chooseSourceRead, recordSourceRead, takeSourceSnapshot } from '../source/change-log.js';
 import {
   applyChangedTargets,
@@ -81,7 +81,7 @@ async function planInTransaction(tx: Db, config: Config, job: PlanJob, planId: n
   const { segmentId, activeCampaignIds } = job.target;
   // Batches an earlier sync had confirmed but not yet moved into the ledger (it was killed): the ledger takes
   // them first, in this transaction, so a dry run rolls it back with the rest.
-  await applyConfirmedBatches(tx, segmentId);
+  if (uncertainty.unapplied) await applyConfirmedBatches(tx, segmentId);
   const state = await lockListState(tx, segmentId);
   // Only a ledger in step with the snapshot, nothing uncertain and no --full lets the diff look at today's changes alone.
   const incremental = state.inStep && !state.snapshotLost && uncertainty.batchIds.length === 0 && !uncertainty.wholeList && !job.options.full;
@@ -139,6 +139,7 @@ async function diffTouched(tx: Db, config: Config, segmentId: string, planId: nu
 /** The diff of the whole list against the whole ledger. */
 async function diffWhole(tx: Db, config: Config, job: PlanJob, planId: number, uncertainty: Uncertainty): Promise<PlanCounts> {
   const { segmentId } = job.target;
+  await probingNoMore(tx);
   await recountCounters(tx, segmentId);
   // --full distrusts the whole ledger: every desired identifier is re-sent.
   const whole = job.options.full ? { ...uncertainty, wholeList: true } : uncertainty;

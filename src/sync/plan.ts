@@ -17,6 +17,8 @@ export interface Uncertainty {
   batchIds: number[];
   /** One of them is a DELETE: nothing in the ledger can be trusted. */
   wholeList: boolean;
+  /** Confirmed batches not yet moved into the ledger (applyConfirmedBatches). */
+  unapplied: boolean;
 }
 
 export interface PlanCounts {
