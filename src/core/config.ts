@@ -42,7 +42,7 @@ const settingsSchema = z.object({
   CRITEO_TIMEOUT_SECONDS: int(1, 3_600, 120),
   CRITEO_BATCH_SIZE: int(1, 50_000, 50_000),
   CRITEO_RETRY_BASE_MS: int(1, 60_000, 1_000),
-  LIST_CONCURRENCY: int(1, 32, 2),
+  LIST_CONCURRENCY: int(1, 32, 4),
   LOCK_WAIT_SECONDS: int(0, 86_400, 30),
   MAX_REMOVAL_RATIO: ratio(0.5),
   LOW_MATCH_RATE: ratio(0.3),
