@@ -155,40 +155,46 @@ export async function confirmBatch(
 
 /**
  * Moves every confirmed batch of a list that still holds its identifiers
- * into the ledger, and drops their payloads, in one statement: each
- * identifier takes the operation of the latest list sync that confirmed one
- * for it (a list sync's adds and removes never share an identifier), adds
- * inserted in identifier order, removes deleted. The result is the same as
- * applying the list syncs one after another.
+ * into the ledger: list sync by list sync, older first (a list sync's adds
+ * and removes never share an identifier), each in one statement.
  */
 export async function applyConfirmedBatches(db: Db, segmentId: string): Promise<number> {
-  const { rows } = await sql<{ applied: number }>`${applyingConfirmedBatches(segmentId)} SELECT ${appliedCount} AS applied`.execute(db);
-  return rows[0]!.applied;
+  const { rows: syncs } = await sql<{ list_sync_id: number }>`
+    SELECT DISTINCT list_sync_id FROM audience_sync.batches
+    WHERE audience_segment_id = ${segmentId}::bigint AND status = 'confirmed' AND payload IS NOT NULL
+    ORDER BY list_sync_id`.execute(db);
+  let applied = 0;
+  for (const { list_sync_id: listSyncId } of syncs) {
+    const { rows } = await sql<{ applied: number }>`${applyingListSync(segmentId, listSyncId)} SELECT ${appliedCount} AS applied`.execute(db);
+    applied += rows[0]!.applied;
+  }
+  return applied;
 }
 
-/** The statement's data-changing part: `added` and `removed` count what the ledger took. */
-function applyingConfirmedBatches(segmentId: string) {
+/**
+ * A statement's data-changing part: the list sync's confirmed adds inserted
+ * in identifier order and its removes deleted (`added` and `removed` count
+ * them), and their payloads dropped: the ledger holds what they said.
+ */
+function applyingListSync(segmentId: string, listSyncId: number) {
+  const pending = (operation: 'add' | 'remove') => sql`
+    SELECT unnest(payload) AS identifier FROM audience_sync.batches
+    WHERE list_sync_id = ${listSyncId} AND audience_segment_id = ${segmentId}::bigint AND operation = ${operation}
+      AND status = 'confirmed' AND payload IS NOT NULL`;
   return sql`
-    WITH pending AS (
-      SELECT DISTINCT ON (identifier) identifier, operation FROM (
-        SELECT b.list_sync_id, b.operation, unnest(b.payload) AS identifier FROM audience_sync.batches b
-        WHERE b.audience_segment_id = ${segmentId}::bigint AND b.status = 'confirmed' AND b.payload IS NOT NULL
-      ) p
-      ORDER BY identifier, list_sync_id DESC
-    ),
-    added AS (
+    WITH added AS (
       INSERT INTO audience_sync.list_members (audience_segment_id, identifier)
-      SELECT ${segmentId}::bigint, identifier FROM pending WHERE operation = 'add' ORDER BY identifier
+      SELECT ${segmentId}::bigint, identifier FROM (${pending('add')}) p ORDER BY identifier
       ON CONFLICT DO NOTHING RETURNING 1
     ),
     removed AS (
-      DELETE FROM audience_sync.list_members m USING pending p
-      WHERE m.audience_segment_id = ${segmentId}::bigint AND m.identifier = p.identifier AND p.operation = 'remove' RETURNING 1
+      DELETE FROM audience_sync.list_members
+      WHERE audience_segment_id = ${segmentId}::bigint AND identifier IN (${pending('remove')}) RETURNING 1
     ),
-    -- The ledger holds what the list's confirmed batches said: they need their identifiers no more.
     dropped AS (
       UPDATE audience_sync.batches SET payload = NULL
-      WHERE audience_segment_id = ${segmentId}::bigint AND status = 'confirmed' AND payload IS NOT NULL RETURNING 1
+      WHERE list_sync_id = ${listSyncId} AND audience_segment_id = ${segmentId}::bigint AND status = 'confirmed' AND payload IS NOT NULL
+      RETURNING 1
     )`;
 }
 
@@ -196,13 +202,14 @@ const appliedCount = sql`((SELECT count(*) FROM added) + (SELECT count(*) FROM r
 
 /**
  * Everything a list sync planned is confirmed, in one statement: the ledger
- * takes the confirmed batches, older unsettled batches are superseded (this
- * sync re-sent their work), the ledger is in step with the snapshot again,
- * and the sync's plan is dropped.
+ * takes its confirmed batches (older list syncs' were taken before it
+ * planned, and none has been confirmed since: the list's lock is held),
+ * older unsettled batches are superseded (this sync re-sent their work), the
+ * ledger is in step with the snapshot again, and the sync's plan is dropped.
  */
 export async function settleInStep(db: Db, segmentId: string, listSyncId: number, supersededBatchIds: readonly number[]): Promise<void> {
   await sql`
-    ${applyingConfirmedBatches(segmentId)},
+    ${applyingListSync(segmentId, listSyncId)},
     superseded AS (
       UPDATE audience_sync.batches SET status = 'superseded', payload = NULL
       WHERE batch_id = ANY(${supersededBatchIds}::bigint[]) AND status IN ('sending', 'unknown') RETURNING 1
