@@ -8,18 +8,22 @@ import { migrateToLatest } from '../src/db/migrate.js';
 /**
  * Drops and recreates the bench database; returns its URL. Every session on
  * it reports each statement's CPU time (log_executor_stats, sent back to the
- * client as a LOG notice: see bench/job-runner.ts); with `explain`, also
- * auto_explain's plans of statements over 200 ms.
+ * client as a LOG notice: see bench/job-runner.ts), unless `cpuProbe` is
+ * false; with `explain`, also auto_explain's plans of statements over 200 ms.
  */
-export async function freshDatabase(adminUrl: string, name: string, explain = false): Promise<string> {
+export async function freshDatabase(adminUrl: string, name: string, explain = false, { cpuProbe = true }: { cpuProbe?: boolean } = {}): Promise<string> {
   if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`--database: ${name} is not a plain identifier`);
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
   await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
   await admin.query(`CREATE DATABASE ${name}`);
   const settings: [string, string][] = [
-    ['log_executor_stats', 'on'],
-    ['client_min_messages', 'log'],
+    ...(cpuProbe
+      ? ([
+          ['log_executor_stats', 'on'],
+          ['client_min_messages', 'log'],
+        ] as [string, string][])
+      : []),
     ...(explain
       ? ([
           ['session_preload_libraries', 'auto_explain'],

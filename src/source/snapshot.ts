@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 import { unreadChanges, type SourceRead } from './change-log.js';
 import { mappedKeys } from './run-changes.js';
 import { probingKeysFromNowOn, type Db } from '../db/connection.js';
@@ -190,12 +190,11 @@ export async function countNewlyValidEmails(tx: Db): Promise<number> {
 
 /**
  * After the changes: the identifiers they touch (a changed row's old and new
- * identifier) and whether the snapshot still holds each. Nothing else can
- * have entered or left the desired set.
+ * identifier) and whether the snapshot still holds each, as the diff reads
+ * them. Nothing else can have entered or left the desired set.
  */
-export async function findTouchedIdentifiers(tx: Db, segmentId: string, changedRows: number): Promise<void> {
-  await sql`
-    CREATE TEMP TABLE ${TOUCHED_IDENTIFIERS} ON COMMIT DROP AS
+export async function findTouchedIdentifiers(tx: Db, segmentId: string, changedRows: number): Promise<RawBuilder<unknown>> {
+  const touched = sql`
     SELECT i.identifier,
            EXISTS (SELECT 1 FROM audience_sync.list_targets t
                    WHERE t.audience_segment_id = ${segmentId}::bigint AND t.identifier = i.identifier) AS desired
@@ -203,9 +202,13 @@ export async function findTouchedIdentifiers(tx: Db, segmentId: string, changedR
           UNION
           SELECT new_identifier FROM ${TARGET_CHANGES} WHERE present AND new_identifier IS NOT NULL
           -- In identifier order, so that these probes and the diff's, in the ledger, walk each index forward.
-          ORDER BY 1) i`.execute(tx);
-  // So that the diff looks the touched identifiers up in the ledger's index rather than reading the whole list.
-  if (changedRows > FEW_ROWS) await sql`ANALYZE ${TOUCHED_IDENTIFIERS}`.execute(tx);
+          ORDER BY 1) i`;
+  // A few are read where the diff reads them; more are written once, with statistics, so that the diff looks them up
+  // in the ledger's index rather than reading the whole list.
+  if (changedRows <= FEW_ROWS) return sql`(${touched})`;
+  await sql`CREATE TEMP TABLE ${TOUCHED_IDENTIFIERS} ON COMMIT DROP AS ${touched}`.execute(tx);
+  await sql`ANALYZE ${TOUCHED_IDENTIFIERS}`.execute(tx);
+  return TOUCHED_IDENTIFIERS;
 }
 
 /**

@@ -1,6 +1,5 @@
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 import { probingKeys, type Db } from '../db/connection.js';
-import { TOUCHED_IDENTIFIERS } from '../db/temp-tables.js';
 
 /**
  * The diff of one list: desired members (valid identifiers of its active
@@ -26,8 +25,8 @@ export interface PlanCounts {
   toRemove: number;
 }
 
-/** How the diff is taken: on the identifiers today's changes touched (the ledger was in step), or on the whole list. */
-export type DiffScope = { kind: 'touched' } | { kind: 'whole'; uncertainty: Uncertainty };
+/** How the diff is taken: on the identifiers today's changes touched (the ledger was in step: see findTouchedIdentifiers), or on the whole list. */
+export type DiffScope = { kind: 'touched'; identifiers: RawBuilder<unknown> } | { kind: 'whole'; uncertainty: Uncertainty };
 
 const desiredMembers = (segmentId: string) => sql`
   SELECT DISTINCT identifier FROM audience_sync.list_targets
@@ -48,7 +47,7 @@ export async function materializePlan(tx: Db, listSyncId: number, segmentId: str
     diff = sql`
       SELECT i.identifier,
              CASE WHEN i.desired AND l.identifier IS NULL THEN 'add' WHEN NOT i.desired AND l.identifier IS NOT NULL THEN 'remove' END AS operation
-      FROM ${TOUCHED_IDENTIFIERS} i
+      FROM ${scope.identifiers} i
       LEFT JOIN audience_sync.list_members l ON l.audience_segment_id = ${segmentId}::bigint AND l.identifier = i.identifier`;
   } else if (scope.uncertainty.batchIds.length === 0 && !scope.uncertainty.wholeList) {
     diff = sql`
