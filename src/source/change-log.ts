@@ -137,8 +137,8 @@ export async function chooseSourceRead(
   seenNow: string,
   { full, wholeReadDays, snapshotLost, runId }: { full: boolean; wholeReadDays: number; snapshotLost: boolean; runId?: number | undefined },
 ): Promise<SourceRead> {
-  const stamp = await sourceStamp(tx);
-  const list = await readListForPlan(tx, segmentId, activeCampaignIds, seenNow, { stamp, wholeReadDays, runId });
+  const list = await readListForPlan(tx, segmentId, activeCampaignIds, seenNow, { wholeReadDays, runId });
+  const stamp = stampOf(list.catalog ?? []);
   const rule = { emailRule: list.rule, rejudge: list.rejudge };
   let seen = seenNow;
   const whole = (reason: string): SourceRead => ({ kind: 'whole', seen, stamp, reason, ...rule });
@@ -154,7 +154,7 @@ export async function chooseSourceRead(
   // Said first, as the likeliest reason: a TRUNCATE also rewrites the table, which changes the stamp below.
   if (list.marker) return whole(describeMarker(list.marker_campaign, list.marker_rows));
   // A trigger disabled and enabled again, a table rewritten or swapped: writes in between may be unlogged.
-  if (!list.same_source) return whole('a source table or its change-log triggers changed since the last plan');
+  if (list.source_stamp !== stamp) return whole('a source table or its change-log triggers changed since the last plan');
   if (!list.same_campaigns) return whole('the list is fed by other campaigns than its snapshot holds');
   if (list.stale) return whole(`the whole target group is read at least every ${wholeReadDays} days`);
   if (list.ids_went_back) return whole('transaction ids went back since the last plan (a restored or moved database)');
@@ -177,7 +177,8 @@ export async function chooseSourceRead(
 }
 
 /**
- * The list's row as chooseSourceRead weighs it, with the email rule this plan
+ * The list's row as chooseSourceRead weighs it, with the source's catalog
+ * rows (its stamp: see sourceStamp), the email rule this plan
  * judges by (audience_sync.email_rule_stamp(), migration 0009: a new rule, or
  * a Postgres whose NFC tables or ICU differ, has every address beyond ASCII
  * judged again; the stamp fails with the command to run when the server's ICU
@@ -189,13 +190,14 @@ async function readListForPlan(
   segmentId: string,
   activeCampaignIds: readonly string[],
   seenNow: string,
-  { stamp, wholeReadDays, runId }: { stamp: string | null; wholeReadDays: number; runId: number | undefined },
+  { wholeReadDays, runId }: { wholeReadDays: number; runId: number | undefined },
 ) {
   const { rows } = await sql<{
     rule: string;
     rejudge: boolean;
     from: string | null;
-    same_source: boolean;
+    catalog: SourceCatalogRow[] | null;
+    source_stamp: string | null;
     same_campaigns: boolean;
     stale: boolean;
     ids_went_back: boolean;
@@ -209,7 +211,7 @@ async function readListForPlan(
   }>`
     SELECT r.rule, l.email_rule IS DISTINCT FROM r.rule AS rejudge, l.changes_read_in::text AS from, ${mappedWindowOf(runId)},
            m.marker IS NOT NULL AS marker, m.campaign_id AS marker_campaign, m.bulk_rows::text AS marker_rows,
-           coalesce(l.source_stamp = ${stamp}, false) AS same_source,
+           (SELECT json_agg(c ORDER BY c.relname, c.tgname) FROM (${sourceCatalog}) c) AS catalog, l.source_stamp,
            coalesce(l.snapshot_campaigns @> ${activeCampaignIds}::text[] AND l.snapshot_campaigns <@ ${activeCampaignIds}::text[], false) AS same_campaigns,
            coalesce(statement_timestamp() >= l.whole_read_due OR l.whole_read_at < statement_timestamp() - make_interval(days => ${wholeReadDays}::int), true) AS stale,
            coalesce(pg_snapshot_xmax(l.changes_read_in) > pg_snapshot_xmax(${seenNow}::pg_snapshot), false) AS ids_went_back,
@@ -247,7 +249,10 @@ function describeMarker(campaignId: string | null, bulkRows: string | null): str
  * table changes the stamp.
  */
 async function sourceStamp(tx: Db): Promise<string | null> {
-  const catalog = await readSourceCatalog(tx);
+  return stampOf(await readSourceCatalog(tx));
+}
+
+function stampOf(catalog: readonly SourceCatalogRow[]): string | null {
   if (logProblems(catalog).length > 0) return null;
   const hash = createHash('md5');
   for (const r of catalog) hash.update([r.relname, r.oid, r.relfilenode, r.tgname, r.tgoid, r.tg_version, r.fn, r.fn_version].join(':') + '|');
@@ -270,18 +275,20 @@ interface SourceCatalogRow {
 }
 
 async function readSourceCatalog(db: Db): Promise<SourceCatalogRow[]> {
-  const { rows } = await sql<SourceCatalogRow>`
-    SELECT c.relname, c.relkind, c.oid::text, c.relfilenode::text,
-           EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel r WHERE r.srrelid = c.oid) AS replicated,
-           t.tgname, t.tgenabled, t.oid::text AS tgoid, t.xmin::text AS tg_version, p.oid::text AS fn, p.xmin::text AS fn_version
-    FROM pg_catalog.pg_class c
-    JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace
-    LEFT JOIN pg_catalog.pg_trigger t ON t.tgrelid = c.oid AND t.tgname = ANY(${LOG_TRIGGERS}::text[])
-    LEFT JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
-    WHERE s.nspname = 'audience_sync' AND c.relname = ANY(${LOGGED_TABLES}::text[])
-    ORDER BY c.relname, t.tgname`.execute(db);
+  const { rows } = await sql<SourceCatalogRow>`${sourceCatalog}`.execute(db);
   return rows;
 }
+
+const sourceCatalog = sql`
+  SELECT c.relname, c.relkind, c.oid::text, c.relfilenode::text,
+         EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel r WHERE r.srrelid = c.oid) AS replicated,
+         t.tgname, t.tgenabled, t.oid::text AS tgoid, t.xmin::text AS tg_version, p.oid::text AS fn, p.xmin::text AS fn_version
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace
+  LEFT JOIN pg_catalog.pg_trigger t ON t.tgrelid = c.oid AND t.tgname = ANY(${LOG_TRIGGERS}::text[])
+  LEFT JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+  WHERE s.nspname = 'audience_sync' AND c.relname = ANY(${LOGGED_TABLES}::text[])
+  ORDER BY c.relname, t.tgname`;
 
 /**
  * Why the log cannot see every write to the source, if it cannot: a table
@@ -314,7 +321,7 @@ function logProblems(catalog: readonly SourceCatalogRow[]): string[] {
  * `read.seen`, for these campaigns; its ledger may now lag the snapshot, so
  * it is out of step until a fully confirmed sync puts it back (settleInStep);
  * and, when the plan moved the counters by its changes, its count of
- * distinct identifiers (a recount sets its own).
+ * distinct identifiers (a recount sets its own), and no counter at zero.
  */
 export async function recordSourceRead(
   tx: Db,
@@ -327,6 +334,9 @@ export async function recordSourceRead(
   // before a pruning but took its lock after must see the due date the pruning saw as passed.
   // The due date is stored, not recomputed from the setting: pruning then never depends on how another process is configured.
   await sql`
+    WITH emptied_counters AS (
+      DELETE FROM audience_sync.list_target_counts WHERE audience_segment_id = ${segmentId}::bigint AND n = 0
+    )
     UPDATE audience_sync.lists SET
       changes_read_in = ${read.seen}::pg_snapshot,
       source_stamp = ${read.stamp},

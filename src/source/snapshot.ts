@@ -244,7 +244,7 @@ export async function applyCounterDeltas(tx: Db, segmentId: string): Promise<voi
     INSERT INTO audience_sync.list_target_counts AS n (audience_segment_id, scope, email_state, n)
     SELECT ${segmentId}::bigint, scope, email_state, sum(d) FROM deltas GROUP BY scope, email_state
     ON CONFLICT (audience_segment_id, scope, email_state) DO UPDATE SET n = n.n + excluded.n`.execute(tx);
-  await dropEmptyCounters(tx, segmentId);
+  // Counters the changes took to zero are deleted with the plan's record of the list (recordSourceRead).
 }
 
 /** Counts the funnel afresh from the snapshot (after a refresh that was not incremental). */
@@ -264,10 +264,6 @@ export async function recountCounters(tx: Db, segmentId: string): Promise<void> 
       SELECT count(DISTINCT identifier) FROM audience_sync.list_targets
       WHERE audience_segment_id = ${segmentId}::bigint AND identifier IS NOT NULL)
     WHERE audience_segment_id = ${segmentId}::bigint`.execute(tx);
-}
-
-async function dropEmptyCounters(tx: Db, segmentId: string): Promise<void> {
-  await sql`DELETE FROM audience_sync.list_target_counts WHERE audience_segment_id = ${segmentId}::bigint AND n = 0`.execute(tx);
 }
 
 export interface ListState {
