@@ -1,7 +1,7 @@
 import { sql, type RawBuilder } from 'kysely';
 import { unreadChanges, type SourceRead } from './change-log.js';
 import { mappedKeys } from './run-changes.js';
-import { probingKeysFromNowOn, type Db } from '../db/connection.js';
+import { probingKeys, probingKeysFromNowOn, type Db } from '../db/connection.js';
 import { LOGGED_CHANGES, LOGGED_KEYS, REPLACED_TARGETS, TARGET_CHANGES, TOUCHED_IDENTIFIERS } from '../db/temp-tables.js';
 import type { CampaignFunnelCounts, FunnelCounts } from './target-groups.js';
 
@@ -43,10 +43,15 @@ export interface SnapshotChanges {
  * reading the whole target group (see change-log.ts for which).
  */
 export async function findChangedTargets(tx: Db, segmentId: string, activeCampaignIds: readonly string[], read: SourceRead): Promise<SnapshotChanges> {
-  if (read.kind === 'changes') {
-    // The rest of a plan from the log handles as few rows, up to a whole diff (probingNoMore).
+  // JIT compiling costs more than it saves at any size measured.
+  await sql`SET LOCAL jit = off`.execute(tx);
+  if (read.kind === 'changes' && read.mappedBy !== undefined) {
+    // A list the run mapped is small beside the day's log: the rest of its plan handles as few rows, up to a whole
+    // diff (probingNoMore). A big list's day may be a hundred thousand keys, priced statement by statement.
     await probingKeysFromNowOn(tx);
     await compareLoggedKeys(tx, segmentId, activeCampaignIds, read);
+  } else if (read.kind === 'changes') {
+    await probingKeys(tx, () => compareLoggedKeys(tx, segmentId, activeCampaignIds, read));
   } else {
     await compareWholeTargetGroup(tx, segmentId, activeCampaignIds, read.rejudge);
   }
@@ -111,6 +116,7 @@ async function findLoggedKeys(tx: Db, segmentId: string, activeCampaignIds: read
     WHERE c.campaign_id IS NULL
     -- In key order, so that the probes below and the snapshot's own updates walk each index forward.
     ORDER BY customer_id, campaign_id`.execute(tx);
+  await sql`ANALYZE ${LOGGED_KEYS}`.execute(tx);
 }
 
 /**
