@@ -323,7 +323,7 @@ function logProblems(catalog: readonly SourceCatalogRow[]): string[] {
  * and, when the plan moved the counters by its changes, its count of
  * distinct identifiers (a recount sets its own), and no counter at zero.
  */
-export async function recordSourceRead(
+export async function recordListAfterPlan(
   tx: Db,
   segmentId: string,
   read: SourceRead,

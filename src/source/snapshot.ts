@@ -250,7 +250,7 @@ export async function applyCounterDeltas(tx: Db, segmentId: string): Promise<voi
     INSERT INTO audience_sync.list_target_counts AS n (audience_segment_id, scope, email_state, n)
     SELECT ${segmentId}::bigint, scope, email_state, sum(d) FROM deltas GROUP BY scope, email_state
     ON CONFLICT (audience_segment_id, scope, email_state) DO UPDATE SET n = n.n + excluded.n`.execute(tx);
-  // Counters the changes took to zero are deleted with the plan's record of the list (recordSourceRead).
+  // Counters the changes took to zero are deleted with the plan's record of the list (recordListAfterPlan).
 }
 
 /** Counts the funnel afresh from the snapshot (after a refresh that was not incremental). */

@@ -1,6 +1,6 @@
 import type { Config } from '../core/config.js';
 import { probingNoMore, type Db } from '../db/connection.js';
-import { chooseSourceRead, recordSourceRead, takeSourceSnapshot } from '../source/change-log.js';
+import { chooseSourceRead, recordListAfterPlan, takeSourceSnapshot } from '../source/change-log.js';
 import {
   applyChangedTargets,
   applyCounterDeltas,
@@ -90,7 +90,7 @@ async function planInTransaction(tx: Db, config: Config, job: PlanJob, planId: n
   const counts = incremental ? await diffTouched(tx, config, segmentId, planId, read.changedRows) : await diffWhole(tx, config, job, planId, uncertainty);
   // After an incremental diff, the identifiers moved exactly as the diff did; a whole one recounted them.
   const identifiers = incremental ? ledgerBefore + counts.toAdd - counts.toRemove : null;
-  await recordSourceRead(tx, segmentId, read.source, activeCampaignIds, { wholeReadDays: config.sourceWholeReadDays, identifiers });
+  await recordListAfterPlan(tx, segmentId, read.source, activeCampaignIds, { wholeReadDays: config.sourceWholeReadDays, identifiers });
   const { funnel, campaignFunnels } = funnelsOf(await readCounters(tx, segmentId), activeCampaignIds);
   const held = massRemovalHold(config, counts.toRemove, ledgerBefore, job.options.allowMassRemoval ?? false);
   return {
@@ -111,7 +111,7 @@ async function planInTransaction(tx: Db, config: Config, job: PlanJob, planId: n
 /**
  * Brings the list's snapshot up to the source: from the change log, or by
  * reading the whole target group. The list's row records the read once the
- * diff is made (recordSourceRead).
+ * diff is made (recordListAfterPlan).
  */
 async function refreshSnapshot(tx: Db, config: Config, job: PlanJob, snapshotLost: boolean) {
   const { segmentId, activeCampaignIds } = job.target;
