@@ -11,10 +11,8 @@ import { sql } from 'kysely';
 export const LOGGED_CHANGES = sql.table('pg_temp.logged_changes');
 /** The (campaign, customer) keys those rows name for the list's active campaigns. */
 export const LOGGED_KEYS = sql.table('pg_temp.logged_keys');
-/** The changed target-group rows of this refresh. */
+/** The changed target-group rows of this refresh, with the old state and identifier of each snapshot row they replace. */
 export const TARGET_CHANGES = sql.table('pg_temp.target_changes');
-/** The snapshot rows the changes took out, with their old state and identifier. */
-export const REPLACED_TARGETS = sql.table('pg_temp.replaced_targets');
 /** Identifiers the changes touch, and whether the snapshot holds each after them. */
 export const TOUCHED_IDENTIFIERS = sql.table('pg_temp.touched_identifiers');
 

@@ -2,7 +2,7 @@ import { sql, type RawBuilder } from 'kysely';
 import { unreadChanges, type SourceRead } from './change-log.js';
 import { mappedKeys } from './run-changes.js';
 import { probingKeys, probingKeysFromNowOn, type Db } from '../db/connection.js';
-import { LOGGED_CHANGES, LOGGED_KEYS, REPLACED_TARGETS, TARGET_CHANGES, TOUCHED_IDENTIFIERS } from '../db/temp-tables.js';
+import { LOGGED_CHANGES, LOGGED_KEYS, TARGET_CHANGES, TOUCHED_IDENTIFIERS } from '../db/temp-tables.js';
 import type { CampaignFunnelCounts, FunnelCounts } from './target-groups.js';
 
 /**
@@ -62,6 +62,9 @@ export async function findChangedTargets(tx: Db, segmentId: string, activeCampai
   return { changedRows };
 }
 
+/** A changed row's old state and identifier: filled in from the snapshot row it replaces (applyChangedTargets). */
+const unreplaced = sql`NULL::text AS old_state, NULL::bytea AS old_identifier`;
+
 /** The fingerprint of customer row `cu`'s email, NULL when there is no such customer. */
 const fingerprint = sql`CASE WHEN cu.customer_id IS NOT NULL THEN hashtextextended(coalesce(cu.email, ''), 0) END`;
 /** A present row's state when it is not decided by its identifier (see newState): no customer `cu`, or no email. */
@@ -89,7 +92,8 @@ async function compareLoggedKeys(
     SELECT k.campaign_id, k.customer_id, t.customer_id IS NOT NULL AS known, tg.customer_id IS NOT NULL AS present,
            CASE WHEN tg.customer_id IS NOT NULL THEN ${fingerprint} END AS new_fingerprint,
            CASE WHEN tg.customer_id IS NOT NULL THEN ${stateWithoutEmail} END AS new_state,
-           CASE WHEN tg.customer_id IS NOT NULL THEN audience_sync.email_identifier(cu.email) END AS new_identifier
+           CASE WHEN tg.customer_id IS NOT NULL THEN audience_sync.email_identifier(cu.email) END AS new_identifier,
+           ${unreplaced}
     FROM ${keys} k
     LEFT JOIN audience_sync.campaign_target_groups tg ON tg.campaign_id = k.campaign_id AND tg.customer_id = k.customer_id
     LEFT JOIN audience_sync.customers cu ON cu.customer_id = k.customer_id
@@ -138,7 +142,8 @@ async function compareWholeTargetGroup(tx: Db, segmentId: string, activeCampaign
     SELECT tg.campaign_id, tg.customer_id, t.customer_id IS NOT NULL AS known, true AS present,
            ${fingerprint} AS new_fingerprint,
            ${stateWithoutEmail} AS new_state,
-           audience_sync.email_identifier(cu.email) AS new_identifier
+           audience_sync.email_identifier(cu.email) AS new_identifier,
+           ${unreplaced}
     FROM audience_sync.campaign_target_groups tg
     LEFT JOIN audience_sync.customers cu ON cu.customer_id = tg.customer_id
     -- Only the keys and the fingerprint: a narrow hash. A changed row's old values come back with its DELETE (applyChangedTargets).
@@ -150,7 +155,7 @@ async function compareWholeTargetGroup(tx: Db, segmentId: string, activeCampaign
            OR t.email_fingerprint IS DISTINCT FROM ${fingerprint}
            ${rejudge ? sql`OR cu.email ~ '[^\x01-\x7f]'` : sql``})
     UNION ALL
-    SELECT t.campaign_id, t.customer_id, true, false, NULL, NULL, NULL
+    SELECT t.campaign_id, t.customer_id, true, false, NULL, NULL, NULL, NULL, NULL
     FROM audience_sync.list_targets t
     WHERE t.audience_segment_id = ${segmentId}::bigint
       AND NOT EXISTS (SELECT 1 FROM audience_sync.campaign_target_groups tg
@@ -161,12 +166,10 @@ async function compareWholeTargetGroup(tx: Db, segmentId: string, activeCampaign
 
 /**
  * Applies the changed rows to the snapshot: gone and changed rows out (their
- * old values kept in a temporary table for the counters and the diff), new
- * and changed rows in.
+ * old state and identifier kept on the change, for the counters and the
+ * diff), new and changed rows in.
  */
 export async function applyChangedTargets(tx: Db, segmentId: string): Promise<void> {
-  await sql`
-    CREATE TEMP TABLE ${REPLACED_TARGETS} (customer_id text, campaign_id text, email_state text, identifier bytea) ON COMMIT DROP`.execute(tx);
   await sql`
     WITH replaced AS (
       DELETE FROM audience_sync.list_targets t USING ${TARGET_CHANGES} c
@@ -174,7 +177,8 @@ export async function applyChangedTargets(tx: Db, segmentId: string): Promise<vo
         AND t.customer_id = c.customer_id AND t.campaign_id = c.campaign_id
       RETURNING t.customer_id, t.campaign_id, t.email_state, t.identifier
     )
-    INSERT INTO ${REPLACED_TARGETS} SELECT * FROM replaced`.execute(tx);
+    UPDATE ${TARGET_CHANGES} c SET old_state = r.email_state, old_identifier = r.identifier
+    FROM replaced r WHERE c.customer_id = r.customer_id AND c.campaign_id = r.campaign_id`.execute(tx);
   await sql`
     INSERT INTO audience_sync.list_targets (audience_segment_id, customer_id, campaign_id, email_fingerprint, email_state, identifier)
     SELECT ${segmentId}::bigint, c.customer_id, c.campaign_id, c.new_fingerprint, ${newState}, c.new_identifier
@@ -189,8 +193,7 @@ export async function applyChangedTargets(tx: Db, segmentId: string): Promise<vo
 export async function countNewlyValidEmails(tx: Db): Promise<number> {
   const { rows } = await sql<{ n: string }>`
     SELECT count(DISTINCT c.customer_id) AS n FROM ${TARGET_CHANGES} c
-    JOIN ${REPLACED_TARGETS} r ON r.customer_id = c.customer_id AND r.campaign_id = c.campaign_id
-    WHERE r.email_state = 'invalid' AND c.present AND c.new_identifier IS NOT NULL`.execute(tx);
+    WHERE c.known AND c.old_state = 'invalid' AND c.present AND c.new_identifier IS NOT NULL`.execute(tx);
   return Number(rows[0]!.n);
 }
 
@@ -200,19 +203,22 @@ export async function countNewlyValidEmails(tx: Db): Promise<number> {
  * them. Nothing else can have entered or left the desired set.
  */
 export async function findTouchedIdentifiers(tx: Db, segmentId: string, changedRows: number): Promise<RawBuilder<unknown>> {
-  const touched = sql`
-    SELECT i.identifier,
-           EXISTS (SELECT 1 FROM audience_sync.list_targets t
-                   WHERE t.audience_segment_id = ${segmentId}::bigint AND t.identifier = i.identifier) AS desired
-    FROM (SELECT identifier FROM ${REPLACED_TARGETS} WHERE identifier IS NOT NULL
-          UNION
-          SELECT new_identifier FROM ${TARGET_CHANGES} WHERE present AND new_identifier IS NOT NULL
-          -- In identifier order, so that these probes and the diff's, in the ledger, walk each index forward.
-          ORDER BY 1) i`;
-  // A few are read where the diff reads them; more are written once, with statistics, so that the diff looks them up
-  // in the ledger's index rather than reading the whole list.
-  if (changedRows <= FEW_ROWS) return sql`(${touched})`;
-  await sql`CREATE TEMP TABLE ${TOUCHED_IDENTIFIERS} ON COMMIT DROP AS ${touched}`.execute(tx);
+  const ids = sql`
+    SELECT old_identifier AS identifier FROM ${TARGET_CHANGES} WHERE old_identifier IS NOT NULL
+    UNION
+    SELECT new_identifier FROM ${TARGET_CHANGES} WHERE present AND new_identifier IS NOT NULL
+    -- In identifier order, so that these probes and the diff's, in the ledger, walk each index forward.
+    ORDER BY 1`;
+  const held = sql`SELECT 1 FROM audience_sync.list_targets t WHERE t.audience_segment_id = ${segmentId}::bigint AND t.identifier = i.identifier`;
+  if (changedRows <= FEW_ROWS) {
+    // A few are read where the diff reads them, each looked up in the snapshot's identifier index: a scalar
+    // subquery is never hashed, which the planner, with no statistics for the temporary tables, would otherwise
+    // choose, reading the whole list. OFFSET 0 keeps the lookup to one per identifier (see materializePlan).
+    return sql`(SELECT i.identifier, (${held} LIMIT 1) IS NOT NULL AS desired FROM (${ids}) i OFFSET 0)`;
+  }
+  // More are written once, with statistics, so that the diff looks them up in the ledger's index rather than
+  // reading the whole list.
+  await sql`CREATE TEMP TABLE ${TOUCHED_IDENTIFIERS} ON COMMIT DROP AS SELECT i.identifier, EXISTS (${held}) AS desired FROM (${ids}) i`.execute(tx);
   await sql`ANALYZE ${TOUCHED_IDENTIFIERS}`.execute(tx);
   return TOUCHED_IDENTIFIERS;
 }
@@ -227,11 +233,9 @@ export async function findTouchedIdentifiers(tx: Db, segmentId: string, changedR
 export async function applyCounterDeltas(tx: Db, segmentId: string): Promise<void> {
   await sql`
     WITH customers AS (
-      SELECT customer_id, max(before) AS before, max(after) AS after, count(after) AS present_rows FROM (
-        SELECT r.customer_id, r.email_state AS before, NULL AS after FROM ${REPLACED_TARGETS} r
-        UNION ALL
-        SELECT c.customer_id, NULL, ${newState} FROM ${TARGET_CHANGES} c WHERE c.present
-      ) x GROUP BY customer_id
+      SELECT c.customer_id, max(c.old_state) AS before, max(${newState}) FILTER (WHERE c.present) AS after,
+             count(*) FILTER (WHERE c.present) AS present_rows
+      FROM ${TARGET_CHANGES} c GROUP BY c.customer_id
     ),
     wholly_changed AS (
       SELECT k.* FROM customers k
@@ -241,7 +245,7 @@ export async function applyCounterDeltas(tx: Db, segmentId: string): Promise<voi
     deltas AS (
       SELECT c.campaign_id AS scope, ${newState} AS email_state, 1 AS d FROM ${TARGET_CHANGES} c WHERE c.present
       UNION ALL
-      SELECT r.campaign_id, r.email_state, -1 FROM ${REPLACED_TARGETS} r
+      SELECT c.campaign_id, c.old_state, -1 FROM ${TARGET_CHANGES} c WHERE c.known
       UNION ALL
       SELECT '', before, -1 FROM wholly_changed WHERE before IS NOT NULL
       UNION ALL
@@ -312,24 +316,29 @@ export interface SnapshotCounts {
   byScope: Map<string, Record<'no_customer' | 'missing' | 'invalid' | 'valid', number>>;
 }
 
-export async function readCounters(tx: Db, segmentId: string): Promise<SnapshotCounts> {
-  return (await readCountersOf(tx, [segmentId])).get(segmentId)!;
+/** A list's count of identifiers and one of its counters (none: NULL scope), as statements return them. */
+export interface CounterRow {
+  segment: string;
+  identifiers: number;
+  scope: string | null;
+  email_state: 'no_customer' | 'missing' | 'invalid' | 'valid' | null;
+  n: number | null;
 }
 
 /** The funnel counters of several lists, in one statement. */
 export async function readCountersOf(tx: Db, segmentIds: readonly string[]): Promise<Map<string, SnapshotCounts>> {
-  const out = new Map<string, SnapshotCounts>(segmentIds.map((id) => [id, { identifiers: 0, byScope: new Map() }]));
-  const { rows } = await sql<{
-    segment: string;
-    identifiers: number;
-    scope: string | null;
-    email_state: 'no_customer' | 'missing' | 'invalid' | 'valid' | null;
-    n: number | null;
-  }>`
+  const { rows } = await sql<CounterRow>`
     SELECT l.audience_segment_id::text AS segment, l.identifiers, k.scope, k.email_state, k.n
     FROM audience_sync.lists l LEFT JOIN audience_sync.list_target_counts k USING (audience_segment_id)
     WHERE l.audience_segment_id = ANY(${segmentIds}::bigint[])`.execute(tx);
+  return countersFrom(rows, segmentIds);
+}
+
+/** Counter rows by list; a list in `segmentIds` without rows counts nothing. */
+export function countersFrom(rows: readonly CounterRow[], segmentIds: readonly string[] = []): Map<string, SnapshotCounts> {
+  const out = new Map<string, SnapshotCounts>(segmentIds.map((id) => [id, { identifiers: 0, byScope: new Map() }]));
   for (const r of rows) {
+    if (!out.has(r.segment)) out.set(r.segment, { identifiers: 0, byScope: new Map() });
     const list = out.get(r.segment)!;
     list.identifiers = Number(r.identifiers);
     if (r.scope === null || r.email_state === null) continue;

@@ -44,11 +44,14 @@ export async function materializePlan(tx: Db, listSyncId: number, segmentId: str
   let diff;
   if (scope.kind === 'touched') {
     // The ledger equalled the snapshot before today's changes: only identifiers they touched can differ.
+    // Each is looked up in the ledger's index (a scalar subquery is never hashed into a read of the whole list);
+    // OFFSET 0 keeps the inner select whole, so the CASE reads one lookup per identifier rather than making two.
     diff = sql`
-      SELECT i.identifier,
-             CASE WHEN i.desired AND l.identifier IS NULL THEN 'add' WHEN NOT i.desired AND l.identifier IS NOT NULL THEN 'remove' END AS operation
-      FROM ${scope.identifiers} i
-      LEFT JOIN audience_sync.list_members l ON l.audience_segment_id = ${segmentId}::bigint AND l.identifier = i.identifier`;
+      SELECT identifier, CASE WHEN desired AND NOT held THEN 'add' WHEN NOT desired AND held THEN 'remove' END AS operation
+      FROM (SELECT i.identifier, i.desired,
+                   (SELECT true FROM audience_sync.list_members l
+                    WHERE l.audience_segment_id = ${segmentId}::bigint AND l.identifier = i.identifier) IS NOT NULL AS held
+            FROM ${scope.identifiers} i OFFSET 0) i`;
   } else if (scope.uncertainty.batchIds.length === 0 && !scope.uncertainty.wholeList) {
     diff = sql`
       SELECT coalesce(d.identifier, l.identifier) AS identifier,
