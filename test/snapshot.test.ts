@@ -88,7 +88,7 @@ describe.each([
     await sql`
       DELETE FROM audience_sync.list_members WHERE audience_segment_id = ${SEGMENT}::bigint
         AND identifier IN (SELECT identifier FROM audience_sync.plan_entries WHERE list_sync_id = ${planId} AND operation = 'remove')`.execute(database.db);
-    await settleInStep(database.db, SEGMENT, planId, []);
+    await settleInStep(database.db, SEGMENT, planId, [], null);
     return plan;
   }
 

@@ -3,6 +3,7 @@ import { sql, type RawBuilder } from 'kysely';
 import type { Db } from '../db/connection.js';
 import { lockChangeLogShared, tryLockChangeLogAlone } from '../db/locks.js';
 import { joinMappedWindow, mappedSeenOr, mappedWindowOf } from './run-changes.js';
+import type { CounterRow } from './snapshot.js';
 
 /**
  * The source change log (migration 0007): the keys each write to customers
@@ -322,6 +323,8 @@ function logProblems(catalog: readonly SourceCatalogRow[]): string[] {
  * it is out of step until a fully confirmed sync puts it back (settleInStep);
  * and, when the plan moved the counters by its changes, its count of
  * distinct identifiers (a recount sets its own), and no counter at zero.
+ * Returns the counters' rows as the plan left them, read in the same
+ * statement (countersFrom makes them the list's counts).
  */
 export async function recordListAfterPlan(
   tx: Db,
@@ -329,15 +332,16 @@ export async function recordListAfterPlan(
   read: SourceRead,
   activeCampaignIds: readonly string[],
   { wholeReadDays, identifiers }: { wholeReadDays: number; identifiers: number | null },
-): Promise<void> {
+): Promise<CounterRow[]> {
   // Due dates are compared with statement_timestamp(), not the transaction's start: a plan whose transaction began
   // before a pruning but took its lock after must see the due date the pruning saw as passed.
   // The due date is stored, not recomputed from the setting: pruning then never depends on how another process is configured.
-  await sql`
+  const { rows } = await sql<CounterRow>`
     WITH emptied_counters AS (
       DELETE FROM audience_sync.list_target_counts WHERE audience_segment_id = ${segmentId}::bigint AND n = 0
-    )
-    UPDATE audience_sync.lists SET
+    ),
+    listed AS (
+      UPDATE audience_sync.lists SET
       changes_read_in = ${read.seen}::pg_snapshot,
       source_stamp = ${read.stamp},
       email_rule = ${read.emailRule},
@@ -347,7 +351,13 @@ export async function recordListAfterPlan(
       in_step = false,
       identifiers = coalesce(${identifiers}::bigint, identifiers),
       updated_at = now()
-    WHERE audience_segment_id = ${segmentId}::bigint`.execute(tx);
+      WHERE audience_segment_id = ${segmentId}::bigint
+      RETURNING identifiers
+    )
+    -- The counters as the plan's earlier statements left them; those at zero, deleted above, are skipped here too.
+    SELECT ${segmentId}::text AS segment, l.identifiers, k.scope, k.email_state, k.n
+    FROM listed l LEFT JOIN audience_sync.list_target_counts k ON k.audience_segment_id = ${segmentId}::bigint AND k.n <> 0`.execute(tx);
+  return rows;
 }
 
 /**

@@ -205,10 +205,18 @@ const appliedCount = sql`((SELECT count(*) FROM added) + (SELECT count(*) FROM r
  * takes its confirmed batches (older list syncs' were taken before it
  * planned, and none has been confirmed since: the list's lock is held),
  * older unsettled batches are superseded (this sync re-sent their work), the
- * ledger is in step with the snapshot again, and the sync's plan is dropped.
+ * ledger is in step with the snapshot again, the sync's plan is dropped, and
+ * the list sync ends 'succeeded' with `reason`. Returns what the ledger
+ * confirmed for it (none: no such list sync).
  */
-export async function settleInStep(db: Db, segmentId: string, listSyncId: number, supersededBatchIds: readonly number[]): Promise<void> {
-  await sql`
+export async function settleInStep(
+  db: Db,
+  segmentId: string,
+  listSyncId: number,
+  supersededBatchIds: readonly number[],
+  reason: string | null,
+): Promise<ListSyncCounts | undefined> {
+  const { rows } = await sql<ListSyncCounts>`
     ${applyingListSync(segmentId, listSyncId)},
     superseded AS (
       UPDATE audience_sync.batches SET status = 'superseded', payload = NULL
@@ -217,8 +225,20 @@ export async function settleInStep(db: Db, segmentId: string, listSyncId: number
     in_step AS (
       UPDATE audience_sync.lists SET in_step = true, updated_at = now() WHERE audience_segment_id = ${segmentId}::bigint RETURNING 1
     ),
-    plan AS (DELETE FROM audience_sync.plan_entries WHERE list_sync_id = ${listSyncId} RETURNING 1)
-    SELECT ${appliedCount}`.execute(db);
+    plan AS (DELETE FROM audience_sync.plan_entries WHERE list_sync_id = ${listSyncId} RETURNING 1),
+    finished AS (
+      UPDATE audience_sync.list_syncs SET status = 'succeeded', finished_at = now(), reason = ${reason}, error_code = NULL, trace_id = NULL
+      WHERE list_sync_id = ${listSyncId} RETURNING added, removed, emptied
+    )
+    SELECT f.added, f.removed, f.emptied, ${appliedCount} AS applied FROM finished f`.execute(db);
+  return rows[0];
+}
+
+/** What the ledger confirmed for a list sync: identifiers added and removed, and whether the list was emptied. */
+export interface ListSyncCounts {
+  added: number;
+  removed: number;
+  emptied: boolean;
 }
 
 /** Criteo confirmed the DELETE: the list is empty, so is the ledger, and nothing is uncertain any more. */

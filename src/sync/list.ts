@@ -4,7 +4,7 @@ import { sleep } from '../criteo/rate-limiter.js';
 import type { Db } from '../db/connection.js';
 import { releaseListLock, tryListLock } from '../db/locks.js';
 import { emptyList } from './empty.js';
-import { applyConfirmedBatches, findUncertainty, settleInStep } from './ledger.js';
+import { applyConfirmedBatches, findUncertainty, settleInStep, type ListSyncCounts } from './ledger.js';
 import { actionOf, baseOutcome, classify, INTERRUPTED_REASON, stopsRun, withDatesNote, type RunStopper } from './outcome.js';
 import { discardPlan, type Uncertainty } from './plan.js';
 import { planList, type ListPlan } from './plan-list.js';
@@ -19,10 +19,11 @@ export interface ListResult {
   stop?: RunStopper;
 }
 
-/** What a list's work did: whether Criteo was changed, and what stopped it, if anything. */
+/** What a list's work did: whether Criteo was changed, what stopped it, if anything, and whether its end is recorded already. */
 interface ListWork {
   touched: boolean;
   error?: unknown;
+  finished?: boolean;
 }
 
 /**
@@ -42,7 +43,7 @@ export async function syncList(deps: SyncDeps, job: ListJob): Promise<ListResult
     const listSyncId = await startListSync(deps.db, listSyncStart(job, outcome.action));
     outcome.listSyncId = listSyncId;
     const work = await doListWork(deps, job, listSyncId, outcome, log);
-    await finishList(deps.db, job, listSyncId, outcome);
+    if (!work.finished) await finishList(deps.db, job, listSyncId, outcome);
     // Recorded first, then the whole run stops: retrying with refused credentials would only storm Criteo.
     if (stopsRun(work.error)) return { outcome, stop: work.error };
     // Statistics after any change, and at least daily for a live list, so the report never reads stale figures.
@@ -124,11 +125,14 @@ async function finishList(db: Db, job: ListJob, listSyncId: number, outcome: Lis
     ...(outcome.errorCode ? { errorCode: outcome.errorCode } : {}),
     ...(outcome.traceId ? { traceId: outcome.traceId } : {}),
   });
-  if (counts) {
-    outcome.added = counts.added;
-    outcome.removed = counts.removed;
-    outcome.emptied = counts.emptied;
-  }
+  takeCounts(outcome, counts);
+}
+
+function takeCounts(outcome: ListOutcome, counts: ListSyncCounts | undefined): void {
+  if (!counts) return;
+  outcome.added = counts.added;
+  outcome.removed = counts.removed;
+  outcome.emptied = counts.emptied;
 }
 
 /** Plans the list, then sends adds before removes (a list never dips below its desired members mid-sync). */
@@ -156,10 +160,12 @@ async function syncMembers(deps: SyncDeps, job: ListJob, listSyncId: number, unc
   if (removes.error) return { touched, error: removes.error };
   if (removes.interrupted) return interrupted(outcome, touched);
 
-  // Everything planned is confirmed: older unsettled batches have been re-sent, and the ledger is in step.
-  await settleInStep(db, segmentId, listSyncId, uncertainty.batchIds);
+  // Everything planned is confirmed: older unsettled batches have been re-sent, the ledger is in step, and the list
+  // sync ends, in one statement.
   outcome.status = 'succeeded';
-  return { touched };
+  outcome.reason = withDatesNote(outcome.reason, job.target);
+  takeCounts(outcome, await settleInStep(db, segmentId, listSyncId, uncertainty.batchIds, outcome.reason ?? null));
+  return { touched, finished: true };
 }
 
 /** The plan's figures that the run's outcome reports. */

@@ -4,12 +4,12 @@ import { chooseSourceRead, recordListAfterPlan, takeSourceSnapshot } from '../so
 import {
   applyChangedTargets,
   applyCounterDeltas,
+  countersFrom,
   countNewlyValidEmails,
   findChangedTargets,
   findTouchedIdentifiers,
   funnelsOf,
   lockListState,
-  readCounters,
   recountCounters,
 } from '../source/snapshot.js';
 import type { CampaignFunnelCounts, FunnelCounts } from '../source/target-groups.js';
@@ -90,8 +90,8 @@ async function planInTransaction(tx: Db, config: Config, job: PlanJob, planId: n
   const counts = incremental ? await diffTouched(tx, config, segmentId, planId, read.changedRows) : await diffWhole(tx, config, job, planId, uncertainty);
   // After an incremental diff, the identifiers moved exactly as the diff did; a whole one recounted them.
   const identifiers = incremental ? ledgerBefore + counts.toAdd - counts.toRemove : null;
-  await recordListAfterPlan(tx, segmentId, read.source, activeCampaignIds, { wholeReadDays: config.sourceWholeReadDays, identifiers });
-  const { funnel, campaignFunnels } = funnelsOf(await readCounters(tx, segmentId), activeCampaignIds);
+  const counters = await recordListAfterPlan(tx, segmentId, read.source, activeCampaignIds, { wholeReadDays: config.sourceWholeReadDays, identifiers });
+  const { funnel, campaignFunnels } = funnelsOf(countersFrom(counters, [segmentId]).get(segmentId)!, activeCampaignIds);
   const held = massRemovalHold(config, counts.toRemove, ledgerBefore, job.options.allowMassRemoval ?? false);
   return {
     ...counts,

@@ -4,6 +4,7 @@ import { runLockFree } from '../db/locks.js';
 import type { ListSyncStatus, RunStatus } from '../db/schema.js';
 import type { CampaignFunnelCounts, FunnelCounts } from '../source/target-groups.js';
 import type { ListStatistics } from '../criteo/client.js';
+import type { ListSyncCounts } from './ledger.js';
 
 /**
  * The audit trail: a row per run, per list within it, per batch (ledger.ts).
@@ -129,7 +130,7 @@ export async function finishListSync(
   listSyncId: number,
   status: ListSyncStatus,
   detail: { reason?: string; errorCode?: string; traceId?: string } = {},
-): Promise<{ added: number; removed: number; emptied: boolean } | undefined> {
+): Promise<ListSyncCounts | undefined> {
   return db
     .updateTable('audience_sync.list_syncs')
     .set({
