@@ -134,6 +134,21 @@ describe('SharedRateLimiter', () => {
     expect(Date.now() - from).toBeGreaterThanOrEqual(200);
   });
 
+  it('records an end told late, with the next grant, as of when its call ended', async () => {
+    const budget = openRateBudget(url, freshClientId(), { windowMs: 1_000, holdMs: 10_000 });
+    try {
+      const [slot] = (await budget.take(1, 1, [])).slots;
+      await sleep(300); // past the grants' spacing (a quarter of the window's even share)
+      // The call ended 950 ms ago and is told only now: its slot frees 50 ms from now, within the grant-ahead reach
+      // (a tenth of the window). Counted from the telling, it would free a whole window from now.
+      const next = await budget.take(1, 1, [{ slotId: slot!.slotId, endedAt: Date.now() - 950 }]);
+      expect(next.slots).toHaveLength(1);
+      expect(next.slots[0]!.startInMs).toBeLessThanOrEqual(100);
+    } finally {
+      await budget.close();
+    }
+  });
+
   it('keeps to a local share when the database cannot be reached, and says so once', async () => {
     const capture = captureLog();
     const [limit, windowMs] = [4, 300];
@@ -155,8 +170,8 @@ describe('SharedRateLimiter', () => {
     const real = openRateBudget(url, clientId, { windowMs, holdMs: 10_000 });
     let down = true;
     const flaky: RateBudgetStore = {
-      take: (count: number, n: number): Promise<SlotAnswer> => (down ? Promise.reject(new Error('connection lost')) : real.take(count, n)),
-      end: (id) => (down ? Promise.reject(new Error('connection lost')) : real.end(id)),
+      take: (count: number, n: number, ended): Promise<SlotAnswer> => (down ? Promise.reject(new Error('connection lost')) : real.take(count, n, ended)),
+      end: (ended) => (down ? Promise.reject(new Error('connection lost')) : real.end(ended)),
       carryOver: (ms, running) => (down ? Promise.reject(new Error('connection lost')) : real.carryOver(ms, running)),
       close: () => real.close(),
     };

@@ -1,6 +1,6 @@
 import type { CriteoSettings } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
-import { openRateBudget, type RateBudgetStore } from '../db/rate-budget.js';
+import { openRateBudget, type EndedSlot, type RateBudgetStore } from '../db/rate-budget.js';
 import { RateLimiter, sleep, type CallRateLimiter, type RatePermit } from './rate-limiter.js';
 import { callDeadlineMs } from './transport.js';
 
@@ -19,8 +19,12 @@ type Turn = { slotId: string; startAt: number } | { permit: RatePermit };
  * after its call ended, so no server window holds more than the limit of the
  * app's calls. A slot whose call never reports its end (a killed process)
  * frees at its hold bound: the longest a live call lasts, plus a window.
- * One statement grants a slot for each call queued in the process, one ends
- * each call's slot. When every slot is held, the database grants the slots
+ * One statement grants a slot for each call queued in the process, and
+ * records the ends of the process's calls that ended since its last grant;
+ * ends that no grant follows within a twentieth of the window (a quarter of a
+ * second at most) are recorded on their own. Each end is recorded as the
+ * time since the call ended, so its slot frees a window after the call's
+ * real end; until the end is recorded the slot is held. When every slot is held, the database grants the slots
  * about to free (within a tenth of the window, at most a second) from the
  * instants they free, and each call sleeps until its own: queued calls start
  * as the slots free, as the local limiter's do, and the budget's pace never
@@ -60,6 +64,9 @@ export class SharedRateLimiter implements CallRateLimiter {
   private granted: { slotId: string; startAt: number }[] = [];
   /** When the budget said to ask again (local clock): the next take waits until then. */
   private nextAskAt = 0;
+  /** Calls ended and not yet recorded: they ride on the next grant, or are recorded on their own (flushEnds). */
+  private ended: EndedSlot[] = [];
+  private endsTimer: NodeJS.Timeout | undefined;
   /** Statements ending slots, awaited by close(). */
   private readonly ending = new Set<Promise<void>>();
 
@@ -110,6 +117,7 @@ export class SharedRateLimiter implements CallRateLimiter {
   }
 
   async close(): Promise<void> {
+    this.flushEnds();
     await Promise.all([...this.ending]);
     await this.budget.close();
   }
@@ -159,7 +167,8 @@ export class SharedRateLimiter implements CallRateLimiter {
       let answer;
       try {
         // A slot for each call queued here: they are waiting already, so every slot granted is used.
-        answer = await this.budget.take(Math.max(1, this.waiting), this.own.effectiveLimit);
+        // If this fails, the ends it carries are not recorded: their slots free at their hold bound, which is later.
+        answer = await this.budget.take(Math.max(1, this.waiting), this.own.effectiveLimit, this.takeEnds());
       } catch (error) {
         this.lose(error);
         return undefined;
@@ -177,11 +186,25 @@ export class SharedRateLimiter implements CallRateLimiter {
 
   private sharedPermit(slotId: string, ownPermit: RatePermit, started: number): RatePermit {
     return releasedOnce(ownPermit, started, () => {
-      // If this fails, the slot frees at its hold bound, which is later than its end + a window: still safe.
-      const ending = this.budget.end(slotId).catch((error: unknown) => this.lose(error));
-      this.ending.add(ending);
-      void ending.finally(() => this.ending.delete(ending));
+      this.ended.push({ slotId, endedAt: Date.now() });
+      this.endsTimer ??= setTimeout(() => this.flushEnds(), Math.min(250, this.windowMs / 20)).unref();
     });
+  }
+
+  /** The ends kept so far, taken to be recorded. */
+  private takeEnds(): EndedSlot[] {
+    clearTimeout(this.endsTimer);
+    this.endsTimer = undefined;
+    return this.ended.splice(0);
+  }
+
+  /** Records the ends no grant carried. If this fails, the slots free at their hold bound, later than end + a window: still safe. */
+  private flushEnds(): void {
+    const ended = this.takeEnds();
+    if (ended.length === 0) return;
+    const ending = this.budget.end(ended).catch((error: unknown) => this.lose(error));
+    this.ending.add(ending);
+    void ending.finally(() => this.ending.delete(ending));
   }
 
   /** The budget's database failed: keep to the local share, counting the calls already made, and say so once. */

@@ -3,10 +3,13 @@ import pg from 'pg';
 
 /**
  * A Criteo app's rate budget as Postgres holds it (audience_sync.rate_slots,
- * migration 0010), for every process using the app's credentials to draw on.
- * One statement takes slots (or says how long until one may free), one ends
- * each. The database's clock stamps every grant, end and expiry, so processes on
- * hosts whose clocks differ still agree.
+ * migrations 0010 and 0015), for every process using the app's credentials
+ * to draw on. One statement takes slots (or says how long until one may
+ * free) and records the ends of the calls that ended since the last; ends
+ * with no take to ride on are recorded on their own. The database's clock
+ * stamps every grant, end and expiry (an end as the milliseconds since it
+ * happened, which no clock difference changes), so processes on hosts whose
+ * clocks differ still agree.
  */
 
 /** A slot granted, to use from `startInMs` after the answer arrived (0: at once). */
@@ -21,11 +24,20 @@ export interface SlotAnswer {
   waitMs: number;
 }
 
+/** A slot whose call ended at `endedAt` (this process's clock, ms). */
+export interface EndedSlot {
+  slotId: string;
+  endedAt: number;
+}
+
 export interface RateBudgetStore {
-  /** Takes up to `count` slots, free or about to free, while fewer than `limit` are held; else says when to ask again. */
-  take(count: number, limit: number): Promise<SlotAnswer>;
-  /** The call ended: its slot stays held for a window from now, then frees. */
-  end(slotId: string): Promise<void>;
+  /**
+   * Records the `ended` calls' ends, then takes up to `count` slots, free or about to free, while fewer than
+   * `limit` are held; else says when to ask again.
+   */
+  take(count: number, limit: number, ended: readonly EndedSlot[]): Promise<SlotAnswer>;
+  /** The calls ended: each slot stays held for a window from its call's end, then frees. */
+  end(ended: readonly EndedSlot[]): Promise<void>;
   /**
    * Records calls made while the budget could not be reached, so the others
    * count them: ended calls with the milliseconds their holds have left, and
@@ -56,27 +68,21 @@ export class PostgresRateBudget implements RateBudgetStore {
     private readonly options: RateBudgetOptions,
   ) {}
 
-  async take(count: number, limit: number): Promise<SlotAnswer> {
+  async take(count: number, limit: number, ended: readonly EndedSlot[] = []): Promise<SlotAnswer> {
     const { windowMs, holdMs, aheadMs } = this.options;
+    const [slots, agoMs] = endsOf(ended);
     const { rows } = await this.pool.query<{ granted_slots: string[]; start_in_ms: number[]; wait_ms: number }>(
-      'SELECT granted_slots::text[], start_in_ms, wait_ms FROM audience_sync.take_rate_slots($1, $2, $3, $4, $5, $6, $7)',
-      [this.key, count, limit, Math.ceil(windowMs), Math.ceil(holdMs), Math.ceil(aheadMs ?? Math.min(1_000, windowMs / 10)), windowMs / limit / 4],
+      'SELECT granted_slots::text[], start_in_ms, wait_ms FROM audience_sync.take_rate_slots($1, $2, $3, $4, $5, $6, $7, $8, $9)',
+      [this.key, count, limit, Math.ceil(windowMs), Math.ceil(holdMs), Math.ceil(aheadMs ?? Math.min(1_000, windowMs / 10)), windowMs / limit / 4, slots, agoMs],
     );
     const row = rows[0]!;
     return { slots: row.granted_slots.map((slotId, i) => ({ slotId, startInMs: row.start_in_ms[i] ?? 0 })), waitMs: row.wait_ms };
   }
 
-  async end(slotId: string): Promise<void> {
-    // A row already cleaned up (its call outlived the hold bound) is put back: the call counts for a window from its end.
-    await this.pool.query(
-      `WITH ended AS (
-         UPDATE audience_sync.rate_slots SET ended_at = clock_timestamp(), expires_at = clock_timestamp() + $3 * interval '1 millisecond'
-         WHERE slot_id = $1 RETURNING 1)
-       INSERT INTO audience_sync.rate_slots (client_key, granted_at, ended_at, expires_at)
-       SELECT $2, clock_timestamp(), clock_timestamp(), clock_timestamp() + $3 * interval '1 millisecond'
-       WHERE NOT EXISTS (SELECT FROM ended)`,
-      [slotId, this.key, Math.ceil(this.options.windowMs)],
-    );
+  async end(ended: readonly EndedSlot[]): Promise<void> {
+    if (ended.length === 0) return;
+    const [slots, agoMs] = endsOf(ended);
+    await this.pool.query('SELECT audience_sync.end_rate_slots($1, $2, $3, $4)', [this.key, slots, agoMs, Math.ceil(this.options.windowMs)]);
   }
 
   async carryOver(remainingMs: readonly number[], running: number): Promise<void> {
@@ -94,6 +100,12 @@ export class PostgresRateBudget implements RateBudgetStore {
   async close(): Promise<void> {
     await this.pool.end();
   }
+}
+
+/** Ended slots as the budget's functions take them: ids, and milliseconds since each call ended (counted down, never up). */
+function endsOf(ended: readonly EndedSlot[]): [string[], number[]] {
+  const now = Date.now();
+  return [ended.map((e) => e.slotId), ended.map((e) => Math.max(0, Math.floor(now - e.endedAt)))];
 }
 
 /**
