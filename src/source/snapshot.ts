@@ -202,7 +202,7 @@ export async function countNewlyValidEmails(tx: Db): Promise<number> {
  * identifier) and whether the snapshot still holds each, as the diff reads
  * them. Nothing else can have entered or left the desired set.
  */
-export async function findTouchedIdentifiers(tx: Db, segmentId: string, changedRows: number): Promise<RawBuilder<unknown>> {
+export async function findTouchedIdentifiers(tx: Db, segmentId: string, changedRows: number): Promise<TouchedIdentifiers> {
   const ids = sql`
     SELECT old_identifier AS identifier FROM ${TARGET_CHANGES} WHERE old_identifier IS NOT NULL
     UNION
@@ -214,13 +214,19 @@ export async function findTouchedIdentifiers(tx: Db, segmentId: string, changedR
     // A few are read where the diff reads them, each looked up in the snapshot's identifier index: a scalar
     // subquery is never hashed, which the planner, with no statistics for the temporary tables, would otherwise
     // choose, reading the whole list. OFFSET 0 keeps the lookup to one per identifier (see materializePlan).
-    return sql`(SELECT i.identifier, (${held} LIMIT 1) IS NOT NULL AS desired FROM (${ids}) i OFFSET 0)`;
+    return { identifiers: sql`(SELECT i.identifier, (${held} LIMIT 1) IS NOT NULL AS desired FROM (${ids}) i OFFSET 0)`, few: true };
   }
   // More are written once, with statistics, so that the diff looks them up in the ledger's index rather than
   // reading the whole list.
   await sql`CREATE TEMP TABLE ${TOUCHED_IDENTIFIERS} ON COMMIT DROP AS SELECT i.identifier, EXISTS (${held}) AS desired FROM (${ids}) i`.execute(tx);
   await sql`ANALYZE ${TOUCHED_IDENTIFIERS}`.execute(tx);
-  return TOUCHED_IDENTIFIERS;
+  return { identifiers: TOUCHED_IDENTIFIERS, few: false };
+}
+
+/** The touched identifiers as a relation (identifier, desired); `few`: a thousand or fewer, read inline. */
+export interface TouchedIdentifiers {
+  identifiers: RawBuilder<unknown>;
+  few: boolean;
 }
 
 /**

@@ -130,8 +130,8 @@ async function refreshSnapshot(tx: Db, config: Config, job: PlanJob, snapshotLos
 
 /** The diff on the identifiers today's changes touched: the ledger held exactly the snapshot's identifiers. */
 async function diffTouched(tx: Db, config: Config, segmentId: string, planId: number, changedRows: number): Promise<PlanCounts> {
-  const identifiers = await findTouchedIdentifiers(tx, segmentId, changedRows);
-  const counts = await materializePlan(tx, planId, segmentId, { kind: 'touched', identifiers }, config.criteo.batchSize);
+  const touched = await findTouchedIdentifiers(tx, segmentId, changedRows);
+  const counts = await materializePlan(tx, planId, segmentId, { kind: 'touched', ...touched }, config.criteo.batchSize);
   await applyCounterDeltas(tx, segmentId);
   return counts;
 }

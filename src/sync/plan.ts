@@ -26,7 +26,7 @@ export interface PlanCounts {
 }
 
 /** How the diff is taken: on the identifiers today's changes touched (the ledger was in step: see findTouchedIdentifiers), or on the whole list. */
-export type DiffScope = { kind: 'touched'; identifiers: RawBuilder<unknown> } | { kind: 'whole'; uncertainty: Uncertainty };
+export type DiffScope = { kind: 'touched'; identifiers: RawBuilder<unknown>; few: boolean } | { kind: 'whole'; uncertainty: Uncertainty };
 
 const desiredMembers = (segmentId: string) => sql`
   SELECT DISTINCT identifier FROM audience_sync.list_targets
@@ -42,16 +42,24 @@ const ledgerMembers = (segmentId: string) => sql`
  */
 export async function materializePlan(tx: Db, listSyncId: number, segmentId: string, scope: DiffScope, batchSize: number): Promise<PlanCounts> {
   let diff;
-  if (scope.kind === 'touched') {
+  if (scope.kind === 'touched' && scope.few) {
     // The ledger equalled the snapshot before today's changes: only identifiers they touched can differ.
-    // Each is looked up in the ledger's index (a scalar subquery is never hashed into a read of the whole list);
-    // OFFSET 0 keeps the inner select whole, so the CASE reads one lookup per identifier rather than making two.
+    // A few, each looked up in the ledger's index: a scalar subquery is never hashed into a read of the whole list,
+    // which the planner, with no statistics for the few, may choose. OFFSET 0 keeps the inner select whole, so the
+    // CASE reads one lookup per identifier rather than making two.
     diff = sql`
       SELECT identifier, CASE WHEN desired AND NOT held THEN 'add' WHEN NOT desired AND held THEN 'remove' END AS operation
       FROM (SELECT i.identifier, i.desired,
                    (SELECT true FROM audience_sync.list_members l
                     WHERE l.audience_segment_id = ${segmentId}::bigint AND l.identifier = i.identifier) IS NOT NULL AS held
             FROM ${scope.identifiers} i OFFSET 0) i`;
+  } else if (scope.kind === 'touched') {
+    // Many, with their statistics: the planner joins them to the ledger as it finds cheapest.
+    diff = sql`
+      SELECT i.identifier,
+             CASE WHEN i.desired AND l.identifier IS NULL THEN 'add' WHEN NOT i.desired AND l.identifier IS NOT NULL THEN 'remove' END AS operation
+      FROM ${scope.identifiers} i
+      LEFT JOIN audience_sync.list_members l ON l.audience_segment_id = ${segmentId}::bigint AND l.identifier = i.identifier`;
   } else if (scope.uncertainty.batchIds.length === 0 && !scope.uncertainty.wholeList) {
     diff = sql`
       SELECT coalesce(d.identifier, l.identifier) AS identifier,
