@@ -59,10 +59,14 @@ export async function releaseListLock(client: pg.PoolClient, segmentId: string, 
 /** SQL: true, and the run's lock taken for this transaction, when the run `runId` names has no live process. */
 export const runLockFree = (runId: ReturnType<typeof sql.ref>) => sql<boolean>`pg_try_advisory_xact_lock(${RUN_LOCK_CLASS}::int, ${runId}::int)`;
 
-/** Holds the change log's lock shared for the plan's transaction, and returns the snapshot it reads the source as of. */
-export async function lockChangeLogShared(tx: Db): Promise<string> {
+/**
+ * Holds the change log's lock shared for the plan's transaction, and returns the snapshot it reads the source as of;
+ * `withoutJit`: with JIT compilation off for the rest of the transaction, in the same statement.
+ */
+export async function lockChangeLogShared(tx: Db, { withoutJit = false }: { withoutJit?: boolean } = {}): Promise<string> {
   const { rows } = await sql<{ seen: string }>`
-    SELECT pg_advisory_xact_lock_shared(${CHANGE_LOG_LOCK_CLASS}::int, 0), pg_current_snapshot()::text AS seen`.execute(tx);
+    SELECT pg_advisory_xact_lock_shared(${CHANGE_LOG_LOCK_CLASS}::int, 0), pg_current_snapshot()::text AS seen
+    ${withoutJit ? sql`, set_config('jit', 'off', true)` : sql``}`.execute(tx);
   return rows[0]!.seen;
 }
 

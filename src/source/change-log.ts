@@ -48,8 +48,8 @@ export type SourceRead = (
  * lock that keeps pruning away until the plan commits. Taken before the
  * source is read.
  */
-export async function takeSourceSnapshot(tx: Db): Promise<string> {
-  return lockChangeLogShared(tx);
+export async function takeSourceSnapshot(tx: Db, options: { withoutJit?: boolean } = {}): Promise<string> {
+  return lockChangeLogShared(tx, options);
 }
 
 /** The log rows of transactions visible in `seen` and not in `from`: the changes a list has not read yet. */

@@ -40,11 +40,10 @@ export interface SnapshotChanges {
 /**
  * Finds the rows that differ between the source and the snapshot and writes
  * them to a temporary table: from the keys the change log names, or by
- * reading the whole target group (see change-log.ts for which).
+ * reading the whole target group (see change-log.ts for which). The plan
+ * turned JIT compiling off with its snapshot (takeSourceSnapshot).
  */
 export async function findChangedTargets(tx: Db, segmentId: string, activeCampaignIds: readonly string[], read: SourceRead): Promise<SnapshotChanges> {
-  // JIT compiling costs more than it saves at any size measured.
-  await sql`SET LOCAL jit = off`.execute(tx);
   if (read.kind === 'changes' && read.mappedBy !== undefined) {
     // A list the run mapped is small beside the day's log: the rest of its plan handles as few rows, up to a whole
     // diff (probingNoMore). A big list's day may be a hundred thousand keys, priced statement by statement.

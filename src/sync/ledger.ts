@@ -28,10 +28,25 @@ export async function countLedger(db: Db, segmentId: string): Promise<number> {
  * stopped before it settled), which its plan then applies first.
  */
 export async function findUncertainty(db: Db, segmentId: string): Promise<Uncertainty> {
-  const { rows } = await sql<{ batch_id: number; operation: string; status: string }>`
-    SELECT batch_id, operation, status FROM audience_sync.batches
-    WHERE audience_segment_id = ${segmentId}::bigint
-      AND (status IN ('sending', 'unknown') OR (status = 'confirmed' AND payload IS NOT NULL))`.execute(db);
+  const { rows } = await sql<UncertainBatch>`${uncertainBatches(segmentId)}`.execute(db);
+  return uncertaintyOf(rows);
+}
+
+/** A batch findUncertainty weighs. */
+export interface UncertainBatch {
+  batch_id: number;
+  operation: string;
+  status: string;
+}
+
+/** SQL: the list's unsettled batches, and its confirmed ones the ledger has not taken. */
+export const uncertainBatches = (segmentId: string) => sql<UncertainBatch>`
+  SELECT batch_id, operation, status FROM audience_sync.batches
+  WHERE audience_segment_id = ${segmentId}::bigint
+    AND (status IN ('sending', 'unknown') OR (status = 'confirmed' AND payload IS NOT NULL))`;
+
+/** The uncertainty those batches make. */
+export function uncertaintyOf(rows: readonly UncertainBatch[]): Uncertainty {
   const unsettled = rows.filter((r) => r.status !== 'confirmed');
   return {
     batchIds: unsettled.map((r) => r.batch_id),

@@ -4,11 +4,11 @@ import { sleep } from '../criteo/rate-limiter.js';
 import type { Db } from '../db/connection.js';
 import { releaseListLock, tryListLock } from '../db/locks.js';
 import { emptyList } from './empty.js';
-import { applyConfirmedBatches, findUncertainty, settleInStep, type ListSyncCounts } from './ledger.js';
+import { applyConfirmedBatches, settleInStep, type ListSyncCounts } from './ledger.js';
 import { actionOf, baseOutcome, classify, INTERRUPTED_REASON, stopsRun, withDatesNote, type RunStopper } from './outcome.js';
 import { discardPlan, type Uncertainty } from './plan.js';
 import { planList, type ListPlan } from './plan-list.js';
-import { finishListSync, listSyncHolder, recordListPlan, startListSync } from './records.js';
+import { finishListSync, listSyncHolder, recordListPlan, startListSync, startLockedListSync } from './records.js';
 import { sendPlannedOperation, type SendContext } from './send.js';
 import { readStatistics, statisticsDue } from './statistics.js';
 import type { ListJob, ListOutcome, SyncDeps } from './types.js';
@@ -40,9 +40,9 @@ export async function syncList(deps: SyncDeps, job: ListJob): Promise<ListResult
   try {
     held = await acquireListLock(lock, deps.config.lockWaitSeconds, target.segmentId);
     if (!held) return { outcome: await skipLockedList(deps.db, job, outcome, log) };
-    const listSyncId = await startListSync(deps.db, listSyncStart(job, outcome.action));
+    const { listSyncId, uncertainty } = await startLockedListSync(deps.db, listSyncStart(job, outcome.action));
     outcome.listSyncId = listSyncId;
-    const work = await doListWork(deps, job, listSyncId, outcome, log);
+    const work = await doListWork(deps, job, listSyncId, uncertainty, outcome, log);
     if (!work.finished) await finishList(deps.db, job, listSyncId, outcome);
     // Recorded first, then the whole run stops: retrying with refused credentials would only storm Criteo.
     if (stopsRun(work.error)) return { outcome, stop: work.error };
@@ -89,10 +89,9 @@ async function refuseList(db: Db, job: ListJob, refusal: NonNullable<ListJob['re
 }
 
 /** Empties or syncs the list; whatever stopped it, what Criteo confirmed goes into the ledger and the plan is dropped. */
-async function doListWork(deps: SyncDeps, job: ListJob, listSyncId: number, outcome: ListOutcome, log: Logger): Promise<ListWork> {
+async function doListWork(deps: SyncDeps, job: ListJob, listSyncId: number, uncertainty: Uncertainty, outcome: ListOutcome, log: Logger): Promise<ListWork> {
   const { db } = deps;
   const segmentId = job.target.segmentId;
-  const uncertainty = await findUncertainty(db, segmentId);
   let work: ListWork;
   try {
     work =

@@ -115,7 +115,8 @@ async function planInTransaction(tx: Db, config: Config, job: PlanJob, planId: n
  */
 async function refreshSnapshot(tx: Db, config: Config, job: PlanJob, snapshotLost: boolean) {
   const { segmentId, activeCampaignIds } = job.target;
-  const seen = await takeSourceSnapshot(tx);
+  // JIT compiling costs the snapshot's statements more than it saves at any size measured.
+  const seen = await takeSourceSnapshot(tx, { withoutJit: true });
   const read = await chooseSourceRead(tx, segmentId, activeCampaignIds, seen, {
     full: job.options.full ?? false,
     snapshotLost,

@@ -4,7 +4,8 @@ import { runLockFree } from '../db/locks.js';
 import type { ListSyncStatus, RunStatus } from '../db/schema.js';
 import type { CampaignFunnelCounts, FunnelCounts } from '../source/target-groups.js';
 import type { ListStatistics } from '../criteo/client.js';
-import type { ListSyncCounts } from './ledger.js';
+import { uncertainBatches, uncertaintyOf, type ListSyncCounts, type UncertainBatch } from './ledger.js';
+import type { Uncertainty } from './plan.js';
 
 /**
  * The audit trail: a row per run, per list within it, per batch (ledger.ts).
@@ -72,6 +73,22 @@ function funnelColumns(f: Omit<FunnelCounts, 'uniqueIdentifiers'> & { uniqueIden
 
 /** A list sync without a funnel (a list being emptied). */
 const NO_FUNNEL = { target_group_size: null, missing_customers: null, without_email: null, invalid_emails: null, unique_identifiers: null };
+
+/**
+ * Starts the list sync of a list whose lock this process holds, and reads
+ * what its ledger leaves uncertain (findUncertainty), in one statement.
+ */
+export async function startLockedListSync(db: Db, s: ListSyncStart): Promise<{ listSyncId: number; uncertainty: Uncertainty }> {
+  const { rows } = await sql<{ list_sync_id: number } & Partial<UncertainBatch>>`
+    WITH started AS (
+      INSERT INTO audience_sync.list_syncs (run_id, audience_segment_id, advertiser_id, campaign_ids, action)
+      VALUES (${s.runId}, ${s.segmentId}::bigint, ${s.advertiserId}, ${s.campaignIds}::text[], ${s.action})
+      RETURNING list_sync_id
+    )
+    SELECT s.list_sync_id, b.batch_id, b.operation, b.status FROM started s LEFT JOIN (${uncertainBatches(s.segmentId)}) b ON true`.execute(db);
+  const batches = rows.filter((r): r is { list_sync_id: number } & UncertainBatch => r.batch_id != null);
+  return { listSyncId: rows[0]!.list_sync_id, uncertainty: uncertaintyOf(batches) };
+}
 
 export async function startListSync(db: Db, s: ListSyncStart): Promise<number> {
   const row = await db
