@@ -34,6 +34,8 @@ export type SourceRead = (
       stamp: string;
       /** The run whose map of the log holds the list's keys for this window (run-changes.ts); absent: the plan reads the log. */
       mappedBy?: number;
+      /** How many keys that map holds for the list. */
+      mappedKeys?: number;
     }
   | { kind: 'whole'; seen: string; stamp: string | null; reason: string }
 ) & {
@@ -167,7 +169,9 @@ export async function chooseSourceRead(
   // the lists stood when it was written. Only key rows are left to count here.
   const limit = Math.max(1000, Math.floor(Number(list.rows ?? 0) / 10));
   const tooMany = () => whole(`more than ${limit} source changes for the list since its last plan`);
-  if (list.mapped_keys !== null) return list.mapped_keys > limit ? tooMany() : { kind: 'changes', ...read, stamp, ...rule, mappedBy: runId! };
+  if (list.mapped_keys !== null) {
+    return list.mapped_keys > limit ? tooMany() : { kind: 'changes', ...read, stamp, ...rule, mappedBy: runId!, mappedKeys: list.mapped_keys };
+  }
   const { rows: window } = await sql<{ n: number }>`
     SELECT count(*)::int AS n FROM (
       SELECT 1 FROM audience_sync.source_changes

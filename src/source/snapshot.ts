@@ -32,18 +32,13 @@ const FEW_ROWS = 1000;
 /** The state a changed row gets: the CTAS leaves it NULL for rows with an email, decided here by the identifier. */
 const newState = sql`coalesce(c.new_state, CASE WHEN c.new_identifier IS NULL THEN 'invalid' ELSE 'valid' END)`;
 
-export interface SnapshotChanges {
-  /** Target-group rows new, gone or with a changed email. */
-  changedRows: number;
-}
-
 /**
  * Finds the rows that differ between the source and the snapshot and writes
  * them to a temporary table: from the keys the change log names, or by
  * reading the whole target group (see change-log.ts for which). The plan
  * turned JIT compiling off with its snapshot (takeSourceSnapshot).
  */
-export async function findChangedTargets(tx: Db, segmentId: string, activeCampaignIds: readonly string[], read: SourceRead): Promise<SnapshotChanges> {
+export async function findChangedTargets(tx: Db, segmentId: string, activeCampaignIds: readonly string[], read: SourceRead): Promise<void> {
   if (read.kind === 'changes' && read.mappedBy !== undefined) {
     // A list the run mapped is small beside the day's log: the rest of its plan handles as few rows, up to a whole
     // diff (probingNoMore). A big list's day may be a hundred thousand keys, priced statement by statement.
@@ -54,11 +49,11 @@ export async function findChangedTargets(tx: Db, segmentId: string, activeCampai
   } else {
     await compareWholeTargetGroup(tx, segmentId, activeCampaignIds, read.rejudge);
   }
+  // Statistics for the statements that read the changes: a handful of rows on most days, millions on the first. The
+  // run's map names few enough keys for a list it mapped, most days, to know there is no need.
+  if (read.kind === 'changes' && read.mappedKeys !== undefined && read.mappedKeys <= FEW_ROWS) return;
   const { rows } = await sql<{ n: number }>`SELECT count(*)::bigint AS n FROM ${TARGET_CHANGES}`.execute(tx);
-  const changedRows = Number(rows[0]!.n);
-  // Statistics for the statements that read the changes: a handful of rows on most days, millions on the first.
-  if (changedRows > FEW_ROWS) await sql`ANALYZE ${TARGET_CHANGES}`.execute(tx);
-  return { changedRows };
+  if (Number(rows[0]!.n) > FEW_ROWS) await sql`ANALYZE ${TARGET_CHANGES}`.execute(tx);
 }
 
 /** A changed row's old state and identifier: filled in from the snapshot row it replaces (applyChangedTargets). */
@@ -166,9 +161,10 @@ async function compareWholeTargetGroup(tx: Db, segmentId: string, activeCampaign
 /**
  * Applies the changed rows to the snapshot: gone and changed rows out (their
  * old state and identifier kept on the change, for the counters and the
- * diff), new and changed rows in.
+ * diff), new and changed rows in. Returns how many rows changed: new, gone
+ * or with a changed email.
  */
-export async function applyChangedTargets(tx: Db, segmentId: string): Promise<void> {
+export async function applyChangedTargets(tx: Db, segmentId: string): Promise<number> {
   await sql`
     WITH replaced AS (
       DELETE FROM audience_sync.list_targets t USING ${TARGET_CHANGES} c
@@ -178,11 +174,15 @@ export async function applyChangedTargets(tx: Db, segmentId: string): Promise<vo
     )
     UPDATE ${TARGET_CHANGES} c SET old_state = r.email_state, old_identifier = r.identifier
     FROM replaced r WHERE c.customer_id = r.customer_id AND c.campaign_id = r.campaign_id`.execute(tx);
-  await sql`
-    INSERT INTO audience_sync.list_targets (audience_segment_id, customer_id, campaign_id, email_fingerprint, email_state, identifier)
-    SELECT ${segmentId}::bigint, c.customer_id, c.campaign_id, c.new_fingerprint, ${newState}, c.new_identifier
-    FROM ${TARGET_CHANGES} c WHERE c.present
-    ORDER BY c.customer_id, c.campaign_id`.execute(tx);
+  const { rows } = await sql<{ n: number }>`
+    WITH inserted AS (
+      INSERT INTO audience_sync.list_targets (audience_segment_id, customer_id, campaign_id, email_fingerprint, email_state, identifier)
+      SELECT ${segmentId}::bigint, c.customer_id, c.campaign_id, c.new_fingerprint, ${newState}, c.new_identifier
+      FROM ${TARGET_CHANGES} c WHERE c.present
+      ORDER BY c.customer_id, c.campaign_id
+    )
+    SELECT count(*)::bigint AS n FROM ${TARGET_CHANGES}`.execute(tx);
+  return Number(rows[0]!.n);
 }
 
 /**
