@@ -151,6 +151,10 @@ describe('writes', () => {
     expect(page).toContain('Started by <strong data-trigger>console:alice</strong>');
     expect(page).toContain('data-outcome="succeeded"');
     expect(page).not.toContain('progress.js');
+    expect(page).not.toContain('newly valid');
+    // After a change of email rule, the run's page says how many emails the new rule accepts.
+    await world.database.db.updateTable('audience_sync.list_syncs').set({ newly_valid_emails: 7 }).where('run_id', '=', runId).execute();
+    expect(await (await console.fetch(`/runs/${runId}`, { auth: aliceAuth })).text()).toContain('7 newly valid emails (email rule)');
     const full = await postFrom('/lists/702/full-resync', '/lists/702/resync', `Bearer ${CONSOLE_TOKEN}`, { full: '1' });
     const fullRun = runIdOf(full);
     await runEnded(console, fullRun, aliceAuth);

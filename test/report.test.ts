@@ -9,6 +9,7 @@ import { silentLogger } from '../src/core/logger.js';
 import { buildCoverageReport, coverageByList } from '../src/report/build.js';
 import type { CoverageReport } from '../src/report/types.js';
 import { CSV_COLUMNS } from '../src/report/render-csv.js';
+import { reportToHtml } from '../src/report/render-html.js';
 import { matchScore } from '../src/sandbox/server.js';
 import type { Db } from '../src/db/connection.js';
 import { createWorld, runCli, seedCampaigns, seedCustomers, seedTargetGroup, type World } from './helpers.js';
@@ -41,6 +42,7 @@ interface ListSyncSeed {
   status?: string;
   action?: 'sync' | 'empty';
   reason?: string;
+  newlyValidEmails?: number;
   funnel?: [tg: number, missing: number, withoutEmail: number, invalid: number, unique: number];
   ledgerBefore: number;
   added: number;
@@ -62,11 +64,11 @@ async function seedListSync(db: Db, s: ListSyncSeed): Promise<number> {
   const { rows: ls } = await sql<{ list_sync_id: number }>`
     INSERT INTO audience_sync.list_syncs (run_id, audience_segment_id, advertiser_id, campaign_ids, action, status, reason,
       target_group_size, missing_customers, without_email, invalid_emails, unique_identifiers, ledger_before, to_add, to_remove,
-      added, removed, emptied, stats_identifiers, stats_matches, stats_match_rate, stats_read_at, started_at, finished_at)
+      added, removed, emptied, stats_identifiers, stats_matches, stats_match_rate, stats_read_at, started_at, finished_at, newly_valid_emails)
     VALUES (${runId}, ${s.segment}::bigint, 7, ${s.campaigns}::text[], ${s.action ?? 'sync'}, ${s.status ?? 'succeeded'}, ${s.reason ?? null},
       ${f[0]}, ${f[1]}, ${f[2]}, ${f[3]}, ${f[4]}, ${s.ledgerBefore}, ${s.added}, ${s.removed},
       ${s.added}, ${s.removed}, ${s.action === 'empty'}, ${s.stats?.[0] ?? null}, ${s.stats?.[1] ?? null},
-      ${s.stats ? (s.stats[1] / Math.max(1, s.stats[0])) * 100 : null}, ${s.stats ? read : null}, ${s.runAt}, ${finished})
+      ${s.stats ? (s.stats[1] / Math.max(1, s.stats[0])) * 100 : null}, ${s.stats ? read : null}, ${s.runAt}, ${finished}, ${s.newlyValidEmails ?? null})
     RETURNING list_sync_id`.execute(db);
   const listSyncId = ls[0]!.list_sync_id;
   for (const [campaign, c] of Object.entries(s.campaignFunnels ?? {})) {
@@ -124,6 +126,7 @@ async function writeKnownHistory(db: Db): Promise<void> {
     added: 120,
     removed: 20,
     stats: [970, 250],
+    newlyValidEmails: 12,
   });
   await seedListSync(db, {
     segment: '501',
@@ -182,6 +185,12 @@ describe('the report on a known history', () => {
     const r = await report();
     const list = r.lists.find((l) => l.segmentId === '501')!;
     expect(list.runs.map((x) => x.synced)).toEqual([880, 980, 980]); // the resync's formula would say 1,960
+    // A change of email rule's newly valid emails, in the JSON and on the run's row of the HTML report.
+    expect(list.runs.map((x) => x.newlyValidEmails)).toEqual([null, 12, null]);
+    const html = reportToHtml(r);
+    const row = (runId: number) => html.slice(html.indexOf(`<tr data-run="${runId}">`), html.indexOf('</tr>', html.indexOf(`<tr data-run="${runId}">`)));
+    expect(row(list.runs[1]!.runId)).toContain('12 newly valid emails (email rule)');
+    expect(row(list.runs[2]!.runId)).not.toContain('newly valid');
     expect(list.runs[0]).toMatchObject({ matchRate: 200 / 880, coverage: 200 / 1000, criteo: { identifiers: 880, matched: 200 } });
     expect(list.latest).toMatchObject({
       funnel: { targetGroup: 1300, missingCustomers: 10, withoutEmail: 40, withEmail: 1250, invalidEmails: 250, validEmail: 1000, uniqueIdentifiers: 980 },

@@ -65,7 +65,7 @@ function listCard(l: RunDetail['lists'][number]): string {
     : '<p class="sub">No batch was sent.</p>';
   return `<section class="card" data-run-list="${esc(l.segmentId)}"><h2><a href="/lists/${esc(l.segmentId)}">List ${esc(l.segmentId)}</a> ${statusBadge(l.status)}</h2>
 <p>${l.action === 'empty' ? 'Emptying: every campaign of the list has ended.' : `Campaigns ${esc(l.campaignIds.join(', '))}`} · target group ${n(l.targetGroupSize)} customers · ${n(l.uniqueIdentifiers)} identifiers · ledger before ${n(l.ledgerBefore)}
- · added ${n(l.added)} of ${n(l.toAdd)} · removed ${n(l.removed)} of ${n(l.toRemove)}${l.heldRemovals ? ` · <strong>${n(l.heldRemovals)} removals held</strong>` : ''}</p>
+ · added ${n(l.added)} of ${n(l.toAdd)} · removed ${n(l.removed)} of ${n(l.toRemove)}${l.heldRemovals ? ` · <strong>${n(l.heldRemovals)} removals held</strong>` : ''}${l.newlyValidEmails ? ` · ${n(l.newlyValidEmails)} newly valid emails (email rule)` : ''}</p>
 ${l.reason ? `<p data-reason>${esc(l.reason)}</p>` : ''}${l.traceId ? `<p>Criteo ${esc(l.errorCode ?? 'error')}, trace id <span class="mono">${esc(l.traceId)}</span></p>` : ''}${batches}</section>`;
 }
 

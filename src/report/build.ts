@@ -162,6 +162,7 @@ function toListRun(
     added: s.added,
     removed: s.removed,
     heldRemovals: s.held_removals,
+    newlyValidEmails: s.newly_valid_emails,
     synced: s.ledger_after ?? ledgerNow,
     criteo,
     matchRate: matchRate(criteo),

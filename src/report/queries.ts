@@ -106,6 +106,7 @@ export interface ListSyncRow {
   added: number;
   removed: number;
   held_removals: number;
+  newly_valid_emails: number | null;
   emptied: boolean;
   stats_identifiers: number | null;
   stats_matches: number | null;
@@ -121,7 +122,7 @@ export async function readListSyncs(db: Db, segmentIds: readonly string[], since
     SELECT s.list_sync_id, s.run_id, r.trigger, r.started_at AS run_started_at, s.finished_at,
            s.audience_segment_id::text AS segment_id, s.advertiser_id::text AS advertiser_id, s.campaign_ids,
            s.action, s.status, s.reason, s.target_group_size, s.missing_customers, s.without_email, s.invalid_emails,
-           s.unique_identifiers, s.ledger_before, s.added, s.removed, s.held_removals, s.emptied,
+           s.unique_identifiers, s.ledger_before, s.added, s.removed, s.held_removals, s.newly_valid_emails, s.emptied,
            s.stats_identifiers, s.stats_matches, s.stats_read_at,
            (SELECT n.ledger_before FROM audience_sync.list_syncs n
              WHERE n.audience_segment_id = s.audience_segment_id AND n.list_sync_id > s.list_sync_id AND n.ledger_before IS NOT NULL

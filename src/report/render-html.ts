@@ -299,11 +299,16 @@ function trend(list: ListReport, lowMatchRate: number): string {
   return `<div class="trend" data-trend="${esc(list.segmentId)}"><h3>Trend <span class="sub">(${runs.length} run${runs.length === 1 ? '' : 's'} in range; Criteo is read only after a run that changed the list)</span></h3><div class="two">${counts}${rates}</div></div>`;
 }
 
+/** After a change of email rule, the customers it newly accepts: their emails now count, and reach Criteo. */
+function newlyValid(count: number | null): string {
+  return count ? `<div class="sub" data-newly-valid>${n(count)} newly valid email${count === 1 ? '' : 's'} (email rule)</div>` : '';
+}
+
 function runsTable(list: ListReport): string {
   const rows = [...list.runs].reverse().map((r) => {
     const rejected = r.batches.length ? `${n(r.criteoInvalid)} of ${n(r.criteoInvalid + r.criteoValid)}` : '–';
     const samples = [...new Set(r.batches.flatMap((b) => b.sampleInvalid))].slice(0, 5);
-    return `<tr data-run="${r.runId}"><td class="nowrap">run ${r.runId}<div class="sub">${dayMonthUtc(r.runStartedAt)} · ${esc(r.trigger)}</div></td><td><span class="status ${esc(r.status)}">${esc(r.action === 'empty' ? `emptied · ${r.status}` : r.status)}</span>${r.reason ? `<div class="sub">${esc(r.reason)}</div>` : ''}</td>
+    return `<tr data-run="${r.runId}"><td class="nowrap">run ${r.runId}<div class="sub">${dayMonthUtc(r.runStartedAt)} · ${esc(r.trigger)}</div></td><td><span class="status ${esc(r.status)}">${esc(r.action === 'empty' ? `emptied · ${r.status}` : r.status)}</span>${r.reason ? `<div class="sub">${esc(r.reason)}</div>` : ''}${newlyValid(r.newlyValidEmails)}</td>
 <td class="num">${n(r.funnel?.targetGroup)}</td><td class="num">${n(r.funnel?.uniqueIdentifiers)}</td><td class="num">+${n(r.added)} / −${n(r.removed)}</td>
 <td class="num" data-col="synced">${n(r.synced)}</td><td class="num" data-col="criteoIdentifiers">${n(r.criteo?.identifiers)}</td><td class="num" data-col="matched">${n(r.criteo?.matched)}</td>
 <td class="num" data-col="matchRate">${pct(r.matchRate)}</td><td class="num" data-col="coverage">${pct(r.coverage)}</td><td class="nowrap">${r.criteo ? dayMonthUtc(r.criteo.readAt) : '<span class="sub">not read</span>'}</td>

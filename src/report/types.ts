@@ -103,6 +103,8 @@ export interface ListRun {
   added: number;
   removed: number;
   heldRemovals: number;
+  /** After a change of email rule: customers whose email was invalid and is valid now (null when the rule did not change). */
+  newlyValidEmails: number | null;
   /** Identifiers in the ledger after this list sync (what Criteo confirmed it holds). */
   synced: number;
   /** Criteo's statistics read right after this list sync; null when it changed nothing or the read failed. */
