@@ -149,7 +149,7 @@ export async function runManyLists(o: ManyListsOptions): Promise<ManyListsResult
       CRITEO_CLIENT_ID: BENCH_CLIENT.clientId,
       CRITEO_CLIENT_SECRET: BENCH_CLIENT.clientSecret,
       CRITEO_MAX_CALLS_PER_MINUTE: '1000000',
-      NODE_OPTIONS: '--max-semi-space-size=16',
+      NODE_OPTIONS: '--max-semi-space-size=8',
       LOG_LEVEL: 'info',
       ...(o.listConcurrency ? { LIST_CONCURRENCY: o.listConcurrency } : {}),
     };

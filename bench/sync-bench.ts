@@ -54,7 +54,7 @@ const { values: args } = parseArgs({
     keep: { type: 'boolean', default: false },
     tsx: { type: 'boolean', default: false },
     // The Docker image's NODE_OPTIONS (see the Dockerfile), so the job is measured as deployed.
-    'node-options': { type: 'string', default: '--max-semi-space-size=16' },
+    'node-options': { type: 'string', default: '--max-semi-space-size=8' },
     'trigger-cost': { type: 'boolean', default: false },
     // Rounds with the triggers disabled and enabled, alternating: P of each.
     pairs: { type: 'string', default: '5' },
