@@ -73,7 +73,17 @@ export class PostgresRateBudget implements RateBudgetStore {
     const [slots, agoMs] = endsOf(ended);
     const { rows } = await this.pool.query<{ granted_slots: string[]; start_in_ms: number[]; wait_ms: number }>(
       'SELECT granted_slots::text[], start_in_ms, wait_ms FROM audience_sync.take_rate_slots($1, $2, $3, $4, $5, $6, $7, $8, $9)',
-      [this.key, count, limit, Math.ceil(windowMs), Math.ceil(holdMs), Math.ceil(aheadMs ?? Math.min(1_000, windowMs / 10)), windowMs / limit / 4, slots, agoMs],
+      [
+        this.key,
+        count,
+        limit,
+        Math.ceil(windowMs),
+        Math.ceil(holdMs),
+        Math.ceil(aheadMs ?? Math.min(1_000, windowMs / 10)),
+        windowMs / limit / 4,
+        slots,
+        agoMs,
+      ],
     );
     const row = rows[0]!;
     return { slots: row.granted_slots.map((slotId, i) => ({ slotId, startInMs: row.start_in_ms[i] ?? 0 })), waitMs: row.wait_ms };
