@@ -346,15 +346,15 @@ export async function recordListAfterPlan(
     ),
     listed AS (
       UPDATE audience_sync.lists SET
-      changes_read_in = ${read.seen}::pg_snapshot,
-      source_stamp = ${read.stamp},
-      email_rule = ${read.emailRule},
-      snapshot_campaigns = ${activeCampaignIds}::text[],
-      whole_read_at = CASE WHEN ${read.kind === 'whole'} THEN now() ELSE whole_read_at END,
-      whole_read_due = CASE WHEN ${read.kind === 'whole'} THEN now() + make_interval(days => ${wholeReadDays}::int) ELSE whole_read_due END,
-      in_step = false,
-      identifiers = coalesce(${identifiers}::bigint, identifiers),
-      updated_at = now()
+        changes_read_in = ${read.seen}::pg_snapshot,
+        source_stamp = ${read.stamp},
+        email_rule = ${read.emailRule},
+        snapshot_campaigns = ${activeCampaignIds}::text[],
+        whole_read_at = CASE WHEN ${read.kind === 'whole'} THEN now() ELSE whole_read_at END,
+        whole_read_due = CASE WHEN ${read.kind === 'whole'} THEN now() + make_interval(days => ${wholeReadDays}::int) ELSE whole_read_due END,
+        in_step = false,
+        identifiers = coalesce(${identifiers}::bigint, identifiers),
+        updated_at = now()
       WHERE audience_segment_id = ${segmentId}::bigint
       RETURNING identifiers
     )

@@ -36,9 +36,10 @@ const newState = sql`coalesce(c.new_state, CASE WHEN c.new_identifier IS NULL TH
  * Finds the rows that differ between the source and the snapshot and writes
  * them to a temporary table: from the keys the change log names, or by
  * reading the whole target group (see change-log.ts for which). The plan
- * turned JIT compiling off with its snapshot (takeSourceSnapshot).
+ * turned JIT compiling off with its snapshot (takeSourceSnapshot). Returns
+ * how many rows changed when it counted them (null: applyChangedTargets does).
  */
-export async function findChangedTargets(tx: Db, segmentId: string, activeCampaignIds: readonly string[], read: SourceRead): Promise<void> {
+export async function findChangedTargets(tx: Db, segmentId: string, activeCampaignIds: readonly string[], read: SourceRead): Promise<number | null> {
   if (read.kind === 'changes' && read.mappedBy !== undefined) {
     // A list the run mapped is small beside the day's log: the rest of its plan handles as few rows, up to a whole
     // diff (probingNoMore). A big list's day may be a hundred thousand keys, priced statement by statement.
@@ -51,9 +52,11 @@ export async function findChangedTargets(tx: Db, segmentId: string, activeCampai
   }
   // Statistics for the statements that read the changes: a handful of rows on most days, millions on the first. The
   // run's map names few enough keys for a list it mapped, most days, to know there is no need.
-  if (read.kind === 'changes' && read.mappedKeys !== undefined && read.mappedKeys <= FEW_ROWS) return;
+  if (read.kind === 'changes' && read.mappedKeys !== undefined && read.mappedKeys <= FEW_ROWS) return null;
   const { rows } = await sql<{ n: number }>`SELECT count(*)::bigint AS n FROM ${TARGET_CHANGES}`.execute(tx);
-  if (Number(rows[0]!.n) > FEW_ROWS) await sql`ANALYZE ${TARGET_CHANGES}`.execute(tx);
+  const changedRows = Number(rows[0]!.n);
+  if (changedRows > FEW_ROWS) await sql`ANALYZE ${TARGET_CHANGES}`.execute(tx);
+  return changedRows;
 }
 
 /** A changed row's old state and identifier: filled in from the snapshot row it replaces (applyChangedTargets). */
@@ -162,9 +165,9 @@ async function compareWholeTargetGroup(tx: Db, segmentId: string, activeCampaign
  * Applies the changed rows to the snapshot: gone and changed rows out (their
  * old state and identifier kept on the change, for the counters and the
  * diff), new and changed rows in. Returns how many rows changed: new, gone
- * or with a changed email.
+ * or with a changed email (`counted`, when findChangedTargets counted them).
  */
-export async function applyChangedTargets(tx: Db, segmentId: string): Promise<number> {
+export async function applyChangedTargets(tx: Db, segmentId: string, counted: number | null): Promise<number> {
   await sql`
     WITH replaced AS (
       DELETE FROM audience_sync.list_targets t USING ${TARGET_CHANGES} c
@@ -181,7 +184,7 @@ export async function applyChangedTargets(tx: Db, segmentId: string): Promise<nu
       FROM ${TARGET_CHANGES} c WHERE c.present
       ORDER BY c.customer_id, c.campaign_id
     )
-    SELECT count(*)::bigint AS n FROM ${TARGET_CHANGES}`.execute(tx);
+    SELECT ${counted ?? sql`(SELECT count(*) FROM ${TARGET_CHANGES})`}::bigint AS n`.execute(tx);
   return Number(rows[0]!.n);
 }
 
@@ -208,16 +211,16 @@ export async function findTouchedIdentifiers(tx: Db, segmentId: string, changedR
     SELECT new_identifier FROM ${TARGET_CHANGES} WHERE present AND new_identifier IS NOT NULL
     -- In identifier order, so that these probes and the diff's, in the ledger, walk each index forward.
     ORDER BY 1`;
-  const held = sql`SELECT 1 FROM audience_sync.list_targets t WHERE t.audience_segment_id = ${segmentId}::bigint AND t.identifier = i.identifier`;
+  const inSnapshot = sql`SELECT 1 FROM audience_sync.list_targets t WHERE t.audience_segment_id = ${segmentId}::bigint AND t.identifier = i.identifier`;
   if (changedRows <= FEW_ROWS) {
     // A few are read where the diff reads them, each looked up in the snapshot's identifier index: a scalar
     // subquery is never hashed, which the planner, with no statistics for the temporary tables, would otherwise
     // choose, reading the whole list. OFFSET 0 keeps the lookup to one per identifier (see materializePlan).
-    return { identifiers: sql`(SELECT i.identifier, (${held} LIMIT 1) IS NOT NULL AS desired FROM (${ids}) i OFFSET 0)`, few: true };
+    return { identifiers: sql`(SELECT i.identifier, (${inSnapshot} LIMIT 1) IS NOT NULL AS desired FROM (${ids}) i OFFSET 0)`, few: true };
   }
   // More are written once, with statistics, so that the diff looks them up in the ledger's index rather than
   // reading the whole list.
-  await sql`CREATE TEMP TABLE ${TOUCHED_IDENTIFIERS} ON COMMIT DROP AS SELECT i.identifier, EXISTS (${held}) AS desired FROM (${ids}) i`.execute(tx);
+  await sql`CREATE TEMP TABLE ${TOUCHED_IDENTIFIERS} ON COMMIT DROP AS SELECT i.identifier, EXISTS (${inSnapshot}) AS desired FROM (${ids}) i`.execute(tx);
   await sql`ANALYZE ${TOUCHED_IDENTIFIERS}`.execute(tx);
   return { identifiers: TOUCHED_IDENTIFIERS, few: false };
 }

@@ -123,8 +123,8 @@ async function refreshSnapshot(tx: Db, config: Config, job: PlanJob, snapshotLos
     wholeReadDays: config.sourceWholeReadDays,
     runId: job.runId,
   });
-  await findChangedTargets(tx, segmentId, activeCampaignIds, read);
-  const changedRows = await applyChangedTargets(tx, segmentId);
+  const counted = await findChangedTargets(tx, segmentId, activeCampaignIds, read);
+  const changedRows = await applyChangedTargets(tx, segmentId, counted);
   const newlyValidEmails = read.rejudge ? await countNewlyValidEmails(tx) : null;
   return { source: read, kind: read.kind, wholeReadReason: read.kind === 'whole' ? read.reason : null, changedRows, newlyValidEmails };
 }

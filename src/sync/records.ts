@@ -74,35 +74,27 @@ function funnelColumns(f: Omit<FunnelCounts, 'uniqueIdentifiers'> & { uniqueIden
 /** A list sync without a funnel (a list being emptied). */
 const NO_FUNNEL = { target_group_size: null, missing_customers: null, without_email: null, invalid_emails: null, unique_identifiers: null };
 
+/** SQL: a list sync's row, 'planning', returning its id. */
+const insertListSync = (s: ListSyncStart) => sql`
+  INSERT INTO audience_sync.list_syncs (run_id, audience_segment_id, advertiser_id, campaign_ids, action)
+  VALUES (${s.runId}, ${s.segmentId}::bigint, ${s.advertiserId}::bigint, ${s.campaignIds}::text[], ${s.action})
+  RETURNING list_sync_id`;
+
 /**
  * Starts the list sync of a list whose lock this process holds, and reads
  * what its ledger leaves uncertain (findUncertainty), in one statement.
  */
 export async function startLockedListSync(db: Db, s: ListSyncStart): Promise<{ listSyncId: number; uncertainty: Uncertainty }> {
   const { rows } = await sql<{ list_sync_id: number } & Partial<UncertainBatch>>`
-    WITH started AS (
-      INSERT INTO audience_sync.list_syncs (run_id, audience_segment_id, advertiser_id, campaign_ids, action)
-      VALUES (${s.runId}, ${s.segmentId}::bigint, ${s.advertiserId}, ${s.campaignIds}::text[], ${s.action})
-      RETURNING list_sync_id
-    )
+    WITH started AS (${insertListSync(s)})
     SELECT s.list_sync_id, b.batch_id, b.operation, b.status FROM started s LEFT JOIN (${uncertainBatches(s.segmentId)}) b ON true`.execute(db);
   const batches = rows.filter((r): r is { list_sync_id: number } & UncertainBatch => r.batch_id != null);
   return { listSyncId: rows[0]!.list_sync_id, uncertainty: uncertaintyOf(batches) };
 }
 
 export async function startListSync(db: Db, s: ListSyncStart): Promise<number> {
-  const row = await db
-    .insertInto('audience_sync.list_syncs')
-    .values({
-      run_id: s.runId,
-      audience_segment_id: s.segmentId,
-      advertiser_id: s.advertiserId,
-      campaign_ids: s.campaignIds,
-      action: s.action,
-    })
-    .returning('list_sync_id')
-    .executeTakeFirstOrThrow();
-  return row.list_sync_id;
+  const { rows } = await sql<{ list_sync_id: number }>`${insertListSync(s)}`.execute(db);
+  return rows[0]!.list_sync_id;
 }
 
 /**
