@@ -10,7 +10,7 @@ import {
   type CriteoProblem,
 } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { amendmentBody, isEncoded, type AmendmentResult, type EncodedIdentifiers, type ListStatistics } from './contact-list.js';
+import { amendmentBody, encodeIdentifiers, isEncoded, type AmendmentResult, type EncodedIdentifiers, type ListStatistics } from './contact-list.js';
 import { LifecycleTracker, lifecycleWarning, retiredMessage, type ApiLifecycle } from './lifecycle.js';
 import { parseProblem, problemFields, safeJson } from './problems.js';
 import { RateLimiter, type CallRateLimiter } from './rate-limiter.js';
@@ -165,7 +165,7 @@ export class CriteoClient {
     operation: 'add' | 'remove',
     identifiers: readonly string[] | EncodedIdentifiers,
   ): Promise<CallOutcome<AmendmentResult>> {
-    const encoded = isEncoded(identifiers) ? identifiers : { json: Buffer.from(JSON.stringify(identifiers)), size: identifiers.length };
+    const encoded = isEncoded(identifiers) ? identifiers : encodeIdentifiers(identifiers);
     const body = amendmentBody(operation, encoded);
     const out = await this.call<{ data?: { attributes?: Partial<AmendmentResult> } }>(
       { operation: 'patch', segmentId, op: operation, size: encoded.size },

@@ -5,10 +5,18 @@ import type { BufferedBody } from './transport.js';
  * encoded, and what the amendment and statistics answers hold.
  */
 
-/** Identifiers already encoded as the bytes of a JSON array of strings, and how many it holds. */
+/** Identifiers already encoded as a JSON array of strings, in buffers sent one after another, and how many it holds. */
 export interface EncodedIdentifiers {
-  json: Buffer;
+  chunks: readonly Buffer[];
+  /** Bytes in all the chunks. */
+  length: number;
   size: number;
+}
+
+/** Identifiers as one chunk of a JSON array. */
+export function encodeIdentifiers(identifiers: readonly string[]): EncodedIdentifiers {
+  const json = Buffer.from(JSON.stringify(identifiers));
+  return { chunks: [json], length: json.length, size: identifiers.length };
 }
 
 /** The PATCH body around encoded identifiers. */
@@ -17,7 +25,7 @@ export function amendmentBody(operation: 'add' | 'remove', encoded: EncodedIdent
     `{"data":{"type":"ContactlistAmendment","attributes":{"operation":${JSON.stringify(operation)},"identifierType":"email","identifiers":`,
   );
   const tail = Buffer.from('}}}');
-  return { length: head.length + encoded.json.length + tail.length, chunks: [head, encoded.json, tail] };
+  return { length: head.length + encoded.length + tail.length, chunks: [head, ...encoded.chunks, tail] };
 }
 
 export function isEncoded(x: readonly string[] | EncodedIdentifiers): x is EncodedIdentifiers {

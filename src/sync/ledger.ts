@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connection.js';
-import type { AmendmentResult } from '../criteo/client.js';
+import type { AmendmentResult, EncodedIdentifiers } from '../criteo/client.js';
 import type { CriteoProblem } from '../core/errors.js';
 import type { Uncertainty } from './plan.js';
 import { forgetSnapshot } from '../source/snapshot.js';
@@ -55,18 +55,20 @@ export function uncertaintyOf(rows: readonly UncertainBatch[]): Uncertainty {
   };
 }
 
-/** A claimed batch: its row, and its identifiers as the bytes of a JSON array of 64-hex strings, ready for the request body. */
+/** A claimed batch: its row, and its identifiers as the JSON array of 64-hex strings the request body carries. */
 export interface ClaimedBatch {
   batchId: number;
   size: number;
-  json: Buffer;
+  encoded: EncodedIdentifiers;
 }
 
 /**
  * Write-ahead, in one statement: the batch row is written with the
- * identifiers of its plan batch, and they come back encoded as the request
- * needs them (fifty strings, not fifty thousand objects). Null when the plan
- * batch is empty.
+ * identifiers of its plan batch, and they come back as the request body
+ * needs them: the JSON array, in parts of a thousand identifiers that
+ * Postgres formats and the request sends as they are (fifty buffers of
+ * 67 kB, not fifty thousand strings nor one buffer of megabytes). Null when
+ * the plan batch is empty.
  */
 export async function claimBatch(
   db: Db,
@@ -83,17 +85,20 @@ export async function claimBatch(
       FROM picked HAVING count(*) > 0
       RETURNING batch_id, size, payload
     )
-    -- The payload as it was written, a thousand identifiers to a row, each in bytea's hex output form.
-    SELECT c.batch_id, c.size, array_to_string(c.payload[i : i + ${CLAIM_PART - 1}], '') AS part
+    -- The payload as it was written, a thousand identifiers to a row, from bytea's hex output form (\\x and 64 hex
+    -- digits) to JSON strings: the first part opens the array, the last closes it.
+    SELECT c.batch_id, c.size,
+      CASE WHEN i = 1 THEN '["' ELSE ',"' END
+        || replace(substr(array_to_string(c.payload[i : i + ${CLAIM_PART - 1}], ','), 3), ',\\x', '","')
+        || CASE WHEN i + ${CLAIM_PART} > c.size THEN '"]' ELSE '"' END AS part
     FROM claimed c, generate_series(1, c.size, ${CLAIM_PART}) i
     ORDER BY i`.execute(db);
   const first = rows[0];
-  // Parts of a thousand identifiers, copied at once into one buffer: no multi-megabyte string is ever made, and the parts die young.
   return first
     ? {
         batchId: first.batch_id,
         size: first.size,
-        json: jsonStringArray(
+        encoded: jsonArrayParts(
           rows.map((r) => r.part),
           first.size,
         ),
@@ -106,27 +111,33 @@ export async function withdrawBatch(db: Db, batchId: number): Promise<void> {
   await sql`DELETE FROM audience_sync.batches WHERE batch_id = ${batchId} AND status = 'sending'`.execute(db);
 }
 
-/** Characters of one identifier in bytea's hex output: `\x` and 64 hex digits. */
-const HEX_IDENTIFIER = 66;
+/** One part of a claim's answer: the array's opening or a comma, 64-hex JSON strings, and the closing bracket on the last. */
+const JSON_PART = /^[[,]"[0-9a-f]{64}"(?:,"[0-9a-f]{64}")*\]?$/;
 
-/** `["<hex>","<hex>",…]` as bytes, from parts that are runs of identifiers in bytea's hex output. */
-function jsonStringArray(parts: readonly string[], size: number): Buffer {
-  const out = Buffer.allocUnsafe(2 + size * 67 - (size > 0 ? 1 : 0));
-  let at = out.write('[', 0, 'latin1');
+/** Characters of one identifier in a part: its quoted 64 hex digits and the comma or bracket before it. */
+const JSON_IDENTIFIER = 67;
+
+/**
+ * The parts as the request's buffers, each checked to hold nothing but
+ * 64-hex strings (whatever the database returned, no other text leaves),
+ * and together exactly the batch's identifiers in one array.
+ */
+function jsonArrayParts(parts: readonly string[], size: number): EncodedIdentifiers {
+  const chunks: Buffer[] = [];
+  let length = 0;
   let n = 0;
-  for (const part of parts) {
-    if (part.length % HEX_IDENTIFIER !== 0) throw new Error('claimBatch: identifiers did not come back in bytea hex form');
-    const src = Buffer.from(part, 'latin1');
-    for (let from = 0; from < src.length; from += HEX_IDENTIFIER, n++) {
-      if (src[from] !== 0x5c || src[from + 1] !== 0x78) throw new Error('claimBatch: identifiers did not come back in bytea hex form');
-      at += out.write(n === 0 ? '"' : ',"', at, 'latin1');
-      at += src.copy(out, at, from + 2, from + HEX_IDENTIFIER);
-      at += out.write('"', at, 'latin1');
+  parts.forEach((part, i) => {
+    const last = i === parts.length - 1;
+    if (!JSON_PART.test(part) || part.startsWith('[') !== (i === 0) || part.endsWith(']') !== last) {
+      throw new Error('claimBatch: identifiers did not come back as JSON strings of 64 hex digits');
     }
-  }
-  out.write(']', at, 'latin1');
+    n += (part.length - (last ? 1 : 0)) / JSON_IDENTIFIER;
+    const chunk = Buffer.from(part, 'latin1');
+    chunks.push(chunk);
+    length += chunk.length;
+  });
   if (n !== size) throw new Error(`claimBatch: ${n} identifiers came back for a batch of ${size}`);
-  return out;
+  return { chunks, length, size };
 }
 
 /** Identifiers per row of a claim's answer. */

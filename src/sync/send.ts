@@ -70,7 +70,7 @@ export async function sendPlannedOperation(
       return;
     }
     try {
-      const out = await ctx.client.amendContactList(segmentId, operation, { json: batch.json, size: batch.size });
+      const out = await ctx.client.amendContactList(segmentId, operation, batch.encoded);
       await confirmBatch(ctx.db, batch.batchId, listSyncId, operation, { httpStatus: out.status, ...pickCall(out) }, out.body);
       outcome.confirmedBatches++;
       outcome.confirmedIdentifiers += batch.size;

@@ -1,0 +1,83 @@
+import { createHash } from 'node:crypto';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, type DbHandle } from '../src/db/connection.js';
+import { migrateToLatest } from '../src/db/migrate.js';
+import { claimBatch } from '../src/sync/ledger.js';
+import { createTestDatabase } from './helpers.js';
+
+/**
+ * A claim writes the batch ahead and returns its identifiers as the request
+ * body's JSON array, formatted by Postgres a thousand to a part: the parts
+ * must join into exactly the plan batch's identifiers, whatever the batch's
+ * size against the part's, and anything that is not a 64-hex identifier must
+ * stop the claim before a request could carry it.
+ */
+describe('claiming a batch', () => {
+  let database: DbHandle;
+  let drop: () => Promise<void>;
+  let listSyncId: number;
+  const SEGMENT = '700';
+
+  beforeAll(async () => {
+    const t = await createTestDatabase('claims');
+    drop = t.drop;
+    database = connect(t.url);
+    await migrateToLatest(database.db);
+    const { rows } = await sql<{ id: number }>`
+      WITH run AS (INSERT INTO audience_sync.runs (trigger, as_of) VALUES ('test', now()) RETURNING run_id)
+      INSERT INTO audience_sync.list_syncs (run_id, audience_segment_id, campaign_ids, action)
+      SELECT run_id, ${SEGMENT}, '{}', 'sync' FROM run RETURNING list_sync_id AS id`.execute(database.db);
+    listSyncId = rows[0]!.id;
+  });
+
+  afterAll(async () => {
+    await database?.close();
+    await drop?.();
+  });
+
+  const hex = (n: number) => createHash('sha256').update(`member-${n}`).digest('hex');
+
+  /** Plan batch `batchNo` of the add operation with the identifiers of members from..to-1. */
+  async function planBatch(batchNo: number, from: number, to: number): Promise<string[]> {
+    const ids = Array.from({ length: to - from }, (_, i) => hex(from + i));
+    await sql`
+      INSERT INTO audience_sync.plan_entries (list_sync_id, operation, batch_no, identifier)
+      SELECT ${listSyncId}, 'add', ${batchNo}, decode(h, 'hex') FROM unnest(${ids}::text[]) h`.execute(database.db);
+    return ids;
+  }
+
+  const claim = (batchNo: number) => claimBatch(database.db, { listSyncId, segmentId: SEGMENT, seq: batchNo + 1, operation: 'add', batchNo });
+
+  it.each([1, 999, 1000, 1001, 2500])('a batch of %i identifiers comes back as one JSON array of them, in parts of at most a thousand', async (size) => {
+    const batchNo = size;
+    const ids = await planBatch(batchNo, size * 10, size * 10 + size);
+    const batch = await claim(batchNo);
+    expect(batch).not.toBeNull();
+    const body = Buffer.concat(batch!.encoded.chunks);
+    expect(body.length).toBe(batch!.encoded.length);
+    expect(batch!.encoded.chunks.length).toBe(Math.ceil(size / 1000));
+    expect(batch!.size).toBe(size);
+    expect(new Set(JSON.parse(body.toString('latin1')) as string[])).toEqual(new Set(ids));
+    // Written ahead: the batch row holds the same identifiers, before any request.
+    const { rows } = await sql<{ n: number; status: string }>`
+      SELECT cardinality(payload) AS n, status FROM audience_sync.batches WHERE batch_id = ${batch!.batchId}`.execute(database.db);
+    expect(rows[0]).toEqual({ n: size, status: 'sending' });
+  });
+
+  it('an empty plan batch claims nothing', async () => {
+    expect(await claim(9999)).toBeNull();
+  });
+
+  it('an identifier that is not 32 bytes stops the claim with a one-line error naming no identifier', async () => {
+    await planBatch(5000, 900_000, 900_003);
+    await sql`
+      INSERT INTO audience_sync.plan_entries (list_sync_id, operation, batch_no, identifier)
+      VALUES (${listSyncId}, 'add', 5000, decode('00ff', 'hex'))`.execute(database.db);
+    const error = await claim(5000).then(
+      () => null,
+      (e: unknown) => e as Error,
+    );
+    expect(error?.message).toBe('claimBatch: identifiers did not come back as JSON strings of 64 hex digits');
+  });
+});
