@@ -18,8 +18,8 @@ export function connect(databaseUrl: string, maxConnections = 16, workMem?: stri
     connectionString: databaseUrl,
     max: maxConnections,
     application_name: 'audience-sync',
-    // Session settings, for this job's connections only. Claims read identifiers in bytea's hex form (see claimBatch).
-    options: `-c bytea_output=hex${workMem ? ` -c work_mem=${workMem}` : ''}`,
+    // Session settings, for this job's connections only.
+    ...(workMem ? { options: `-c work_mem=${workMem}` } : {}),
     // A dead database must surface as an error, not a hang.
     connectionTimeoutMillis: 10_000,
   });

@@ -85,14 +85,17 @@ export async function claimBatch(
       FROM picked HAVING count(*) > 0
       RETURNING batch_id, size, payload
     )
-    -- The payload as it was written, a thousand identifiers to a row, from bytea's hex output form (\\x and 64 hex
-    -- digits) to JSON strings: the first part opens the array, the last closes it.
+    -- The payload as it was written, as the JSON strings of a thousand identifiers a row (their order within the
+    -- batch is of no matter): the first part opens the array, the last closes it. One pass over the array.
     SELECT c.batch_id, c.size,
-      CASE WHEN i = 1 THEN '["' ELSE ',"' END
-        || replace(substr(array_to_string(c.payload[i : i + ${CLAIM_PART - 1}], ','), 3), ',\\x', '","')
-        || CASE WHEN i + ${CLAIM_PART} > c.size THEN '"]' ELSE '"' END AS part
-    FROM claimed c, generate_series(1, c.size, ${CLAIM_PART}) i
-    ORDER BY i`.execute(db);
+      CASE WHEN u.part = 0 THEN '["' ELSE ',"' END
+        || string_agg(encode(u.identifier, 'hex'), '","')
+        || CASE WHEN u.part = (c.size - 1) / ${CLAIM_PART} THEN '"]' ELSE '"' END AS part
+    FROM claimed c, LATERAL (
+      SELECT (o - 1) / ${CLAIM_PART} AS part, x AS identifier FROM unnest(c.payload) WITH ORDINALITY AS e (x, o)
+    ) u
+    GROUP BY c.batch_id, c.size, u.part
+    ORDER BY u.part`.execute(db);
   const first = rows[0];
   return first
     ? {
