@@ -144,7 +144,7 @@ async function syncMembers(deps: SyncDeps, job: ListJob, listSyncId: number, unc
   logPlan(log, plan, uncertainty);
 
   const ctx = sendContext(deps, job, plan, log);
-  const adds = await sendPlannedOperation(ctx, listSyncId, segmentId, 'add', plan.toAdd);
+  const adds = await sendPlannedOperation(ctx, listSyncId, segmentId, 'add', plan.toAdd, plan.batches);
   let touched = adds.confirmedBatches > 0;
   if (adds.error) return { touched, error: adds.error };
   if (adds.interrupted) return interrupted(outcome, touched);

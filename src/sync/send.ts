@@ -5,6 +5,7 @@ import { TransientError, type CriteoProblem } from '../core/errors.js';
 import pLimit from 'p-limit';
 import { claimBatch, confirmBatch, recordBatchFailure, withdrawBatch, type ClaimedBatch } from './ledger.js';
 import type { Logger } from '../core/logger.js';
+import type { PlannedBatches } from './plan.js';
 
 /**
  * Sends one planned operation of a list to Criteo: the plan's numbered
@@ -43,6 +44,7 @@ export async function sendPlannedOperation(
   segmentId: string,
   operation: 'add' | 'remove',
   planned: number,
+  batches: PlannedBatches = { from: 'entries' },
 ): Promise<SendOutcome> {
   const outcome: SendOutcome = { confirmedBatches: 0, confirmedIdentifiers: 0, interrupted: false };
   const inflight = new Set<Promise<void>>();
@@ -53,7 +55,8 @@ export async function sendPlannedOperation(
   let claimedInOrder: Promise<unknown> = Promise.resolve();
 
   const sendBatch = async (batchNo: number, seq: number): Promise<void> => {
-    const claim = claimBatch(ctx.db, { listSyncId, segmentId, seq, operation, batchNo });
+    const range = batches.from === 'snapshot' ? { from: batches.bounds[batchNo]!, below: batches.bounds[batchNo + 1] ?? null } : undefined;
+    const claim = claimBatch(ctx.db, { listSyncId, segmentId, seq, operation, batchNo, range });
     claim.catch(() => {}); // a refused claim is reported through its turn below, not as an unhandled rejection meanwhile
     const turn = claimedInOrder.then(() => claim);
     claimedInOrder = turn.catch(() => {});
