@@ -4,7 +4,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type DbHandle } from '../src/db/connection.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { claimBatch } from '../src/sync/ledger.js';
-import { planFirstFill } from '../src/sync/plan.js';
 import { createTestDatabase } from './helpers.js';
 
 /**
@@ -80,39 +79,5 @@ describe('claiming a batch', () => {
       (e: unknown) => e as Error,
     );
     expect(error?.message).toBe('claimBatch: identifiers did not come back as JSON strings of 64 hex digits');
-  });
-
-  it('a first fill writes no plan rows: its batches are ranges of the snapshot, each distinct identifier in exactly one', async () => {
-    const FILL_SEGMENT = '701';
-    // 2,500 identifiers over 2,700 rows: 200 customers share an email with another, and 100 rows have no valid email.
-    await sql`
-      INSERT INTO audience_sync.list_targets (audience_segment_id, customer_id, campaign_id, email_fingerprint, email_state, identifier)
-      SELECT ${FILL_SEGMENT}::bigint, 'c' || i, 'camp', i, 'valid', sha256(convert_to('fill-' || (i % 2500), 'UTF8'))
-      FROM generate_series(0, 2699) i
-      UNION ALL
-      SELECT ${FILL_SEGMENT}::bigint, 'x' || i, 'camp', i, 'invalid', NULL FROM generate_series(1, 100) i`.execute(database.db);
-    const plan = await planFirstFill(database.db, FILL_SEGMENT, 1000);
-    expect(plan.toAdd).toBe(2500);
-    expect(plan.toRemove).toBe(0);
-    expect(plan.batches.from).toBe('snapshot');
-    const bounds = plan.batches.from === 'snapshot' ? plan.batches.bounds : [];
-    expect(bounds).toHaveLength(3);
-
-    const claimed: string[] = [];
-    for (const [batchNo, from] of bounds.entries()) {
-      const range = { from, below: bounds[batchNo + 1] ?? null };
-      const batch = await claimBatch(database.db, { listSyncId, segmentId: FILL_SEGMENT, seq: batchNo + 1, operation: 'add', batchNo, range });
-      expect(batch?.size).toBe(batchNo < 2 ? 1000 : 500);
-      claimed.push(...(JSON.parse(Buffer.concat(batch!.encoded.chunks).toString('latin1')) as string[]));
-    }
-    const { rows } = await sql<{ hex: string }>`
-      SELECT DISTINCT encode(identifier, 'hex') AS hex FROM audience_sync.list_targets
-      WHERE audience_segment_id = ${FILL_SEGMENT}::bigint AND identifier IS NOT NULL`.execute(database.db);
-    expect(claimed).toHaveLength(2500);
-    expect(new Set(claimed)).toEqual(new Set(rows.map((r) => r.hex)));
-  });
-
-  it('an empty snapshot fills nothing', async () => {
-    expect(await planFirstFill(database.db, '702', 1000)).toEqual({ toAdd: 0, toRemove: 0, batches: { from: 'snapshot', bounds: [] } });
   });
 });

@@ -81,21 +81,10 @@ describe.each([
       SELECT count(*)::int AS n FROM (SELECT DISTINCT operation, batch_no FROM audience_sync.plan_entries WHERE list_sync_id = ${planId}) b`.execute(
       database.db,
     );
-    if (plan.batches.from === 'snapshot') {
-      // A first fill: no plan rows, the adds are the snapshot's identifiers, in ranges of 70.
-      expect(batches[0]!.n).toBe(0);
-      expect(plan.batches.bounds).toHaveLength(Math.ceil(plan.toAdd / 70));
-      expect(plan.toRemove).toBe(0);
-    } else {
-      expect(batches[0]!.n).toBe(Math.ceil(plan.toAdd / 70) + Math.ceil(plan.toRemove / 70));
-    }
-    const adds =
-      plan.batches.from === 'snapshot'
-        ? sql`SELECT DISTINCT identifier FROM audience_sync.list_targets WHERE audience_segment_id = ${SEGMENT}::bigint AND identifier IS NOT NULL`
-        : sql`SELECT identifier FROM audience_sync.plan_entries WHERE list_sync_id = ${planId} AND operation = 'add'`;
+    expect(batches[0]!.n).toBe(Math.ceil(plan.toAdd / 70) + Math.ceil(plan.toRemove / 70));
     await sql`
       INSERT INTO audience_sync.list_members (audience_segment_id, identifier)
-      SELECT ${SEGMENT}::bigint, identifier FROM (${adds}) a`.execute(database.db);
+      SELECT ${SEGMENT}::bigint, identifier FROM audience_sync.plan_entries WHERE list_sync_id = ${planId} AND operation = 'add'`.execute(database.db);
     await sql`
       DELETE FROM audience_sync.list_members WHERE audience_segment_id = ${SEGMENT}::bigint
         AND identifier IN (SELECT identifier FROM audience_sync.plan_entries WHERE list_sync_id = ${planId} AND operation = 'remove')`.execute(database.db);

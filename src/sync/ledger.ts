@@ -62,16 +62,9 @@ export interface ClaimedBatch {
   encoded: EncodedIdentifiers;
 }
 
-/** A first fill's batch: the snapshot's identifiers from `from`, up to `below` (null: to the end). */
-export interface IdentifierRange {
-  from: Buffer;
-  below: Buffer | null;
-}
-
 /**
  * Write-ahead, in one statement: the batch row is written with the
- * identifiers of its plan batch (its plan_entries rows, or its range of the
- * snapshot for a first fill: see planFirstFill), and they come back as the request body
+ * identifiers of its plan batch, and they come back as the request body
  * needs them: the JSON array, in parts of a thousand identifiers that
  * Postgres formats and the request sends as they are (fifty buffers of
  * 67 kB, not fifty thousand strings nor one buffer of megabytes). Null when
@@ -79,19 +72,13 @@ export interface IdentifierRange {
  */
 export async function claimBatch(
   db: Db,
-  batch: { listSyncId: number; segmentId: string; seq: number; operation: 'add' | 'remove'; batchNo: number; range?: IdentifierRange | undefined },
+  batch: { listSyncId: number; segmentId: string; seq: number; operation: 'add' | 'remove'; batchNo: number },
 ): Promise<ClaimedBatch | null> {
-  const { range } = batch;
-  const picked = range
-    ? sql`
-      SELECT DISTINCT t.identifier FROM audience_sync.list_targets t
-      WHERE t.audience_segment_id = ${batch.segmentId}::bigint AND t.identifier >= ${range.from}
-        ${range.below ? sql`AND t.identifier < ${range.below}` : sql``}`
-    : sql`
-      SELECT p.identifier FROM audience_sync.plan_entries p
-      WHERE p.list_sync_id = ${batch.listSyncId} AND p.operation = ${batch.operation} AND p.batch_no = ${batch.batchNo}`;
   const { rows } = await sql<{ batch_id: number; size: number; part: string }>`
-    WITH picked AS (${picked}),
+    WITH picked AS (
+      SELECT p.identifier FROM audience_sync.plan_entries p
+      WHERE p.list_sync_id = ${batch.listSyncId} AND p.operation = ${batch.operation} AND p.batch_no = ${batch.batchNo}
+    ),
     claimed AS (
       INSERT INTO audience_sync.batches (list_sync_id, audience_segment_id, seq, operation, size, payload)
       SELECT ${batch.listSyncId}, ${batch.segmentId}::bigint, ${batch.seq}, ${batch.operation}, count(*), array_agg(identifier)

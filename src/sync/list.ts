@@ -144,7 +144,7 @@ async function syncMembers(deps: SyncDeps, job: ListJob, listSyncId: number, unc
   logPlan(log, plan, uncertainty);
 
   const ctx = sendContext(deps, job, plan, log);
-  const adds = await sendPlannedOperation(ctx, listSyncId, segmentId, { operation: 'add', planned: plan.toAdd, batches: plan.batches });
+  const adds = await sendPlannedOperation(ctx, listSyncId, segmentId, 'add', plan.toAdd);
   let touched = adds.confirmedBatches > 0;
   if (adds.error) return { touched, error: adds.error };
   if (adds.interrupted) return interrupted(outcome, touched);
@@ -154,7 +154,7 @@ async function syncMembers(deps: SyncDeps, job: ListJob, listSyncId: number, unc
     log.warn({ heldRemovals: plan.heldRemovals, ledgerBefore: plan.ledgerBefore }, 'removals held by the mass-removal guard');
     return { touched };
   }
-  const removes = await sendPlannedOperation(ctx, listSyncId, segmentId, { operation: 'remove', planned: plan.toRemove });
+  const removes = await sendPlannedOperation(ctx, listSyncId, segmentId, 'remove', plan.toRemove);
   touched ||= removes.confirmedBatches > 0;
   if (removes.error) return { touched, error: removes.error };
   if (removes.interrupted) return interrupted(outcome, touched);

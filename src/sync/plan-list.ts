@@ -14,7 +14,7 @@ import {
 } from '../source/snapshot.js';
 import type { CampaignFunnelCounts, FunnelCounts } from '../source/target-groups.js';
 import { applyConfirmedBatches, countLedger } from './ledger.js';
-import { materializePlan, planFirstFill, type PlanCounts, type Uncertainty } from './plan.js';
+import { materializePlan, type PlanCounts, type Uncertainty } from './plan.js';
 import type { ListJob, SyncDeps } from './types.js';
 
 export interface ListPlan extends PlanCounts {
@@ -87,12 +87,9 @@ async function planInTransaction(tx: Db, config: Config, job: PlanJob, planId: n
   const incremental = state.inStep && !state.snapshotLost && uncertainty.batchIds.length === 0 && !uncertainty.wholeList && !job.options.full;
   const ledgerBefore = incremental ? state.identifiers : await countLedger(tx, segmentId);
   const read = await refreshSnapshot(tx, config, job, state.snapshotLost);
-  const counts = incremental
-    ? await diffTouched(tx, config, segmentId, planId, read.changedRows)
-    : await diffWhole(tx, config, job, planId, uncertainty, ledgerBefore);
-  // After an incremental diff, the identifiers moved exactly as the diff did; a first fill adds them all; a whole
-  // diff recounted them.
-  const identifiers = incremental ? ledgerBefore + counts.toAdd - counts.toRemove : counts.batches.from === 'snapshot' ? counts.toAdd : null;
+  const counts = incremental ? await diffTouched(tx, config, segmentId, planId, read.changedRows) : await diffWhole(tx, config, job, planId, uncertainty);
+  // After an incremental diff, the identifiers moved exactly as the diff did; a whole one recounted them.
+  const identifiers = incremental ? ledgerBefore + counts.toAdd - counts.toRemove : null;
   const counters = await recordListAfterPlan(tx, segmentId, read.source, activeCampaignIds, { wholeReadDays: config.sourceWholeReadDays, identifiers });
   const { funnel, campaignFunnels } = funnelsOf(countersFrom(counters, [segmentId]).get(segmentId)!, activeCampaignIds);
   const held = massRemovalHold(config, counts.toRemove, ledgerBefore, job.options.allowMassRemoval ?? false);
@@ -140,14 +137,11 @@ async function diffTouched(tx: Db, config: Config, segmentId: string, planId: nu
   return counts;
 }
 
-/** The diff of the whole list against the whole ledger; against an empty ledger with nothing uncertain, a first fill. */
-async function diffWhole(tx: Db, config: Config, job: PlanJob, planId: number, uncertainty: Uncertainty, ledgerBefore: number): Promise<PlanCounts> {
+/** The diff of the whole list against the whole ledger. */
+async function diffWhole(tx: Db, config: Config, job: PlanJob, planId: number, uncertainty: Uncertainty): Promise<PlanCounts> {
   const { segmentId } = job.target;
   await probingNoMore(tx);
-  const firstFill = ledgerBefore === 0 && uncertainty.batchIds.length === 0;
-  // A first fill counts the identifiers as it plans them.
-  await recountCounters(tx, segmentId, { identifiers: !firstFill });
-  if (firstFill) return planFirstFill(tx, segmentId, config.criteo.batchSize);
+  await recountCounters(tx, segmentId);
   // --full distrusts the whole ledger: every desired identifier is re-sent.
   const whole = job.options.full ? { ...uncertainty, wholeList: true } : uncertainty;
   return materializePlan(tx, planId, segmentId, { kind: 'whole', uncertainty: whole }, config.criteo.batchSize);

@@ -23,16 +23,7 @@ export interface Uncertainty {
 export interface PlanCounts {
   toAdd: number;
   toRemove: number;
-  /** Where the batches are claimed from (claimBatch). */
-  batches: PlannedBatches;
 }
-
-/**
- * A plan's batches: its rows in plan_entries, numbered; or, for a first fill,
- * ranges of the snapshot's identifiers, `bounds` holding the first identifier
- * of each batch (a batch runs up to the next one's, the last to the end).
- */
-export type PlannedBatches = { from: 'entries' } | { from: 'snapshot'; bounds: readonly Buffer[] };
 
 /** How the diff is taken: on the identifiers today's changes touched (the ledger was in step: see findTouchedIdentifiers), or on the whole list. */
 export type DiffScope = { kind: 'touched'; identifiers: RawBuilder<unknown>; few: boolean } | { kind: 'whole'; uncertainty: Uncertainty };
@@ -107,24 +98,7 @@ export async function materializePlan(tx: Db, listSyncId: number, segmentId: str
     FROM inserted`.execute(tx);
   // The touched identifiers are few: each is looked up in the ledger's index.
   const { rows } = scope.kind === 'touched' ? await probingKeys(tx, write) : await write();
-  return { toAdd: Number(rows[0]!.to_add), toRemove: Number(rows[0]!.to_remove), batches: { from: 'entries' } };
-}
-
-/**
- * The plan of a first fill: the ledger is empty and nothing is uncertain, so
- * the adds are exactly the snapshot's distinct identifiers, and nothing is
- * removed. No plan rows are written: one ordered pass over the snapshot's
- * identifier index counts them and keeps the first of every `batchSize`,
- * and each claim reads its own range of that index. The list's lock keeps
- * its snapshot as planned until the list sync ends.
- */
-export async function planFirstFill(tx: Db, segmentId: string, batchSize: number): Promise<PlanCounts> {
-  const { rows } = await sql<{ bounds: Buffer[] | null; n: string }>`
-    SELECT array_agg(identifier ORDER BY identifier) FILTER (WHERE (rn - 1) % ${batchSize}::int = 0) AS bounds,
-           coalesce(max(rn), 0) AS n
-    FROM (SELECT identifier, row_number() OVER (ORDER BY identifier) AS rn FROM (${desiredMembers(segmentId)}) d) x`.execute(tx);
-  const bounds = rows[0]!.bounds ?? [];
-  return { toAdd: Number(rows[0]!.n), toRemove: 0, batches: { from: 'snapshot', bounds } };
+  return { toAdd: Number(rows[0]!.to_add), toRemove: Number(rows[0]!.to_remove) };
 }
 
 /** Drops a list sync's plan once it is sent (or abandoned: the next run plans afresh). */

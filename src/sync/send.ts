@@ -3,9 +3,8 @@ import { callTrace } from '../criteo/client.js';
 import type { Db } from '../db/connection.js';
 import { TransientError, type CriteoProblem } from '../core/errors.js';
 import pLimit from 'p-limit';
-import { claimBatch, confirmBatch, recordBatchFailure, withdrawBatch, type ClaimedBatch, type IdentifierRange } from './ledger.js';
+import { claimBatch, confirmBatch, recordBatchFailure, withdrawBatch, type ClaimedBatch } from './ledger.js';
 import type { Logger } from '../core/logger.js';
-import type { PlannedBatches } from './plan.js';
 
 /**
  * Sends one planned operation of a list to Criteo: the plan's numbered
@@ -38,28 +37,23 @@ export interface SendOutcome {
   interrupted: boolean;
 }
 
-/** One operation of a list's plan: how many identifiers, and where its batches are claimed from (default: plan_entries). */
-export interface PlannedOperation {
-  operation: 'add' | 'remove';
-  planned: number;
-  batches?: PlannedBatches;
-}
-
 export async function sendPlannedOperation(
   ctx: SendContext,
   listSyncId: number,
   segmentId: string,
-  { operation, planned, batches = { from: 'entries' } }: PlannedOperation,
+  operation: 'add' | 'remove',
+  planned: number,
 ): Promise<SendOutcome> {
   const outcome: SendOutcome = { confirmedBatches: 0, confirmedIdentifiers: 0, interrupted: false };
   const inflight = new Set<Promise<void>>();
+
   // Batches are claimed one ahead of what Criteo takes at once; a claimed batch waits here for its turn to be sent.
   const sending = pLimit(ctx.concurrency);
   // Claims run side by side, but batches queue for sending in batch order, whichever claim returns first.
   let claimedInOrder: Promise<unknown> = Promise.resolve();
 
   const sendBatch = async (batchNo: number, seq: number): Promise<void> => {
-    const claim = claimBatch(ctx.db, { listSyncId, segmentId, seq, operation, batchNo, range: rangeOf(batches, batchNo) });
+    const claim = claimBatch(ctx.db, { listSyncId, segmentId, seq, operation, batchNo });
     claim.catch(() => {}); // a refused claim is reported through its turn below, not as an unhandled rejection meanwhile
     const turn = claimedInOrder.then(() => claim);
     claimedInOrder = turn.catch(() => {});
@@ -113,12 +107,6 @@ export async function sendPlannedOperation(
     await Promise.allSettled(inflight);
   }
   return outcome;
-}
-
-/** A first fill's batch `batchNo`: its range of the snapshot's identifiers (undefined: the batch is in plan_entries). */
-function rangeOf(batches: PlannedBatches, batchNo: number): IdentifierRange | undefined {
-  if (batches.from === 'entries') return undefined;
-  return { from: batches.bounds[batchNo]!, below: batches.bounds[batchNo + 1] ?? null };
 }
 
 function pickCall(out: { attempts: number; waitedMs: number; durationMs: number }) {
