@@ -14,6 +14,7 @@ import * as unloggedSnapshot from './0012-unlogged-snapshot.js';
 import * as inlinableEmailIdentifier from './0013-inlinable-email-identifier.js';
 import * as runChangeKeys from './0014-run-change-keys.js';
 import * as rateSlotEnds from './0015-rate-slot-ends.js';
+import * as snapshotPartitions from './0016-snapshot-partitions.js';
 
 /** Numbered, forward-only, one change each. Static so a bundled build needs no file scanning. */
 export const migrations: Record<string, Migration> = {
@@ -32,4 +33,5 @@ export const migrations: Record<string, Migration> = {
   '0013-inlinable-email-identifier': inlinableEmailIdentifier,
   '0014-run-change-keys': runChangeKeys,
   '0015-rate-slot-ends': rateSlotEnds,
+  '0016-snapshot-partitions': snapshotPartitions,
 };

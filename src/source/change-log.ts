@@ -3,7 +3,7 @@ import { sql, type RawBuilder } from 'kysely';
 import type { Db } from '../db/connection.js';
 import { lockChangeLogShared, tryLockChangeLogAlone } from '../db/locks.js';
 import { joinMappedWindow, mappedSeenOr, mappedWindowOf } from './run-changes.js';
-import type { CounterRow } from './snapshot.js';
+import type { CounterRow } from './counters.js';
 
 /**
  * The source change log (migration 0007): the keys each write to customers

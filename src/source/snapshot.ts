@@ -3,7 +3,6 @@ import { unreadChanges, type SourceRead } from './change-log.js';
 import { mappedKeys } from './run-changes.js';
 import { probingKeys, probingKeysFromNowOn, type Db } from '../db/connection.js';
 import { LOGGED_CHANGES, LOGGED_KEYS, TARGET_CHANGES, TOUCHED_IDENTIFIERS } from '../db/temp-tables.js';
-import type { CampaignFunnelCounts, FunnelCounts } from './target-groups.js';
 
 /**
  * The snapshot of a list's target groups (list_targets): one row per active
@@ -168,15 +167,20 @@ async function compareWholeTargetGroup(tx: Db, segmentId: string, activeCampaign
  * or with a changed email (`counted`, when findChangedTargets counted them).
  */
 export async function applyChangedTargets(tx: Db, segmentId: string, counted: number | null): Promise<number> {
-  await sql`
+  const table = snapshotTable(segmentId);
+  const { rows: found } = await sql<{ exists: boolean }>`
     WITH replaced AS (
       DELETE FROM audience_sync.list_targets t USING ${TARGET_CHANGES} c
       WHERE t.audience_segment_id = ${segmentId}::bigint AND c.known
         AND t.customer_id = c.customer_id AND t.campaign_id = c.campaign_id
       RETURNING t.customer_id, t.campaign_id, t.email_state, t.identifier
+    ),
+    kept AS (
+      UPDATE ${TARGET_CHANGES} c SET old_state = r.email_state, old_identifier = r.identifier
+      FROM replaced r WHERE c.customer_id = r.customer_id AND c.campaign_id = r.campaign_id
     )
-    UPDATE ${TARGET_CHANGES} c SET old_state = r.email_state, old_identifier = r.identifier
-    FROM replaced r WHERE c.customer_id = r.customer_id AND c.campaign_id = r.campaign_id`.execute(tx);
+    SELECT to_regclass(format('%I.%I', ${table.schema}::text, ${table.name}::text)) IS NOT NULL AS exists`.execute(tx);
+  if (!found[0]!.exists) return fillNewSnapshot(tx, segmentId, counted);
   const { rows } = await sql<{ n: number }>`
     WITH inserted AS (
       INSERT INTO audience_sync.list_targets (audience_segment_id, customer_id, campaign_id, email_fingerprint, email_state, identifier)
@@ -185,6 +189,34 @@ export async function applyChangedTargets(tx: Db, segmentId: string, counted: nu
       ORDER BY c.customer_id, c.campaign_id
     )
     SELECT ${counted ?? sql`(SELECT count(*) FROM ${TARGET_CHANGES})`}::bigint AS n`.execute(tx);
+  return Number(rows[0]!.n);
+}
+
+/** List `segmentId`'s own table of the snapshot: its partition of list_targets (migration 0016). */
+function snapshotTable(segmentId: string): { schema: string; name: string } {
+  return { schema: 'audience_sync', name: `list_targets_${BigInt(segmentId)}` };
+}
+
+/**
+ * A list's first snapshot (it has no table yet): its rows go into a new
+ * table with no index, which is then attached to list_targets, so that
+ * Postgres builds its two indexes by sorting once, not by inserting each key
+ * into them. The table's CHECK on the list's id spares the attach a scan.
+ * Attaching waits for no other list's plan (SHARE UPDATE EXCLUSIVE on
+ * list_targets), only for another first snapshot's, until that plan
+ * commits. Returns how many rows changed (`counted`, when known).
+ */
+async function fillNewSnapshot(tx: Db, segmentId: string, counted: number | null): Promise<number> {
+  const { schema, name } = snapshotTable(segmentId);
+  await sql`SELECT audience_sync.create_snapshot_table(${segmentId}::bigint)`.execute(tx);
+  const { rows } = await sql<{ n: number }>`
+    WITH inserted AS (
+      INSERT INTO ${sql.table(`${schema}.${name}`)} (audience_segment_id, customer_id, campaign_id, email_fingerprint, email_state, identifier)
+      SELECT ${segmentId}::bigint, c.customer_id, c.campaign_id, c.new_fingerprint, ${newState}, c.new_identifier
+      FROM ${TARGET_CHANGES} c WHERE c.present
+    )
+    SELECT ${counted ?? sql`(SELECT count(*) FROM ${TARGET_CHANGES})`}::bigint AS n`.execute(tx);
+  await sql`SELECT audience_sync.attach_snapshot_table(${segmentId}::bigint)`.execute(tx);
   return Number(rows[0]!.n);
 }
 
@@ -316,62 +348,4 @@ export async function forgetSnapshot(tx: Db, segmentId: string): Promise<void> {
     INSERT INTO audience_sync.lists AS l (audience_segment_id, in_step, identifiers) VALUES (${segmentId}::bigint, true, 0)
     ON CONFLICT (audience_segment_id) DO UPDATE SET in_step = true, identifiers = 0, updated_at = now(),
       changes_read_in = NULL, source_stamp = NULL, snapshot_campaigns = NULL, whole_read_at = NULL, whole_read_due = NULL, email_rule = NULL`.execute(tx);
-}
-
-export interface SnapshotCounts {
-  identifiers: number;
-  /** scope '' is the list (customers counted once); other scopes are campaign ids. */
-  byScope: Map<string, Record<'no_customer' | 'missing' | 'invalid' | 'valid', number>>;
-}
-
-/** A list's count of identifiers and one of its counters (none: NULL scope), as statements return them. */
-export interface CounterRow {
-  segment: string;
-  identifiers: number;
-  scope: string | null;
-  email_state: 'no_customer' | 'missing' | 'invalid' | 'valid' | null;
-  n: number | null;
-}
-
-/** The funnel counters of several lists, in one statement. */
-export async function readCountersOf(tx: Db, segmentIds: readonly string[]): Promise<Map<string, SnapshotCounts>> {
-  const { rows } = await sql<CounterRow>`
-    SELECT l.audience_segment_id::text AS segment, l.identifiers, k.scope, k.email_state, k.n
-    FROM audience_sync.lists l LEFT JOIN audience_sync.list_target_counts k USING (audience_segment_id)
-    WHERE l.audience_segment_id = ANY(${segmentIds}::bigint[])`.execute(tx);
-  return countersFrom(rows, segmentIds);
-}
-
-/** Counter rows by list; a list in `segmentIds` without rows counts nothing. */
-export function countersFrom(rows: readonly CounterRow[], segmentIds: readonly string[] = []): Map<string, SnapshotCounts> {
-  const out = new Map<string, SnapshotCounts>(segmentIds.map((id) => [id, { identifiers: 0, byScope: new Map() }]));
-  for (const r of rows) {
-    if (!out.has(r.segment)) out.set(r.segment, { identifiers: 0, byScope: new Map() });
-    const list = out.get(r.segment)!;
-    list.identifiers = Number(r.identifiers);
-    if (r.scope === null || r.email_state === null) continue;
-    const counts = list.byScope.get(r.scope) ?? { no_customer: 0, missing: 0, invalid: 0, valid: 0 };
-    counts[r.email_state] = Number(r.n);
-    list.byScope.set(r.scope, counts);
-  }
-  return out;
-}
-
-/** The report's funnels from a list's counters: the list's (customers counted once) and each active campaign's. */
-export function funnelsOf(counts: SnapshotCounts, activeCampaignIds: readonly string[]): { funnel: FunnelCounts; campaignFunnels: CampaignFunnelCounts[] } {
-  const stages = (scope: string) => {
-    const c = counts.byScope.get(scope) ?? { no_customer: 0, missing: 0, invalid: 0, valid: 0 };
-    return {
-      targetGroupSize: c.no_customer + c.missing + c.invalid + c.valid,
-      missingCustomers: c.no_customer,
-      withoutEmail: c.missing,
-      invalidEmails: c.invalid,
-    };
-  };
-  // A campaign's own distinct identifiers are known only when it feeds the list alone.
-  const lone = activeCampaignIds.length === 1;
-  return {
-    funnel: { ...stages(''), uniqueIdentifiers: counts.identifiers },
-    campaignFunnels: activeCampaignIds.map((campaignId) => ({ campaignId, ...stages(campaignId), uniqueIdentifiers: lone ? counts.identifiers : null })),
-  };
 }

@@ -4,14 +4,13 @@ import { chooseSourceRead, recordListAfterPlan, takeSourceSnapshot } from '../so
 import {
   applyChangedTargets,
   applyCounterDeltas,
-  countersFrom,
   countNewlyValidEmails,
   findChangedTargets,
   findTouchedIdentifiers,
-  funnelsOf,
   lockListState,
   recountCounters,
 } from '../source/snapshot.js';
+import { countersFrom, funnelsOf } from '../source/counters.js';
 import type { CampaignFunnelCounts, FunnelCounts } from '../source/target-groups.js';
 import { applyConfirmedBatches, countLedger } from './ledger.js';
 import { materializePlan, type PlanCounts, type Uncertainty } from './plan.js';
@@ -62,7 +61,8 @@ export async function planList(
     .catch((error: unknown) => {
       if (error === DRY_RUN) return;
       const e = error as { code?: string; constraint?: string };
-      if (e.code === '23505' && e.constraint === 'list_targets_pkey') {
+      // The list's snapshot table's primary key (list_targets_<id>_pkey), as it is written or built.
+      if (e.code === '23505' && /^list_targets_.*pkey$/.test(e.constraint ?? '')) {
         // Only a source view can do this: the tables' own keys forbid it.
         throw new Error(
           `the source repeats a target-group row or a customer id for list ${job.target.segmentId}: campaign_target_groups must be unique on (campaign_id, customer_id) and customers on customer_id`,

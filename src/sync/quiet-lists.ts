@@ -1,7 +1,7 @@
 import type { Logger } from '../core/logger.js';
 import { advanceQuietLists, takeSourceSnapshot } from '../source/change-log.js';
 import { mapRunChanges } from '../source/run-changes.js';
-import { funnelsOf, readCountersOf, type SnapshotCounts } from '../source/snapshot.js';
+import { funnelsOf, readCountersOf, type SnapshotCounts } from '../source/counters.js';
 import type { ListTarget } from '../source/target-groups.js';
 import { baseOutcome, withDatesNote } from './outcome.js';
 import { recordCampaignFunnelsOf, recordSettledListSyncs } from './records.js';
