@@ -300,8 +300,11 @@ export async function applyCounterDeltas(tx: Db, segmentId: string): Promise<voi
   // Counters the changes took to zero are deleted with the plan's record of the list (recordListAfterPlan).
 }
 
-/** Counts the funnel afresh from the snapshot (after a refresh that was not incremental). */
-export async function recountCounters(tx: Db, segmentId: string): Promise<void> {
+/**
+ * Counts the funnel afresh from the snapshot (after a refresh that was not
+ * incremental), and its distinct identifiers unless the plan counts them.
+ */
+export async function recountCounters(tx: Db, segmentId: string, { identifiers = true }: { identifiers?: boolean } = {}): Promise<void> {
   await sql`DELETE FROM audience_sync.list_target_counts WHERE audience_segment_id = ${segmentId}::bigint`.execute(tx);
   await sql`
     INSERT INTO audience_sync.list_target_counts (audience_segment_id, scope, email_state, n)
@@ -312,6 +315,7 @@ export async function recountCounters(tx: Db, segmentId: string): Promise<void> 
       SELECT DISTINCT ON (customer_id) email_state FROM audience_sync.list_targets
       WHERE audience_segment_id = ${segmentId}::bigint ORDER BY customer_id
     ) k GROUP BY email_state`.execute(tx);
+  if (!identifiers) return;
   await sql`
     UPDATE audience_sync.lists SET identifiers = (
       SELECT count(DISTINCT identifier) FROM audience_sync.list_targets

@@ -25,8 +25,11 @@ export interface PlanCounts {
   toRemove: number;
 }
 
-/** How the diff is taken: on the identifiers today's changes touched (the ledger was in step: see findTouchedIdentifiers), or on the whole list. */
-export type DiffScope = { kind: 'touched'; identifiers: RawBuilder<unknown>; few: boolean } | { kind: 'whole'; uncertainty: Uncertainty };
+/**
+ * How the diff is taken: on the identifiers today's changes touched (the ledger was in step: see
+ * findTouchedIdentifiers), on the whole list, or as a first fill (the ledger is empty and nothing is uncertain).
+ */
+export type DiffScope = { kind: 'touched'; identifiers: RawBuilder<unknown>; few: boolean } | { kind: 'whole'; uncertainty: Uncertainty } | { kind: 'fill' };
 
 const desiredMembers = (segmentId: string) => sql`
   SELECT DISTINCT identifier FROM audience_sync.list_targets
@@ -41,6 +44,7 @@ const ledgerMembers = (segmentId: string) => sql`
  * snapshot.ts) against the ledger. Runs in the plan's transaction.
  */
 export async function materializePlan(tx: Db, listSyncId: number, segmentId: string, scope: DiffScope, batchSize: number): Promise<PlanCounts> {
+  if (scope.kind === 'fill') return planFill(tx, listSyncId, segmentId, batchSize);
   let diff;
   if (scope.kind === 'touched' && scope.few) {
     // The ledger equalled the snapshot before today's changes: only identifiers they touched can differ.
@@ -99,6 +103,23 @@ export async function materializePlan(tx: Db, listSyncId: number, segmentId: str
   // The touched identifiers are few: each is looked up in the ledger's index.
   const { rows } = scope.kind === 'touched' ? await probingKeys(tx, write) : await write();
   return { toAdd: Number(rows[0]!.to_add), toRemove: Number(rows[0]!.to_remove) };
+}
+
+/**
+ * A first fill's plan: every distinct identifier of the snapshot is an add,
+ * numbered as it comes out of the snapshot's identifier index, in order, so
+ * no join with the (empty) ledger and no sort of the list's identifiers.
+ */
+async function planFill(tx: Db, listSyncId: number, segmentId: string, batchSize: number): Promise<PlanCounts> {
+  const { rows } = await sql<{ to_add: number }>`
+    WITH inserted AS (
+      INSERT INTO audience_sync.plan_entries (list_sync_id, operation, batch_no, identifier)
+      SELECT ${listSyncId}::bigint, 'add', ((row_number() OVER (ORDER BY identifier) - 1) / ${batchSize}::int)::int, identifier
+      FROM (${desiredMembers(segmentId)}) d
+      RETURNING 1
+    )
+    SELECT count(*)::bigint AS to_add FROM inserted`.execute(tx);
+  return { toAdd: Number(rows[0]!.to_add), toRemove: 0 };
 }
 
 /** Drops a list sync's plan once it is sent (or abandoned: the next run plans afresh). */
