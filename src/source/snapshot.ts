@@ -342,7 +342,8 @@ export async function lockListState(tx: Db, segmentId: string): Promise<ListStat
     ON CONFLICT (audience_segment_id) DO UPDATE SET updated_at = now()
     RETURNING l.in_step, l.identifiers,
       EXISTS (SELECT 1 FROM audience_sync.list_target_counts k WHERE k.audience_segment_id = l.audience_segment_id AND k.n > 0)
-      AND NOT EXISTS (SELECT 1 FROM audience_sync.list_targets t WHERE t.audience_segment_id = l.audience_segment_id) AS snapshot_lost`.execute(tx);
+      -- The list's id as a value, not l's column: the planner then reads the list's own table of the snapshot alone.
+      AND NOT EXISTS (SELECT 1 FROM audience_sync.list_targets t WHERE t.audience_segment_id = ${segmentId}::bigint) AS snapshot_lost`.execute(tx);
   const row = rows[0]!;
   return { inStep: row.in_step, identifiers: Number(row.identifiers), snapshotLost: row.snapshot_lost };
 }
