@@ -1,8 +1,7 @@
 import { sql } from 'kysely';
-import { Migrator } from 'kysely/migration';
 import pg from 'pg';
-import { migrations } from '../migrations/index.js';
 import { connect } from '../src/db/connection.js';
+import { migrator } from '../src/db/migrate.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeChangeLog, pruneChangeLog } from '../src/source/change-log.js';
 import { convergence, createTestDatabase, createWorld, seedCampaigns, seedCustomers, seedTargetGroup, type World } from './helpers.js';
@@ -233,17 +232,11 @@ describe('the source change log', () => {
     const t = await createTestDatabase('change_log_upgrade');
     const database = connect(t.url);
     try {
-      const migrator = new Migrator({
-        db: database.db,
-        provider: { getMigrations: () => Promise.resolve(migrations) },
-        migrationTableSchema: 'audience_sync',
-        migrationTableName: 'migrations',
-        migrationLockTableName: 'migrations_lock',
-      });
-      expect((await migrator.migrateTo('0006-list-snapshots')).error).toBeUndefined();
+      const steps = migrator(database.db);
+      expect((await steps.migrateTo('0006-list-snapshots')).error).toBeUndefined();
       await sql`ALTER TABLE audience_sync.customers RENAME TO crm_customers`.execute(database.db);
       await sql`CREATE VIEW audience_sync.customers AS SELECT * FROM audience_sync.crm_customers`.execute(database.db);
-      expect((await migrator.migrateToLatest()).error).toBeUndefined();
+      expect((await steps.migrateToLatest()).error).toBeUndefined();
       const { rows } = await sql<{ relname: string; n: number }>`
         SELECT c.relname, count(t.oid)::int AS n FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace
         LEFT JOIN pg_trigger t ON t.tgrelid = c.oid AND NOT t.tgisinternal

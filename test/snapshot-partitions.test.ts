@@ -1,8 +1,7 @@
 import { sql } from 'kysely';
-import { Migrator } from 'kysely/migration';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrations } from '../migrations/index.js';
 import { connect, type DbHandle } from '../src/db/connection.js';
+import { migrator } from '../src/db/migrate.js';
 import { createTestDatabase } from './helpers.js';
 
 /**
@@ -27,14 +26,8 @@ describe('the snapshot, partitioned by list (migration 0016)', () => {
   });
 
   it("moves each list's rows into its own unlogged partition, with both indexes", async () => {
-    const migrator = new Migrator({
-      db: database.db,
-      provider: { getMigrations: () => Promise.resolve(migrations) },
-      migrationTableSchema: 'audience_sync',
-      migrationTableName: 'migrations',
-      migrationLockTableName: 'migrations_lock',
-    });
-    expect((await migrator.migrateTo('0015-rate-slot-ends')).error).toBeUndefined();
+    const steps = migrator(database.db);
+    expect((await steps.migrateTo('0015-rate-slot-ends')).error).toBeUndefined();
     await sql`
       INSERT INTO audience_sync.list_targets (audience_segment_id, customer_id, campaign_id, email_fingerprint, email_state, identifier)
       SELECT s, 'c' || i, 'k' || s, i, CASE WHEN i % 4 = 0 THEN 'invalid' ELSE 'valid' END,
@@ -45,7 +38,7 @@ describe('the snapshot, partitioned by list (migration 0016)', () => {
       database.db,
     );
 
-    expect((await migrator.migrateToLatest()).error).toBeUndefined();
+    expect((await steps.migrateToLatest()).error).toBeUndefined();
 
     const after = await sql<{ rows: string }>`SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) AS rows FROM audience_sync.list_targets t`.execute(
       database.db,

@@ -7,7 +7,8 @@ import { SchemaError } from '../core/errors.js';
 
 const migrationTables = { migrationTableSchema: 'audience_sync', migrationTableName: 'migrations', migrationLockTableName: 'migrations_lock' };
 
-function migrator(db: Db): Migrator {
+/** The job's migrator: its migrations and its tables, in the audience_sync schema (a test also steps it to a given migration). */
+export function migrator(db: Db): Migrator {
   return new Migrator({
     db,
     provider: { getMigrations: () => Promise.resolve(migrations) },
