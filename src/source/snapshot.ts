@@ -8,6 +8,8 @@ import { LOGGED_CHANGES, LOGGED_KEYS, TARGET_CHANGES, TOUCHED_IDENTIFIERS } from
  * The snapshot of a list's target groups (list_targets): one row per active
  * campaign and customer, as the list was last planned from, with a 64-bit
  * fingerprint of the customer's email and the identifier recipe's verdict.
+ * Each list's rows are a table of their own, an unlogged partition of
+ * list_targets, which the list's first plan creates (fillNewSnapshot).
  *
  * A day's refresh reads the source once, in one parallel statement, and
  * keeps only the rows that are new, gone, or whose email changed; only those
