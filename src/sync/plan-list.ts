@@ -87,12 +87,12 @@ async function planInTransaction(tx: Db, config: Config, job: PlanJob, planId: n
   const incremental = state.inStep && !state.snapshotLost && uncertainty.batchIds.length === 0 && !uncertainty.wholeList && !job.options.full;
   const ledgerBefore = incremental ? state.identifiers : await countLedger(tx, segmentId);
   const read = await refreshSnapshot(tx, config, job, state.snapshotLost);
-  const counts = incremental
-    ? await diffTouched(tx, config, segmentId, planId, read.changedRows)
-    : await diffWhole(tx, config, job, planId, uncertainty, ledgerBefore);
+  // A first fill: the ledger is empty and nothing is uncertain, so every desired identifier is an add.
+  const fill = !incremental && ledgerBefore === 0 && uncertainty.batchIds.length === 0;
+  const counts = incremental ? await diffTouched(tx, config, segmentId, planId, read.changedRows) : await diffWhole(tx, config, job, planId, uncertainty, fill);
   // After an incremental diff, the identifiers moved exactly as the diff did; a first fill adds each once; a whole
   // diff recounted them.
-  const identifiers = incremental || firstFill(ledgerBefore, uncertainty) ? ledgerBefore + counts.toAdd - counts.toRemove : null;
+  const identifiers = incremental || fill ? ledgerBefore + counts.toAdd - counts.toRemove : null;
   const counters = await recordListAfterPlan(tx, segmentId, read.source, activeCampaignIds, { wholeReadDays: config.sourceWholeReadDays, identifiers });
   const { funnel, campaignFunnels } = funnelsOf(countersFrom(counters, [segmentId]).get(segmentId)!, activeCampaignIds);
   const held = massRemovalHold(config, counts.toRemove, ledgerBefore, job.options.allowMassRemoval ?? false);
@@ -140,16 +140,10 @@ async function diffTouched(tx: Db, config: Config, segmentId: string, planId: nu
   return counts;
 }
 
-/** A first fill: the ledger is empty and nothing is uncertain, so every desired identifier is an add. */
-function firstFill(ledgerBefore: number, uncertainty: Uncertainty): boolean {
-  return ledgerBefore === 0 && uncertainty.batchIds.length === 0;
-}
-
 /** The diff of the whole list against the whole ledger (a first fill: against none). */
-async function diffWhole(tx: Db, config: Config, job: PlanJob, planId: number, uncertainty: Uncertainty, ledgerBefore: number): Promise<PlanCounts> {
+async function diffWhole(tx: Db, config: Config, job: PlanJob, planId: number, uncertainty: Uncertainty, fill: boolean): Promise<PlanCounts> {
   const { segmentId } = job.target;
   await probingNoMore(tx);
-  const fill = firstFill(ledgerBefore, uncertainty);
   // A first fill counts the list's identifiers as it plans them, one for each add.
   await recountCounters(tx, segmentId, { identifiers: !fill });
   // --full distrusts the whole ledger: every desired identifier is re-sent.
