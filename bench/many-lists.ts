@@ -118,6 +118,8 @@ export interface ManyListsOptions {
   members: number;
   /** The job's LIST_CONCURRENCY (its default when undefined). */
   listConcurrency: string | undefined;
+  /** The job process's NODE_OPTIONS (none when empty). */
+  nodeOptions: string;
   /** Digest of the job code measured. */
   source: string;
   keep: boolean;
@@ -149,7 +151,7 @@ export async function runManyLists(o: ManyListsOptions): Promise<ManyListsResult
       CRITEO_CLIENT_ID: BENCH_CLIENT.clientId,
       CRITEO_CLIENT_SECRET: BENCH_CLIENT.clientSecret,
       CRITEO_MAX_CALLS_PER_MINUTE: '1000000',
-      NODE_OPTIONS: '--max-semi-space-size=8',
+      ...(o.nodeOptions ? { NODE_OPTIONS: o.nodeOptions } : {}),
       LOG_LEVEL: 'info',
       ...(o.listConcurrency ? { LIST_CONCURRENCY: o.listConcurrency } : {}),
     };

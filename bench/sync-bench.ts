@@ -332,6 +332,7 @@ async function listsBench(): Promise<void> {
     lists: Number(args.lists),
     members: Number(args['list-members']),
     listConcurrency: args['list-concurrency'],
+    nodeOptions: args['node-options'] ?? '',
     source: sourceDigest(),
     keep: args.keep === true,
     log,
