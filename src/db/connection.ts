@@ -66,18 +66,24 @@ export async function probingKeys<T>(tx: Db, run: () => Promise<T>): Promise<T> 
 /** Transactions whose every statement, until probingNoMore, looks keys up. */
 const probingTransactions = new WeakSet<Db>();
 
+/** SQL: the pricing probingKeys sets, as an expression for a statement of the transaction's own to carry. */
+const PROBING_SETTING = sql<string>`set_config('random_page_cost', '1.1', true)`;
+
 /**
  * Prices index probes as probingKeys does for the rest of the transaction:
- * one setting for a plan from the change log, whose statements all handle
- * the day's few keys, instead of one around each.
+ * one setting for a plan, whose statements mostly handle the day's few
+ * keys, instead of one around each. `carry` runs a statement of the
+ * caller's that sets it with its own work (the plan's snapshot, say), so
+ * the setting costs no statement of its own.
  */
-export async function probingKeysFromNowOn(tx: Db): Promise<void> {
-  await sql`SET LOCAL random_page_cost = 1.1`.execute(tx);
+export async function probingKeysFromNowOn<T>(tx: Db, carry: (setting: typeof PROBING_SETTING) => Promise<T>): Promise<T> {
+  const result = await carry(PROBING_SETTING);
   probingTransactions.add(tx);
+  return result;
 }
 
-/** Back to the default pricing, before a statement that may read a whole list. */
+/** Back to the default pricing (and parallel tuple cost: see compareWholeTargetGroup), before a statement that may read a whole list. */
 export async function probingNoMore(tx: Db): Promise<void> {
   if (!probingTransactions.delete(tx)) return;
-  await sql`RESET random_page_cost`.execute(tx);
+  await sql`RESET random_page_cost; RESET parallel_tuple_cost`.execute(tx);
 }

@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 import type pg from 'pg';
 import type { Db } from './connection.js';
 
@@ -61,12 +61,12 @@ export const runLockFree = (runId: ReturnType<typeof sql.ref>) => sql<boolean>`p
 
 /**
  * Holds the change log's lock shared for the plan's transaction, and returns the snapshot it reads the source as of;
- * `withoutJit`: with JIT compilation off for the rest of the transaction, in the same statement.
+ * `settings`: set_config expressions for the rest of the transaction, made in the same statement.
  */
-export async function lockChangeLogShared(tx: Db, { withoutJit = false }: { withoutJit?: boolean } = {}): Promise<string> {
+export async function lockChangeLogShared(tx: Db, settings: readonly RawBuilder<string>[] = []): Promise<string> {
   const { rows } = await sql<{ seen: string }>`
     SELECT pg_advisory_xact_lock_shared(${CHANGE_LOG_LOCK_CLASS}::int, 0), pg_current_snapshot()::text AS seen
-    ${withoutJit ? sql`, set_config('jit', 'off', true)` : sql``}`.execute(tx);
+    ${settings.length > 0 ? sql`, ${sql.join(settings)}` : sql``}`.execute(tx);
   return rows[0]!.seen;
 }
 

@@ -48,10 +48,10 @@ export type SourceRead = (
 /**
  * The Postgres snapshot this plan reads the source as of, under the shared
  * lock that keeps pruning away until the plan commits. Taken before the
- * source is read.
+ * source is read; `settings` (set_config expressions) ride on it.
  */
-export async function takeSourceSnapshot(tx: Db, options: { withoutJit?: boolean } = {}): Promise<string> {
-  return lockChangeLogShared(tx, options);
+export async function takeSourceSnapshot(tx: Db, settings: readonly RawBuilder<string>[] = []): Promise<string> {
+  return lockChangeLogShared(tx, settings);
 }
 
 /** The log rows of transactions visible in `seen` and not in `from`: the changes a list has not read yet. */

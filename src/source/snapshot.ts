@@ -1,7 +1,7 @@
 import { sql, type RawBuilder } from 'kysely';
 import { unreadChanges, type SourceRead } from './change-log.js';
 import { mappedKeys } from './run-changes.js';
-import { probingKeys, probingKeysFromNowOn, type Db } from '../db/connection.js';
+import { probingNoMore, type Db } from '../db/connection.js';
 import { LOGGED_CHANGES, LOGGED_KEYS, TARGET_CHANGES, TOUCHED_IDENTIFIERS } from '../db/temp-tables.js';
 
 /**
@@ -41,16 +41,14 @@ const newState = sql`coalesce(c.new_state, CASE WHEN c.new_identifier IS NULL TH
  * how many rows changed when it counted them (null: applyChangedTargets does).
  */
 export async function findChangedTargets(tx: Db, segmentId: string, activeCampaignIds: readonly string[], read: SourceRead): Promise<number | null> {
-  if (read.kind === 'changes' && read.mappedBy !== undefined) {
-    // A list the run mapped is small beside the day's log: the rest of its plan handles as few rows, up to a whole
-    // diff (probingNoMore). A big list's day may be a hundred thousand keys, priced statement by statement.
-    await probingKeysFromNowOn(tx);
-    await compareLoggedKeys(tx, segmentId, activeCampaignIds, read);
-  } else if (read.kind === 'changes') {
-    await probingKeys(tx, () => compareLoggedKeys(tx, segmentId, activeCampaignIds, read));
-  } else {
-    await compareWholeTargetGroup(tx, segmentId, activeCampaignIds, read.rejudge);
-  }
+  // The plan prices index probes as on a cached database from its snapshot on (refreshSnapshot).
+  await (read.kind === 'changes'
+    ? compareLoggedKeys(tx, segmentId, activeCampaignIds, read)
+    : compareWholeTargetGroup(tx, segmentId, activeCampaignIds, read.rejudge));
+  // A list the run mapped is small beside the day's log: the rest of its plan handles as few rows, up to a whole
+  // diff. A big list's day may be a hundred thousand keys, and a whole read millions: the rest of their plan is
+  // priced statement by statement.
+  if (read.kind === 'whole' || read.mappedBy === undefined) await probingNoMore(tx);
   // Statistics for the statements that read the changes: a handful of rows on most days, millions on the first. The
   // run's map names few enough keys for a list it mapped, most days, to know there is no need.
   if (read.kind === 'changes' && read.mappedKeys !== undefined && read.mappedKeys <= FEW_ROWS) return null;
@@ -134,7 +132,8 @@ async function compareWholeTargetGroup(tx: Db, segmentId: string, activeCampaign
   // probes priced as on a cached or solid-state database let a small list look
   // its customers up rather than scan them all (150 ms to 10 ms for 3,500 rows
   // of 1.1M customers); a big list's pass stays a parallel scan either way.
-  await sql`SELECT set_config('parallel_tuple_cost', '0.001', true), set_config('random_page_cost', '1.1', true)`.execute(tx);
+  // (The plan's snapshot set the probes' price; probingNoMore resets both after this statement.)
+  await sql`SELECT set_config('parallel_tuple_cost', '0.001', true)`.execute(tx);
   await sql`
     CREATE TEMP TABLE ${TARGET_CHANGES} ON COMMIT DROP AS
     SELECT tg.campaign_id, tg.customer_id, t.customer_id IS NOT NULL AS known, true AS present,
@@ -159,7 +158,6 @@ async function compareWholeTargetGroup(tx: Db, segmentId: string, activeCampaign
       AND NOT EXISTS (SELECT 1 FROM audience_sync.campaign_target_groups tg
                       WHERE tg.campaign_id = t.campaign_id AND tg.customer_id = t.customer_id
                         AND tg.campaign_id = ANY(${activeCampaignIds}::text[]))`.execute(tx);
-  await sql`RESET parallel_tuple_cost; RESET random_page_cost`.execute(tx);
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { Config } from '../core/config.js';
-import { probingNoMore, type Db } from '../db/connection.js';
+import { sql } from 'kysely';
+import { probingKeysFromNowOn, probingNoMore, type Db } from '../db/connection.js';
 import { chooseSourceRead, recordListAfterPlan, takeSourceSnapshot } from '../source/change-log.js';
 import {
   applyChangedTargets,
@@ -74,6 +75,9 @@ export async function planList(
   return plan!;
 }
 
+/** SQL: JIT compiling off for the rest of the plan's transaction. */
+const JIT_OFF = sql<string>`set_config('jit', 'off', true)`;
+
 /** Thrown to roll a dry run's plan transaction back. */
 const DRY_RUN = new Error('dry run: rolled back');
 
@@ -118,8 +122,10 @@ async function planInTransaction(tx: Db, config: Config, job: PlanJob, planId: n
  */
 async function refreshSnapshot(tx: Db, config: Config, job: PlanJob, snapshotLost: boolean) {
   const { segmentId, activeCampaignIds } = job.target;
-  // JIT compiling costs the snapshot's statements more than it saves at any size measured.
-  const seen = await takeSourceSnapshot(tx, { withoutJit: true });
+  // JIT compiling costs the snapshot's statements more than it saves at any size measured. Index probes are priced
+  // as on a cached database until a statement that may read a whole list (probingNoMore): the source's reads, a
+  // few keys on most days, look them up.
+  const seen = await probingKeysFromNowOn(tx, (probing) => takeSourceSnapshot(tx, [JIT_OFF, probing]));
   const read = await chooseSourceRead(tx, segmentId, activeCampaignIds, seen, {
     full: job.options.full ?? false,
     snapshotLost,
