@@ -4,7 +4,7 @@ import { CriteoClient } from '../src/criteo/client.js';
 import { silentLogger } from '../src/core/logger.js';
 import { preflight } from '../src/sync/preflight.js';
 import { planSync } from '../src/sync/run.js';
-import { convergence, createWorld, runCli, seedCampaigns, seedCustomers, seedTargetGroup, startCli, type World } from './helpers.js';
+import { convergence, createWorld, ledgerOf, runCli, seedCampaigns, seedCustomers, seedTargetGroup, startCli, type World } from './helpers.js';
 
 let world: World;
 const segments = ['301', '302', '303', '304', '305', '306', '307', '308'];
@@ -79,6 +79,9 @@ describe('the mass-removal guard', () => {
       .where('run_id', '=', held.runId)
       .executeTakeFirstOrThrow();
     expect(recorded).toEqual({ status: 'held', held_removals: 1600 });
+    // No later statement carried the adds' answer (the removals are held): the list wrote it on its own, and the
+    // ledger took the newcomers.
+    expect((await ledgerOf(db, '302')).size).toBe(2010);
 
     const allowed = await world.run({ segmentIds: ['302'], allowMassRemoval: true });
     expect(allowed.lists[0]).toMatchObject({ status: 'succeeded', removed: 1600 });

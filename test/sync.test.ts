@@ -74,6 +74,16 @@ describe('a daily sync', () => {
     );
     const third = await world.run();
     expect(third.lists[0]).toMatchObject({ toAdd: 50, added: 50, toRemove: 69, removed: 69, status: 'succeeded' });
+    // Each answer rode on the list's next statement (the removes' claim, then the settle): both batches are settled
+    // with what Criteo said, and the ledger holds their identifiers, not the batches.
+    const { rows: settled } = await sql<{ operation: string; status: string; http_status: number; nb_valid: number; answered: boolean; held: boolean }>`
+      SELECT b.operation, b.status, b.http_status, b.nb_valid, b.finished_at IS NOT NULL AS answered, b.payload IS NOT NULL AS held
+      FROM audience_sync.batches b JOIN audience_sync.list_syncs s USING (list_sync_id)
+      WHERE s.run_id = ${third.runId} ORDER BY b.seq`.execute(db);
+    expect(settled).toEqual([
+      { operation: 'add', status: 'confirmed', http_status: 200, nb_valid: 50, answered: true, held: false },
+      { operation: 'remove', status: 'confirmed', http_status: 200, nb_valid: 69, answered: true, held: false },
+    ]);
     expect(await convergence(world, '101')).toMatchObject({ exact: true, desired: 1000 - 49 + 30 });
   });
 

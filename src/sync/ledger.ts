@@ -8,8 +8,9 @@ import { forgetSnapshot } from '../source/snapshot.js';
 /**
  * The ledger (list_members) and the batches that change it. The write-ahead
  * rule: a batch row with its identifiers is committed before its request
- * leaves; Criteo's confirmation settles it ('confirmed', identifiers kept),
- * and the ledger takes confirmed batches in one sorted write per list
+ * leaves; Criteo's confirmation, written with the list's next statement
+ * (see BatchAnswer), settles it ('confirmed', identifiers kept), and the
+ * ledger takes confirmed batches in one sorted write per list
  * (applyConfirmedBatches), which every list sync also does before it plans.
  * So what a list holds is list_members plus its confirmed batches that still
  * hold identifiers; a crash before the confirmation leaves an unsettled
@@ -73,9 +74,11 @@ export interface ClaimedBatch {
 export async function claimBatch(
   db: Db,
   batch: { listSyncId: number; segmentId: string; seq: number; operation: 'add' | 'remove'; batchNo: number },
+  answers: readonly BatchAnswer[] = [],
 ): Promise<ClaimedBatch | null> {
   const { rows } = await sql<{ batch_id: number; size: number; part: string }>`
-    WITH picked AS (
+    WITH ${answers.length > 0 ? sql`confirmed AS (${confirming(answers)}), counted AS (${counting(batch.listSyncId, answers)}),` : sql``}
+    picked AS (
       SELECT p.identifier FROM audience_sync.plan_entries p
       WHERE p.list_sync_id = ${batch.listSyncId} AND p.operation = ${batch.operation} AND p.batch_no = ${batch.batchNo}
     ),
@@ -154,32 +157,69 @@ export interface BatchCall {
 }
 
 /**
- * Criteo confirmed an add or remove: the batch is settled. It keeps its
- * identifiers until applyConfirmedBatches moves them into the ledger, once
- * per list in one sorted statement rather than one random-key write per
- * batch; until then the ledger is the list_members rows plus these batches.
+ * Criteo's answer to a batch, not yet written. It rides on the list's next
+ * statement: its next claim, or the settle (settleInStep); a list that stops
+ * before either writes what it holds (confirmAnswers). Until it is written
+ * the batch is 'sending', uncertain, as when a process dies between the
+ * answer and its record: the next plan re-sends it.
  */
-export async function confirmBatch(
-  db: Db,
-  batchId: number,
-  listSyncId: number,
-  operation: 'add' | 'remove',
-  call: BatchCall,
-  result: AmendmentResult,
-): Promise<void> {
-  await sql`
-    WITH settled AS (
-      UPDATE audience_sync.batches SET
-        status = 'confirmed', http_status = ${call.httpStatus}, attempts = ${call.attempts},
-        waited_ms = ${call.waitedMs}, duration_ms = ${call.durationMs}, nb_valid = ${result.nbValidIdentifiers},
-        nb_invalid = ${result.nbInvalidIdentifiers}, sample_invalid = ${result.sampleInvalidIdentifiers.slice(0, 10)}::text[],
-        finished_at = now()
-      WHERE batch_id = ${batchId} RETURNING size
-    )
-    UPDATE audience_sync.list_syncs
-    SET added = added + CASE WHEN ${operation} = 'add' THEN (SELECT size FROM settled) ELSE 0 END,
-        removed = removed + CASE WHEN ${operation} = 'remove' THEN (SELECT size FROM settled) ELSE 0 END
-    WHERE list_sync_id = ${listSyncId}`.execute(db);
+export interface BatchAnswer {
+  batchId: number;
+  operation: 'add' | 'remove';
+  size: number;
+  call: BatchCall;
+  result: AmendmentResult;
+  answeredAt: Date;
+}
+
+/**
+ * SQL, a statement's part: the answered batches settled, 'confirmed'. Each
+ * keeps its identifiers until applyConfirmedBatches moves them into the
+ * ledger, once per list in one sorted statement rather than one random-key
+ * write per batch; until then the ledger is the list_members rows plus these
+ * batches. `dropPayload`: the same statement moves them (settleInStep).
+ */
+function confirming(answers: readonly BatchAnswer[], { dropPayload = false }: { dropPayload?: boolean } = {}) {
+  const rows = answers.map((a) => ({
+    batch_id: a.batchId,
+    http_status: a.call.httpStatus,
+    attempts: a.call.attempts,
+    waited_ms: Math.round(a.call.waitedMs),
+    duration_ms: Math.round(a.call.durationMs),
+    nb_valid: a.result.nbValidIdentifiers,
+    nb_invalid: a.result.nbInvalidIdentifiers,
+    sample_invalid: a.result.sampleInvalidIdentifiers.slice(0, 10),
+    finished_at: a.answeredAt.toISOString(),
+  }));
+  return sql`
+    UPDATE audience_sync.batches b SET
+      status = 'confirmed', http_status = a.http_status, attempts = a.attempts, waited_ms = a.waited_ms,
+      duration_ms = a.duration_ms, nb_valid = a.nb_valid, nb_invalid = a.nb_invalid, sample_invalid = a.sample_invalid,
+      finished_at = a.finished_at ${dropPayload ? sql`, payload = NULL` : sql``}
+    FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS a (batch_id bigint, http_status integer, attempts integer,
+      waited_ms integer, duration_ms integer, nb_valid integer, nb_invalid integer, sample_invalid text[], finished_at timestamptz)
+    WHERE b.batch_id = a.batch_id
+    RETURNING 1`;
+}
+
+/** The identifiers the answers confirm added and removed. */
+function answeredSizes(answers: readonly BatchAnswer[]): { added: number; removed: number } {
+  const sum = (operation: 'add' | 'remove') => answers.reduce((n, a) => n + (a.operation === operation ? a.size : 0), 0);
+  return { added: sum('add'), removed: sum('remove') };
+}
+
+/** SQL, a statement's part: the list sync's counts of confirmed identifiers moved by the answers. */
+function counting(listSyncId: number, answers: readonly BatchAnswer[]) {
+  const { added, removed } = answeredSizes(answers);
+  return sql`
+    UPDATE audience_sync.list_syncs SET added = added + ${added}, removed = removed + ${removed}
+    WHERE list_sync_id = ${listSyncId} RETURNING 1`;
+}
+
+/** Writes answers no statement of the list carried (the list stopped before its next claim or its settle), in one statement. */
+export async function confirmAnswers(db: Db, listSyncId: number, answers: readonly BatchAnswer[]): Promise<void> {
+  if (answers.length === 0) return;
+  await sql`WITH confirmed AS (${confirming(answers)}) ${counting(listSyncId, answers)}`.execute(db);
 }
 
 /**
@@ -205,11 +245,12 @@ export async function applyConfirmedBatches(db: Db, segmentId: string): Promise<
  * in identifier order and its removes deleted (`added` and `removed` count
  * them), and their payloads dropped: the ledger holds what they said.
  */
-function applyingListSync(segmentId: string, listSyncId: number) {
+function applyingListSync(segmentId: string, listSyncId: number, answered: readonly number[] = []) {
+  // The statement's own answers (settleInStep) are confirmed beside this part: it reads them as they were, 'sending'.
   const pending = (operation: 'add' | 'remove') => sql`
     SELECT unnest(payload) AS identifier FROM audience_sync.batches
     WHERE list_sync_id = ${listSyncId} AND audience_segment_id = ${segmentId}::bigint AND operation = ${operation}
-      AND status = 'confirmed' AND payload IS NOT NULL`;
+      AND (status = 'confirmed' OR batch_id = ANY(${answered}::bigint[])) AND payload IS NOT NULL`;
   return sql`
     WITH added AS (
       -- An anti-join, not ON CONFLICT: its speculative insertion costs three times the insert. The list's lock keeps
@@ -228,6 +269,7 @@ function applyingListSync(segmentId: string, listSyncId: number) {
     dropped AS (
       UPDATE audience_sync.batches SET payload = NULL
       WHERE list_sync_id = ${listSyncId} AND audience_segment_id = ${segmentId}::bigint AND status = 'confirmed' AND payload IS NOT NULL
+        AND batch_id <> ALL(${answered}::bigint[])
       RETURNING 1
     )`;
 }
@@ -235,9 +277,10 @@ function applyingListSync(segmentId: string, listSyncId: number) {
 const appliedCount = sql`((SELECT count(*) FROM added) + (SELECT count(*) FROM removed))::int`;
 
 /**
- * Everything a list sync planned is confirmed, in one statement: the ledger
- * takes its confirmed batches (older list syncs' were taken before it
- * planned, and none has been confirmed since: the list's lock is held),
+ * Everything a list sync planned is confirmed, in one statement: the last
+ * answers are written, the ledger takes its confirmed batches (older list
+ * syncs' were taken before it planned, and none has been confirmed since:
+ * the list's lock is held),
  * older unsettled batches are superseded (this sync re-sent their work), the
  * ledger is in step with the snapshot again, the sync's plan is dropped, and
  * the list sync ends 'succeeded' with `reason`. Returns what the ledger
@@ -249,9 +292,16 @@ export async function settleInStep(
   listSyncId: number,
   supersededBatchIds: readonly number[],
   reason: string | null,
+  answers: readonly BatchAnswer[] = [],
 ): Promise<ListSyncCounts | undefined> {
+  const { added, removed } = answeredSizes(answers);
   const { rows } = await sql<ListSyncCounts>`
-    ${applyingListSync(segmentId, listSyncId)},
+    ${applyingListSync(
+      segmentId,
+      listSyncId,
+      answers.map((a) => a.batchId),
+    )},
+    confirmed AS (${answers.length > 0 ? confirming(answers, { dropPayload: true }) : sql`SELECT 1`}),
     superseded AS (
       UPDATE audience_sync.batches SET status = 'superseded', payload = NULL
       WHERE batch_id = ANY(${supersededBatchIds}::bigint[]) AND status IN ('sending', 'unknown') RETURNING 1
@@ -261,7 +311,8 @@ export async function settleInStep(
     ),
     plan AS (DELETE FROM audience_sync.plan_entries WHERE list_sync_id = ${listSyncId} RETURNING 1),
     finished AS (
-      UPDATE audience_sync.list_syncs SET status = 'succeeded', finished_at = now(), reason = ${reason}, error_code = NULL, trace_id = NULL
+      UPDATE audience_sync.list_syncs SET status = 'succeeded', finished_at = now(), reason = ${reason}, error_code = NULL, trace_id = NULL,
+        added = added + ${added}, removed = removed + ${removed}
       WHERE list_sync_id = ${listSyncId} RETURNING added, removed, emptied
     )
     SELECT f.added, f.removed, f.emptied, ${appliedCount} AS applied FROM finished f`.execute(db);

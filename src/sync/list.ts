@@ -4,7 +4,7 @@ import { sleep } from '../criteo/rate-limiter.js';
 import type { Db } from '../db/connection.js';
 import { releaseListLock, tryListLock } from '../db/locks.js';
 import { emptyList } from './empty.js';
-import { applyConfirmedBatches, settleInStep, type ListSyncCounts } from './ledger.js';
+import { applyConfirmedBatches, confirmAnswers, settleInStep, type ListSyncCounts } from './ledger.js';
 import { actionOf, baseOutcome, classify, INTERRUPTED_REASON, stopsRun, withDatesNote, type RunStopper } from './outcome.js';
 import { discardPlan, type Uncertainty } from './plan.js';
 import { planList, type ListPlan } from './plan-list.js';
@@ -134,16 +134,27 @@ function takeCounts(outcome: ListOutcome, counts: ListSyncCounts | undefined): v
   outcome.emptied = counts.emptied;
 }
 
-/** Plans the list, then sends adds before removes (a list never dips below its desired members mid-sync). */
+/** Plans the list, then sends the plan. */
 async function syncMembers(deps: SyncDeps, job: ListJob, listSyncId: number, uncertainty: Uncertainty, outcome: ListOutcome, log: Logger): Promise<ListWork> {
   const { db } = deps;
-  const segmentId = job.target.segmentId;
   const plan = await planList(deps, job, listSyncId, uncertainty);
   takePlan(outcome, plan);
   await recordListPlan(db, listSyncId, plan);
   logPlan(log, plan, uncertainty);
 
   const ctx = sendContext(deps, job, plan, log);
+  try {
+    return await sendPlan(ctx, job, listSyncId, plan, uncertainty, outcome);
+  } finally {
+    // Answers no statement carried (the list stopped before its settle): written now, or, with the database gone,
+    // left uncertain for the next plan to re-send.
+    await confirmAnswers(db, listSyncId, ctx.answers.splice(0)).catch(() => {});
+  }
+}
+
+/** Sends the plan: adds before removes (a list never dips below its desired members mid-sync), then settles the list. */
+async function sendPlan(ctx: SendContext, job: ListJob, listSyncId: number, plan: ListPlan, uncertainty: Uncertainty, outcome: ListOutcome): Promise<ListWork> {
+  const segmentId = job.target.segmentId;
   const adds = await sendPlannedOperation(ctx, listSyncId, segmentId, 'add', plan.toAdd);
   let touched = adds.confirmedBatches > 0;
   if (adds.error) return { touched, error: adds.error };
@@ -151,7 +162,7 @@ async function syncMembers(deps: SyncDeps, job: ListJob, listSyncId: number, unc
   if (plan.heldRemovals > 0) {
     outcome.status = 'held';
     outcome.reason = plan.heldReason;
-    log.warn({ heldRemovals: plan.heldRemovals, ledgerBefore: plan.ledgerBefore }, 'removals held by the mass-removal guard');
+    ctx.log.warn({ heldRemovals: plan.heldRemovals, ledgerBefore: plan.ledgerBefore }, 'removals held by the mass-removal guard');
     return { touched };
   }
   const removes = await sendPlannedOperation(ctx, listSyncId, segmentId, 'remove', plan.toRemove);
@@ -159,11 +170,17 @@ async function syncMembers(deps: SyncDeps, job: ListJob, listSyncId: number, unc
   if (removes.error) return { touched, error: removes.error };
   if (removes.interrupted) return interrupted(outcome, touched);
 
-  // Everything planned is confirmed: older unsettled batches have been re-sent, the ledger is in step, and the list
-  // sync ends, in one statement.
+  // Everything planned is confirmed: the last answers are written, older unsettled batches have been re-sent, the
+  // ledger is in step, and the list sync ends, in one statement.
+  const reason = withDatesNote(outcome.reason, job.target);
+  const answers = ctx.answers.splice(0);
+  const counts = await settleInStep(ctx.db, segmentId, listSyncId, uncertainty.batchIds, reason ?? null, answers).catch((error: unknown) => {
+    ctx.answers.unshift(...answers);
+    throw error;
+  });
   outcome.status = 'succeeded';
-  outcome.reason = withDatesNote(outcome.reason, job.target);
-  takeCounts(outcome, await settleInStep(db, segmentId, listSyncId, uncertainty.batchIds, outcome.reason ?? null));
+  outcome.reason = reason;
+  takeCounts(outcome, counts);
   return { touched, finished: true };
 }
 
@@ -213,6 +230,7 @@ function sendContext(deps: SyncDeps, job: ListJob, plan: ListPlan, log: Logger):
     concurrency: deps.config.criteo.concurrency,
     signal: job.signal,
     seq: { next: 1 },
+    answers: [],
     onBatchConfirmed: (_op: 'add' | 'remove', size: number) => {
       done += size;
       job.options.onProgress?.({ segmentId, planned, done });

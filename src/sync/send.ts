@@ -3,7 +3,7 @@ import { callTrace } from '../criteo/client.js';
 import type { Db } from '../db/connection.js';
 import { TransientError, type CriteoProblem } from '../core/errors.js';
 import pLimit from 'p-limit';
-import { claimBatch, confirmBatch, recordBatchFailure, withdrawBatch, type ClaimedBatch } from './ledger.js';
+import { claimBatch, recordBatchFailure, withdrawBatch, type BatchAnswer, type ClaimedBatch } from './ledger.js';
 import type { Logger } from '../core/logger.js';
 
 /**
@@ -11,10 +11,11 @@ import type { Logger } from '../core/logger.js';
  * batches of at most `batchSize` identifiers, up to `concurrency` of them in
  * flight and one more claimed ahead (the client bounds concurrency and rate
  * across lists), each claimed and written ahead in one statement before it
- * leaves and settled as soon as
- * Criteo confirms it (the ledger takes confirmed batches once per list: see
- * applyConfirmedBatches). The first failure stops new batches for this list;
- * those in flight finish and are recorded.
+ * leaves. Criteo's answer rides on the list's next statement (its next
+ * claim, or the settle: see BatchAnswer), so a small list's sync writes
+ * three statements, not five; the ledger takes confirmed batches once per
+ * list (see applyConfirmedBatches). The first failure stops new batches for
+ * this list; those in flight finish and are recorded.
  */
 
 export interface SendContext {
@@ -27,6 +28,8 @@ export interface SendContext {
   signal?: AbortSignal | undefined;
   /** Shared across the list's operations so batch numbers run on. */
   seq: { next: number };
+  /** Criteo's answers not yet written, shared across the list's operations: each claim carries those there are. */
+  answers: BatchAnswer[];
   onBatchConfirmed?: (operation: 'add' | 'remove', size: number) => void;
 }
 
@@ -53,8 +56,7 @@ export async function sendPlannedOperation(
   let claimedInOrder: Promise<unknown> = Promise.resolve();
 
   const sendBatch = async (batchNo: number, seq: number): Promise<void> => {
-    const claim = claimBatch(ctx.db, { listSyncId, segmentId, seq, operation, batchNo });
-    claim.catch(() => {}); // a refused claim is reported through its turn below, not as an unhandled rejection meanwhile
+    const claim = claimCarrying(ctx, { listSyncId, segmentId, seq, operation, batchNo });
     const turn = claimedInOrder.then(() => claim);
     claimedInOrder = turn.catch(() => {});
     const batch = await turn;
@@ -71,7 +73,8 @@ export async function sendPlannedOperation(
     }
     try {
       const out = await ctx.client.amendContactList(segmentId, operation, batch.encoded);
-      await confirmBatch(ctx.db, batch.batchId, listSyncId, operation, { httpStatus: out.status, ...pickCall(out) }, out.body);
+      const call = { httpStatus: out.status, ...pickCall(out) };
+      ctx.answers.push({ batchId: batch.batchId, operation, size: batch.size, call, result: out.body, answeredAt: new Date() });
       outcome.confirmedBatches++;
       outcome.confirmedIdentifiers += batch.size;
       ctx.onBatchConfirmed?.(operation, batch.size);
@@ -107,6 +110,18 @@ export async function sendPlannedOperation(
     await Promise.allSettled(inflight);
   }
   return outcome;
+}
+
+/**
+ * Claims a plan batch with the list's answers not yet written. A refused
+ * claim wrote none of them: they wait for the next statement. (Its refusal
+ * is reported through the batch's turn, not as an unhandled rejection.)
+ */
+function claimCarrying(ctx: SendContext, batch: Parameters<typeof claimBatch>[1]): Promise<ClaimedBatch | null> {
+  const carried = ctx.answers.splice(0);
+  const claim = claimBatch(ctx.db, batch, carried);
+  claim.catch(() => void ctx.answers.unshift(...carried));
+  return claim;
 }
 
 function pickCall(out: { attempts: number; waitedMs: number; durationMs: number }) {

@@ -9,7 +9,7 @@
  *   refresh       while a list's snapshot takes the day's changes (held at it by a table lock)
  *   plan          while lists are being planned (held at the plan_entries insert)
  *   in-flight     with PATCHes in flight: Criteo has applied them, the answers are delayed
- *   after-answer  after Criteo answered, before the ledger takes the confirmed batches (held at the ledger write)
+ *   after-answer  after Criteo answered, before the ledger takes the batches (held at the ledger write, which also carries the last answers)
  *   delete        while list 7104 is being emptied: DELETE in flight or answered and not recorded
  *   random        at a uniformly random instant of the run
  * Between the kill and the rerun the source churns again, so the rerun wants
@@ -368,8 +368,10 @@ async function reachKillPoint(
 /**
  * Holds the ledger (list_members) so that a write Criteo answered cannot
  * reach it, and waits until the job is blocked there: a PATCH's batch is
- * then confirmed and not yet in list_members; a DELETE's answer is not yet
- * recorded at all (its confirmation empties the ledger first).
+ * then confirmed (its answer rode on a later claim) or still `sending` (its
+ * answer rides on the blocked settle), and not in list_members; a DELETE's
+ * answer is not yet recorded at all (its confirmation empties the ledger
+ * first).
  */
 async function heldAtLedgerCommit(
   world: DrillWorld,
