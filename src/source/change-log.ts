@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { sql, type RawBuilder } from 'kysely';
 import type { Db } from '../db/connection.js';
 import { lockChangeLogShared, tryLockChangeLogAlone } from '../db/locks.js';
-import { joinMappedWindow, mappedSeenOr, mappedWindowOf } from './run-changes.js';
+import { joinMappedWindow, keyLimitOf, mappedSeenOr, mappedWindowOf } from './run-changes.js';
 import type { CounterRow } from './counters.js';
 
 /**
@@ -167,7 +167,7 @@ export async function chooseSourceRead(
   // a statement's keys as one marker past the largest such limit of the lists they concern (change_log_key_limit,
   // migration 0011), so a marker sends a list to the whole read only where the statement's keys alone would have, as
   // the lists stood when it was written. Only key rows are left to count here.
-  const limit = Math.max(1000, Math.floor(Number(list.rows ?? 0) / 10));
+  const limit = list.key_limit;
   const tooMany = () => whole(`more than ${limit} source changes for the list since its last plan`);
   if (list.mapped_keys !== null) {
     return list.mapped_keys > limit ? tooMany() : { kind: 'changes', ...read, stamp, ...rule, mappedBy: runId!, mappedKeys: list.mapped_keys };
@@ -207,7 +207,7 @@ async function readListForPlan(
     stale: boolean;
     ids_went_back: boolean;
     pruned_past: boolean;
-    rows: string | null;
+    key_limit: number;
     mapped_seen: string | null;
     mapped_keys: number | null;
     marker: boolean;
@@ -221,7 +221,7 @@ async function readListForPlan(
            coalesce(statement_timestamp() >= l.whole_read_due OR l.whole_read_at < statement_timestamp() - make_interval(days => ${wholeReadDays}::int), true) AS stale,
            coalesce(pg_snapshot_xmax(l.changes_read_in) > pg_snapshot_xmax(${seenNow}::pg_snapshot), false) AS ids_went_back,
            coalesce((SELECT pruned_below FROM audience_sync.change_log) > pg_snapshot_xmin(l.changes_read_in), true) AS pruned_past,
-           (SELECT sum(n) FROM audience_sync.list_target_counts k WHERE k.audience_segment_id = l.audience_segment_id AND k.scope <> '')::text AS rows
+           ${keyLimitOf(sql`${segmentId}::bigint`)} AS key_limit
     FROM (SELECT audience_sync.email_rule_stamp() AS rule) r
     LEFT JOIN audience_sync.lists l ON l.audience_segment_id = ${segmentId}::bigint ${joinMappedWindow(runId)}
     -- The unread marker that concerns the list, if any (see describeMarker), in the window the plan reads.

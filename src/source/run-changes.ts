@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 import type { Db } from '../db/connection.js';
 import { RUN_LOGGED, RUN_WINDOW_XIDS, RUN_WINDOWS } from '../db/temp-tables.js';
 
@@ -23,9 +23,20 @@ import { RUN_LOGGED, RUN_WINDOW_XIDS, RUN_WINDOWS } from '../db/temp-tables.js';
  */
 
 /**
+ * SQL: the most unread source changes list `segment` looks up key by key,
+ * past which one read of its whole target group costs less: a tenth of its
+ * snapshot's rows, at least 1000. chooseSourceRead and mapRunChanges both
+ * judge by it; the log triggers' audience_sync.change_log_key_limit
+ * (migrations 0011 and 0014) holds the same rule, as the largest limit of
+ * the lists a statement concerns.
+ */
+export const keyLimitOf = (segment: RawBuilder<unknown>) => sql<number>`
+  greatest(1000, floor((SELECT coalesce(sum(k.n), 0) FROM audience_sync.list_target_counts k
+                        WHERE k.audience_segment_id = ${segment} AND k.scope <> '') / 10))::bigint`;
+
+/**
  * Maps the window of each of these lists whose unread customer rows exceed
- * what its plan would look up key by key (a tenth of its snapshot, at least
- * 1000: the same limit as chooseSourceRead's) to its keys. In the caller's
+ * what its plan would look up key by key (keyLimitOf) to its keys. In the caller's
  * transaction, which holds the log's lock shared and took `seen`. Returns the
  * lists mapped.
  */
@@ -41,8 +52,7 @@ export async function mapRunChanges(
   await sql`
     CREATE TEMP TABLE ${RUN_WINDOWS} ON COMMIT DROP AS
     SELECT l.audience_segment_id, l.changes_read_in, c.campaigns,
-           greatest(1000, (SELECT coalesce(sum(k.n), 0) FROM audience_sync.list_target_counts k
-                           WHERE k.audience_segment_id = l.audience_segment_id AND k.scope <> '') / 10) AS key_limit
+           ${keyLimitOf(sql`l.audience_segment_id`)} AS key_limit
     FROM audience_sync.lists l
     JOIN jsonb_to_recordset(${candidates}::jsonb) AS c(segment text, campaigns text[]) ON c.segment::bigint = l.audience_segment_id
     WHERE l.changes_read_in IS NOT NULL AND pg_snapshot_xmax(l.changes_read_in) <= pg_snapshot_xmax(${seen}::pg_snapshot)`.execute(tx);
