@@ -74,7 +74,8 @@ export interface FaultTrial {
   /** Ledger entries that disagree with Criteo and are not covered by a batch in doubt (must be 0). */
   ledgerClaimsUnconfirmed: number;
   unsettledAfterFaulted: number;
-  clean: { exit: number | null; status: string; durationMs: number };
+  /** The clean run, and the lists it found with their snapshot emptied (by a crash, if the faulted run met one). */
+  clean: { exit: number | null; status: string; durationMs: number; snapshotGone: string[] };
   lists: ListCheck[];
   mismatches: number;
   durationMs: number;
@@ -90,6 +91,8 @@ export interface FaultDrillReport {
   postgresRestarts: number;
   outcomes: Record<string, number>;
   ledgerClaimsUnconfirmed: number;
+  /** Clean runs that found a list's snapshot emptied, and so read its whole target group. */
+  cleanRunsAfterEmptiedSnapshot: number;
   mismatches: number;
   durationMs: number;
 }
@@ -121,6 +124,7 @@ export async function runFaultDrill(options: FaultDrillOptions): Promise<FaultDr
     postgresRestarts: 0,
     outcomes: {},
     ledgerClaimsUnconfirmed: 0,
+    cleanRunsAfterEmptiedSnapshot: 0,
     mismatches: 0,
     durationMs: 0,
   };
@@ -143,6 +147,7 @@ export async function runFaultDrill(options: FaultDrillOptions): Promise<FaultDr
       if (trial.postgres.restarted) report.postgresRestarts++;
       report.outcomes[trial.faulted.outcome] = (report.outcomes[trial.faulted.outcome] ?? 0) + 1;
       report.ledgerClaimsUnconfirmed += trial.ledgerClaimsUnconfirmed;
+      if (trial.clean.snapshotGone.length > 0) report.cleanRunsAfterEmptiedSnapshot++;
       report.mismatches += trial.mismatches;
       log(describeTrial(trial, options.trials));
       for (const l of trial.lists.filter((x) => !x.exact)) log(`    MISMATCH after the clean run, list ${l.list}: ${JSON.stringify(l)}`);
@@ -154,7 +159,8 @@ export async function runFaultDrill(options: FaultDrillOptions): Promise<FaultDr
   }
   log(
     `fault drill done: ${report.trials.length} trials, faults injected ${JSON.stringify(report.faultsInjected)}, ${report.postgresRestarts} Postgres restarts mid-run, ` +
-      `faulted runs ${JSON.stringify(report.outcomes)}, ${report.ledgerClaimsUnconfirmed} unconfirmed ledger claims, ${report.mismatches} mismatches after the clean runs, seed ${options.seed}`,
+      `faulted runs ${JSON.stringify(report.outcomes)}, ${report.ledgerClaimsUnconfirmed} unconfirmed ledger claims, ` +
+      `${report.cleanRunsAfterEmptiedSnapshot} clean runs found an emptied snapshot, ${report.mismatches} mismatches after the clean runs, seed ${options.seed}`,
   );
   return report;
 }
@@ -257,7 +263,12 @@ async function runTrial(world: DrillWorld, pgServer: PrivatePostgres, plan: Tria
     faulted,
     ledgerClaimsUnconfirmed,
     unsettledAfterFaulted,
-    clean: { exit: cr.status, status: cleanSummary?.status ?? `no summary: ${lastLine(cr.stderr)}`, durationMs: cr.durationMs },
+    clean: {
+      exit: cr.status,
+      status: cleanSummary?.status ?? `no summary: ${lastLine(cr.stderr)}`,
+      durationMs: cr.durationMs,
+      snapshotGone: (cleanSummary?.lists ?? []).filter((l) => l.wholeReadReason?.startsWith(SNAPSHOT_GONE)).map((l) => l.segmentId),
+    },
     lists,
     mismatches,
     durationMs: Date.now() - t0,
@@ -266,8 +277,11 @@ async function runTrial(world: DrillWorld, pgServer: PrivatePostgres, plan: Tria
 
 interface SummaryLike {
   status: string;
-  lists: { segmentId: string; status: string; reason: string | null }[];
+  lists: { segmentId: string; status: string; reason: string | null; wholeReadReason?: string | null }[];
 }
+
+/** How a plan names a list whose unlogged snapshot a crash emptied (chooseSourceRead). */
+const SNAPSHOT_GONE = 'the snapshot is gone';
 
 function parse(stdout: string): SummaryLike | undefined {
   try {
@@ -361,7 +375,7 @@ function describeTrial(t: FaultTrial, of: number): string {
     `403 on ${t.forbiddenList}; ${f || 'no faults hit'}; ${pgText}`,
     `faulted run: exit ${t.faulted.exit}, ${t.faulted.outcome}${left ? ` (left: ${left})` : ''}${t.faulted.outcome === 'crashed' || t.faulted.lists.length === 0 ? ` [${t.faulted.lastLine.slice(0, 160)}]` : ''}`,
     `ledger claims unconfirmed ${t.ledgerClaimsUnconfirmed}, in doubt ${t.unsettledAfterFaulted}`,
-    `clean run ${t.clean.status} (exit ${t.clean.exit}, ${(t.clean.durationMs / 1000).toFixed(1)}s)`,
+    `clean run ${t.clean.status} (exit ${t.clean.exit}, ${(t.clean.durationMs / 1000).toFixed(1)}s${t.clean.snapshotGone.length > 0 ? `; snapshot emptied, read whole: ${t.clean.snapshotGone.join(', ')}` : ''})`,
     `lists exact ${t.lists.filter((l) => l.exact).length}/${t.lists.length}${t.mismatches ? ` MISMATCHES ${t.mismatches}` : ''}`,
   ].join(' | ');
 }
