@@ -157,11 +157,13 @@ export interface BatchCall {
 }
 
 /**
- * Criteo's answer to a batch, not yet written. It rides on the list's next
- * statement: its next claim, or the settle (settleInStep); a list that stops
- * before either writes what it holds (confirmAnswers). Until it is written
- * the batch is 'sending', uncertain, as when a process dies between the
- * answer and its record: the next plan re-sends it.
+ * Criteo's answer to a batch. Written at once while its operation still
+ * claims batches (confirmAnswers); after the operation's last claim, it
+ * rides on the list's next statement: the next operation's first claim, or
+ * the settle (settleInStep); a list that stops before either writes what it
+ * holds (confirmAnswers). Until it is written the batch is 'sending',
+ * uncertain, as when a process dies between the answer and its record: the
+ * next plan re-sends it.
  */
 export interface BatchAnswer {
   batchId: number;
@@ -216,7 +218,7 @@ function counting(listSyncId: number, answers: readonly BatchAnswer[]) {
     WHERE list_sync_id = ${listSyncId} RETURNING 1`;
 }
 
-/** Writes answers no statement of the list carried (the list stopped before its next claim or its settle), in one statement. */
+/** Writes answers in a statement of their own: one while its operation still claims, or those the list holds when it stops. */
 export async function confirmAnswers(db: Db, listSyncId: number, answers: readonly BatchAnswer[]): Promise<void> {
   if (answers.length === 0) return;
   await sql`WITH confirmed AS (${confirming(answers)}) ${counting(listSyncId, answers)}`.execute(db);

@@ -3,7 +3,7 @@ import { callTrace } from '../criteo/client.js';
 import type { Db } from '../db/connection.js';
 import { TransientError, type CriteoProblem } from '../core/errors.js';
 import pLimit from 'p-limit';
-import { claimBatch, recordBatchFailure, withdrawBatch, type BatchAnswer, type ClaimedBatch } from './ledger.js';
+import { claimBatch, confirmAnswers, recordBatchFailure, withdrawBatch, type BatchAnswer, type ClaimedBatch } from './ledger.js';
 import type { Logger } from '../core/logger.js';
 
 /**
@@ -11,10 +11,11 @@ import type { Logger } from '../core/logger.js';
  * batches of at most `batchSize` identifiers, up to `concurrency` of them in
  * flight and one more claimed ahead (the client bounds concurrency and rate
  * across lists), each claimed and written ahead in one statement before it
- * leaves. Criteo's answer rides on the list's next statement (its next
- * claim, or the settle: see BatchAnswer), so a small list's sync writes
- * three statements, not five; the ledger takes confirmed batches once per
- * list (see applyConfirmedBatches). The first failure stops new batches for
+ * leaves. An answer to the operation's last batches rides on the list's
+ * next statement (the next operation's first claim, or the settle: see
+ * BatchAnswer), so a small list's sync writes three statements, not five;
+ * the ledger takes confirmed batches once per list (see
+ * applyConfirmedBatches). The first failure stops new batches for
  * this list; those in flight finish and are recorded.
  */
 
@@ -54,6 +55,7 @@ export async function sendPlannedOperation(
   const sending = pLimit(ctx.concurrency);
   // Claims run side by side, but batches queue for sending in batch order, whichever claim returns first.
   let claimedInOrder: Promise<unknown> = Promise.resolve();
+  let claiming = true; // until the last batch is claimed (see keepAnswer)
 
   const sendBatch = async (batchNo: number, seq: number): Promise<void> => {
     const claim = claimCarrying(ctx, { listSyncId, segmentId, seq, operation, batchNo });
@@ -73,29 +75,24 @@ export async function sendPlannedOperation(
     }
     try {
       const out = await ctx.client.amendContactList(segmentId, operation, batch.encoded);
-      const call = { httpStatus: out.status, ...pickCall(out) };
-      ctx.answers.push({ batchId: batch.batchId, operation, size: batch.size, call, result: out.body, answeredAt: new Date() });
+      const answer = { batchId: batch.batchId, operation, size: batch.size, call: { httpStatus: out.status, ...pickCall(out) }, result: out.body };
+      await keepAnswer(ctx, listSyncId, { ...answer, answeredAt: new Date() }, claiming);
       outcome.confirmedBatches++;
       outcome.confirmedIdentifiers += batch.size;
       ctx.onBatchConfirmed?.(operation, batch.size);
-      if ((out.body.nbInvalidIdentifiers ?? 0) > 0) {
-        ctx.log.warn({ batch: seq, operation, nbInvalid: out.body.nbInvalidIdentifiers }, 'criteo counted invalid identifiers in a batch');
-      }
+      const nbInvalid = out.body.nbInvalidIdentifiers ?? 0;
+      if (nbInvalid > 0) ctx.log.warn({ batch: seq, operation, nbInvalid }, 'criteo counted invalid identifiers in a batch');
     } catch (error) {
       outcome.error ??= error;
-      // An earlier attempt of the same call may have gone through even if the last answer was a refusal.
-      const mayHaveApplied = callTrace(error)?.mayHaveApplied || (error instanceof TransientError ? error.mayHaveApplied : !isCriteoVerdict(error));
-      // A failure to record the failure (database gone) leaves the batch 'sending': still uncertain, still safe.
-      await recordBatchFailure(ctx.db, batch.batchId, mayHaveApplied, callTrace(error) ?? {}, problemOf(error)).catch(() => {});
+      await recordFailure(ctx, batch.batchId, error);
     }
   };
 
   try {
     const batches = Math.ceil(planned / ctx.batchSize);
     for (let batchNo = 0; batchNo < batches; batchNo++) {
-      if (outcome.error) break;
-      if (ctx.signal?.aborted) {
-        outcome.interrupted = true;
+      if (outcome.error || ctx.signal?.aborted) {
+        if (!outcome.error) outcome.interrupted = true;
         break;
       }
       // A batch row the database refuses stops the list like any failure, not the loop: the batches in flight are still awaited.
@@ -103,13 +100,27 @@ export async function sendPlannedOperation(
         .catch((error: unknown) => void (outcome.error ??= error))
         .finally(() => inflight.delete(p));
       inflight.add(p);
+      if (batchNo === batches - 1) claiming = false;
       if (inflight.size > ctx.concurrency) await Promise.race(inflight);
     }
   } finally {
+    claiming = false;
     // Never return while a request is on its way: the list's lock must outlive every write.
     await Promise.allSettled(inflight);
   }
   return outcome;
+}
+
+/**
+ * Criteo's answer. While the operation still claims batches, it is written
+ * at once: a claim carrying it would hold the list sync's row for its whole
+ * statement, and the claims beside it would queue behind it. Once the last
+ * batch is claimed, it waits for the list's next statement: the next
+ * operation's first claim, made alone, or the settle.
+ */
+async function keepAnswer(ctx: SendContext, listSyncId: number, answer: BatchAnswer, claiming: boolean): Promise<void> {
+  if (claiming) await confirmAnswers(ctx.db, listSyncId, [answer]);
+  else ctx.answers.push(answer);
 }
 
 /**
@@ -122,6 +133,14 @@ function claimCarrying(ctx: SendContext, batch: Parameters<typeof claimBatch>[1]
   const claim = claimBatch(ctx.db, batch, carried);
   claim.catch(() => void ctx.answers.unshift(...carried));
   return claim;
+}
+
+/** The batch's request failed: recorded 'unknown' if it may have applied, else 'failed'. */
+async function recordFailure(ctx: SendContext, batchId: number, error: unknown): Promise<void> {
+  // An earlier attempt of the same call may have gone through even if the last answer was a refusal.
+  const mayHaveApplied = callTrace(error)?.mayHaveApplied || (error instanceof TransientError ? error.mayHaveApplied : !isCriteoVerdict(error));
+  // A failure to record the failure (database gone) leaves the batch 'sending': still uncertain, still safe.
+  await recordBatchFailure(ctx.db, batchId, mayHaveApplied, callTrace(error) ?? {}, problemOf(error)).catch(() => {});
 }
 
 function pickCall(out: { attempts: number; waitedMs: number; durationMs: number }) {

@@ -368,8 +368,8 @@ async function reachKillPoint(
 /**
  * Holds the ledger (list_members) so that a write Criteo answered cannot
  * reach it, and waits until the job is blocked there: a PATCH's batch is
- * then confirmed (its answer rode on a later claim) or still `sending` (its
- * answer rides on the blocked settle), and not in list_members; a DELETE's
+ * then confirmed (its answer written on its own or with a later claim) or
+ * still `sending` (its answer rides on the blocked settle), and not in list_members; a DELETE's
  * answer is not yet recorded at all (its confirmation empties the ledger
  * first).
  */
