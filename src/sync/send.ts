@@ -76,7 +76,7 @@ export async function sendPlannedOperation(
     try {
       const out = await ctx.client.amendContactList(segmentId, operation, batch.encoded);
       const answer = { batchId: batch.batchId, operation, size: batch.size, call: { httpStatus: out.status, ...pickCall(out) }, result: out.body };
-      await keepAnswer(ctx, listSyncId, { ...answer, answeredAt: new Date() }, claiming);
+      await keepAnswer(ctx, listSyncId, answer, claiming);
       outcome.confirmedBatches++;
       outcome.confirmedIdentifiers += batch.size;
       ctx.onBatchConfirmed?.(operation, batch.size);
@@ -116,11 +116,13 @@ export async function sendPlannedOperation(
  * at once: a claim carrying it would hold the list sync's row for its whole
  * statement, and the claims beside it would queue behind it. Once the last
  * batch is claimed, it waits for the list's next statement: the next
- * operation's first claim, made alone, or the settle.
+ * operation's first claim, made alone, or the settle. Stamped with the
+ * time it arrived, which its batch records as its end.
  */
-async function keepAnswer(ctx: SendContext, listSyncId: number, answer: BatchAnswer, claiming: boolean): Promise<void> {
-  if (claiming) await confirmAnswers(ctx.db, listSyncId, [answer]);
-  else ctx.answers.push(answer);
+async function keepAnswer(ctx: SendContext, listSyncId: number, answer: Omit<BatchAnswer, 'answeredAt'>, claiming: boolean): Promise<void> {
+  const stamped = { ...answer, answeredAt: new Date() };
+  if (claiming) await confirmAnswers(ctx.db, listSyncId, [stamped]);
+  else ctx.answers.push(stamped);
 }
 
 /**
