@@ -15,6 +15,7 @@ import * as inlinableEmailIdentifier from './0013-inlinable-email-identifier.js'
 import * as runChangeKeys from './0014-run-change-keys.js';
 import * as rateSlotEnds from './0015-rate-slot-ends.js';
 import * as snapshotPartitions from './0016-snapshot-partitions.js';
+import * as fillRanges from './0017-fill-ranges.js';
 
 /** Numbered, forward-only, one change each. Static so a bundled build needs no file scanning. */
 export const migrations: Record<string, Migration> = {
@@ -34,4 +35,5 @@ export const migrations: Record<string, Migration> = {
   '0014-run-change-keys': runChangeKeys,
   '0015-rate-slot-ends': rateSlotEnds,
   '0016-snapshot-partitions': snapshotPartitions,
+  '0017-fill-ranges': fillRanges,
 };

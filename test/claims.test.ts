@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type DbHandle } from '../src/db/connection.js';
 import { migrateToLatest } from '../src/db/migrate.js';
-import { claimBatch } from '../src/sync/ledger.js';
+import { claimBatch } from '../src/sync/claim.js';
 import { createTestDatabase } from './helpers.js';
 
 /**
@@ -47,7 +47,8 @@ describe('claiming a batch', () => {
     return ids;
   }
 
-  const claim = (batchNo: number) => claimBatch(database.db, { listSyncId, segmentId: SEGMENT, seq: batchNo + 1, operation: 'add', batchNo });
+  const claim = (batchNo: number, ranged = false) =>
+    claimBatch(database.db, { listSyncId, segmentId: SEGMENT, seq: batchNo + 1, operation: 'add', batchNo, ranged });
 
   it.each([1, 999, 1000, 1001, 2500])('a batch of %i identifiers comes back as one JSON array of them, in parts of at most a thousand', async (size) => {
     const batchNo = size;
@@ -67,6 +68,49 @@ describe('claiming a batch', () => {
 
   it('an empty plan batch claims nothing', async () => {
     expect(await claim(9999)).toBeNull();
+  });
+
+  /**
+   * A first fill plans ranges of the snapshot's identifiers (plan_ranges): the snapshot below holds members 0..99,
+   * each in two campaigns, and members 10..19 of a customer with no valid email, so each identifier is there twice.
+   */
+  describe('a first fill, planned as ranges of the snapshot', () => {
+    const sorted = Array.from({ length: 100 }, (_, i) => hex(i)).sort();
+    beforeAll(async () => {
+      await sql`SELECT audience_sync.create_snapshot_table(${SEGMENT}::bigint)`.execute(database.db);
+      await sql`SELECT audience_sync.attach_snapshot_table(${SEGMENT}::bigint)`.execute(database.db);
+      await sql`
+        INSERT INTO audience_sync.list_targets (audience_segment_id, customer_id, campaign_id, email_fingerprint, email_state, identifier)
+        SELECT ${SEGMENT}::bigint, 'c' || i, c, 0, 'valid', decode(h, 'hex')
+        FROM unnest(${sorted}::text[]) WITH ORDINALITY AS x (h, i), unnest(ARRAY['a', 'b']) AS c
+        UNION ALL
+        SELECT ${SEGMENT}::bigint, 'nobody' || i, 'a', NULL, 'missing', NULL FROM generate_series(1, 10) i`.execute(database.db);
+    });
+
+    const planRange = (batchNo: number, first: number, last: number, size: number) =>
+      sql`
+      INSERT INTO audience_sync.plan_ranges (list_sync_id, batch_no, first_identifier, last_identifier, size)
+      VALUES (${listSyncId}, ${batchNo}, decode(${sorted[first]!}, 'hex'), decode(${sorted[last]!}, 'hex'), ${size})`.execute(database.db);
+
+    it("a range claims each identifier from its first to its last once, as planned, and holds them in the batch's row", async () => {
+      await planRange(20_000, 10, 59, 50);
+      const batch = await claim(20_000, true);
+      expect(batch?.size).toBe(50);
+      const body = Buffer.concat(batch!.encoded.chunks).toString('latin1');
+      expect((JSON.parse(body) as string[]).sort()).toEqual(sorted.slice(10, 60));
+      const { rows } = await sql<{ n: number }>`SELECT cardinality(payload) AS n FROM audience_sync.batches WHERE batch_id = ${batch!.batchId}`.execute(
+        database.db,
+      );
+      expect(rows[0]!.n).toBe(50);
+    });
+
+    it('a range whose snapshot no longer holds the size planned, or that is gone, claims nothing', async () => {
+      await planRange(20_001, 60, 99, 41);
+      expect(await claim(20_001, true)).toBeNull();
+      expect(await claim(20_002, true)).toBeNull();
+      const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM audience_sync.batches WHERE seq IN (20002, 20003)`.execute(database.db);
+      expect(rows[0]!.n).toBe(0);
+    });
   });
 
   it('an identifier that is not 32 bytes stops the claim with a one-line error naming no identifier', async () => {

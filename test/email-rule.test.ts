@@ -119,12 +119,13 @@ describe("the email rule against Criteo's own hasher", () => {
 describe('the identifier recipe in a sync', () => {
   const store = migratedDatabase('email_rule');
 
-  /** Plans list 900 (fed by campaign k) through the job's own planList, committed, and returns the plan. */
+  let plans = 0;
+  /** Plans list 900 (fed by campaign k) through the job's own planList, committed, and returns the plan (each its own id, as list syncs have). */
   async function planListNow() {
     const { planList } = await import('../src/sync/run.js');
     const config = { criteo: { batchSize: 50_000 }, maxRemovalRatio: 1, sourceWholeReadDays: 7 } as Parameters<typeof planList>[0]['config'];
     const target = { segmentId: '900', campaignIds: ['k'], activeCampaignIds: ['k'], advertiserIds: ['1'], allEnded: false, invertedCampaignIds: [] };
-    return planList({ db: store.handle.db, config }, { target, asOf: new Date(), options: { trigger: 'test' } }, -1, {
+    return planList({ db: store.handle.db, config }, { target, asOf: new Date(), options: { trigger: 'test' } }, -++plans, {
       batchIds: [],
       wholeList: false,
       unapplied: false,

@@ -77,17 +77,28 @@ describe.each([
       planId,
       await findUncertainty(database.db, SEGMENT),
     );
-    const { rows: batches } = await sql<{ n: number }>`
-      SELECT count(*)::int AS n FROM (SELECT DISTINCT operation, batch_no FROM audience_sync.plan_entries WHERE list_sync_id = ${planId}) b`.execute(
-      database.db,
-    );
+    // The plan's batches: plan_entries rows, or, for a first fill, ranges of the snapshot's identifiers (plan_ranges).
+    const planned = sql`
+      SELECT operation, batch_no, identifier FROM audience_sync.plan_entries WHERE list_sync_id = ${planId}
+      UNION ALL
+      SELECT 'add', r.batch_no, t.identifier FROM audience_sync.plan_ranges r
+      CROSS JOIN LATERAL (SELECT DISTINCT identifier FROM audience_sync.list_targets
+                          WHERE audience_segment_id = ${SEGMENT}::bigint AND identifier BETWEEN r.first_identifier AND r.last_identifier) t
+      WHERE r.list_sync_id = ${planId}`;
+    const { rows: batches } = await sql<{ n: number; sizes: number[] }>`
+      SELECT count(*)::int AS n, array_agg(size ORDER BY operation, batch_no) AS sizes
+      FROM (SELECT operation, batch_no, count(*)::int AS size FROM (${planned}) p GROUP BY operation, batch_no) b`.execute(database.db);
     expect(batches[0]!.n).toBe(Math.ceil(plan.toAdd / 70) + Math.ceil(plan.toRemove / 70));
+    const { rows: ranges } = await sql<{ sizes: number[] | null }>`
+      SELECT array_agg(size ORDER BY batch_no) AS sizes FROM audience_sync.plan_ranges WHERE list_sync_id = ${planId}`.execute(database.db);
+    if (plan.rangedAdds) expect(ranges[0]!.sizes).toEqual(batches[0]!.sizes);
+    else expect(ranges[0]!.sizes).toBeNull();
     await sql`
       INSERT INTO audience_sync.list_members (audience_segment_id, identifier)
-      SELECT ${SEGMENT}::bigint, identifier FROM audience_sync.plan_entries WHERE list_sync_id = ${planId} AND operation = 'add'`.execute(database.db);
+      SELECT ${SEGMENT}::bigint, identifier FROM (${planned}) p WHERE operation = 'add'`.execute(database.db);
     await sql`
       DELETE FROM audience_sync.list_members WHERE audience_segment_id = ${SEGMENT}::bigint
-        AND identifier IN (SELECT identifier FROM audience_sync.plan_entries WHERE list_sync_id = ${planId} AND operation = 'remove')`.execute(database.db);
+        AND identifier IN (SELECT identifier FROM (${planned}) p WHERE operation = 'remove')`.execute(database.db);
     await settleInStep(database.db, SEGMENT, planId, [], null);
     return plan;
   }
@@ -210,8 +221,9 @@ describe.each([
     expect(await kept()).toEqual(before);
     const { rows: snapshotAfter } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM audience_sync.list_targets`.execute(database.db);
     expect(snapshotAfter).toEqual(snapshotBefore);
-    const { rows: entries } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM audience_sync.plan_entries`.execute(database.db);
-    expect(entries[0]!.n).toBe(0);
+    const { rows: entries } = await sql<{ n: number }>`
+      SELECT (SELECT count(*) FROM audience_sync.plan_entries) + (SELECT count(*) FROM audience_sync.plan_ranges) AS n`.execute(database.db);
+    expect(Number(entries[0]!.n)).toBe(0);
   });
 
   it('a dry run counts a batch Criteo confirmed and the ledger has not yet taken (a killed run) as in the list', async () => {

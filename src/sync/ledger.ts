@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/connection.js';
-import type { AmendmentResult, EncodedIdentifiers } from '../criteo/client.js';
+import type { AmendmentResult } from '../criteo/client.js';
 import type { CriteoProblem } from '../core/errors.js';
 import type { Uncertainty } from './plan.js';
 import { forgetSnapshot } from '../source/snapshot.js';
@@ -56,99 +56,6 @@ export function uncertaintyOf(rows: readonly UncertainBatch[]): Uncertainty {
   };
 }
 
-/** A claimed batch: its row, and its identifiers as the JSON array of 64-hex strings the request body carries. */
-export interface ClaimedBatch {
-  batchId: number;
-  size: number;
-  encoded: EncodedIdentifiers;
-}
-
-/**
- * Write-ahead, in one statement: the batch row is written with the
- * identifiers of its plan batch, and they come back as the request body
- * needs them: the JSON array, in parts of a thousand identifiers that
- * Postgres formats and the request sends as they are (fifty buffers of
- * 67 kB, not fifty thousand strings nor one buffer of megabytes). Null when
- * the plan batch is empty.
- */
-export async function claimBatch(
-  db: Db,
-  batch: { listSyncId: number; segmentId: string; seq: number; operation: 'add' | 'remove'; batchNo: number },
-  answers: readonly BatchAnswer[] = [],
-): Promise<ClaimedBatch | null> {
-  const { rows } = await sql<{ batch_id: number; size: number; part: string }>`
-    WITH ${answers.length > 0 ? sql`confirmed AS (${confirming(answers)}), counted AS (${counting(batch.listSyncId, answers)}),` : sql``}
-    picked AS (
-      SELECT p.identifier FROM audience_sync.plan_entries p
-      WHERE p.list_sync_id = ${batch.listSyncId} AND p.operation = ${batch.operation} AND p.batch_no = ${batch.batchNo}
-    ),
-    claimed AS (
-      INSERT INTO audience_sync.batches (list_sync_id, audience_segment_id, seq, operation, size, payload)
-      SELECT ${batch.listSyncId}, ${batch.segmentId}::bigint, ${batch.seq}, ${batch.operation}, count(*), array_agg(identifier)
-      FROM picked HAVING count(*) > 0
-      RETURNING batch_id, size, payload
-    )
-    -- The payload as it was written, as the JSON strings of a thousand identifiers a row (their order within the
-    -- batch is of no matter): the first part opens the array, the last closes it. One pass over the array.
-    SELECT c.batch_id, c.size,
-      CASE WHEN u.part = 0 THEN '["' ELSE ',"' END
-        || string_agg(encode(u.identifier, 'hex'), '","')
-        || CASE WHEN u.part = (c.size - 1) / ${CLAIM_PART} THEN '"]' ELSE '"' END AS part
-    FROM claimed c, LATERAL (
-      SELECT (o - 1) / ${CLAIM_PART} AS part, x AS identifier FROM unnest(c.payload) WITH ORDINALITY AS e (x, o)
-    ) u
-    GROUP BY c.batch_id, c.size, u.part
-    ORDER BY u.part`.execute(db);
-  const first = rows[0];
-  return first
-    ? {
-        batchId: first.batch_id,
-        size: first.size,
-        encoded: jsonArrayParts(
-          rows.map((r) => r.part),
-          first.size,
-        ),
-      }
-    : null;
-}
-
-/** A claimed batch that never left (its list stopped first): no request, so no record. */
-export async function withdrawBatch(db: Db, batchId: number): Promise<void> {
-  await sql`DELETE FROM audience_sync.batches WHERE batch_id = ${batchId} AND status = 'sending'`.execute(db);
-}
-
-/** One part of a claim's answer: the array's opening or a comma, 64-hex JSON strings, and the closing bracket on the last. */
-const JSON_PART = /^[[,]"[0-9a-f]{64}"(?:,"[0-9a-f]{64}")*\]?$/;
-
-/** Characters of one identifier in a part: its quoted 64 hex digits and the comma or bracket before it. */
-const JSON_IDENTIFIER = 67;
-
-/**
- * The parts as the request's buffers, each checked to hold nothing but
- * 64-hex strings (whatever the database returned, no other text leaves),
- * and together exactly the batch's identifiers in one array.
- */
-function jsonArrayParts(parts: readonly string[], size: number): EncodedIdentifiers {
-  const chunks: Buffer[] = [];
-  let length = 0;
-  let n = 0;
-  parts.forEach((part, i) => {
-    const last = i === parts.length - 1;
-    if (!JSON_PART.test(part) || part.startsWith('[') !== (i === 0) || part.endsWith(']') !== last) {
-      throw new Error('claimBatch: identifiers did not come back as JSON strings of 64 hex digits');
-    }
-    n += (part.length - (last ? 1 : 0)) / JSON_IDENTIFIER;
-    const chunk = Buffer.from(part, 'latin1');
-    chunks.push(chunk);
-    length += chunk.length;
-  });
-  if (n !== size) throw new Error(`claimBatch: ${n} identifiers came back for a batch of ${size}`);
-  return { chunks, length, size };
-}
-
-/** Identifiers per row of a claim's answer. */
-const CLAIM_PART = 1000;
-
 export interface BatchCall {
   httpStatus: number;
   attempts: number;
@@ -181,7 +88,7 @@ export interface BatchAnswer {
  * write per batch; until then the ledger is the list_members rows plus these
  * batches. `dropPayload`: the same statement moves them (settleInStep).
  */
-function confirming(answers: readonly BatchAnswer[], { dropPayload = false }: { dropPayload?: boolean } = {}) {
+export function confirming(answers: readonly BatchAnswer[], { dropPayload = false }: { dropPayload?: boolean } = {}) {
   const rows = answers.map((a) => ({
     batch_id: a.batchId,
     http_status: a.call.httpStatus,
@@ -211,7 +118,7 @@ function answeredSizes(answers: readonly BatchAnswer[]): { added: number; remove
 }
 
 /** SQL, a statement's part: the list sync's counts of confirmed identifiers moved by the answers. */
-function counting(listSyncId: number, answers: readonly BatchAnswer[]) {
+export function counting(listSyncId: number, answers: readonly BatchAnswer[]) {
   const { added, removed } = answeredSizes(answers);
   return sql`
     UPDATE audience_sync.list_syncs SET added = added + ${added}, removed = removed + ${removed}
@@ -312,6 +219,7 @@ export async function settleInStep(
       UPDATE audience_sync.lists SET in_step = true, updated_at = now() WHERE audience_segment_id = ${segmentId}::bigint RETURNING 1
     ),
     plan AS (DELETE FROM audience_sync.plan_entries WHERE list_sync_id = ${listSyncId} RETURNING 1),
+    ranges AS (DELETE FROM audience_sync.plan_ranges WHERE list_sync_id = ${listSyncId} RETURNING 1),
     finished AS (
       UPDATE audience_sync.list_syncs SET status = 'succeeded', finished_at = now(), reason = ${reason}, error_code = NULL, trace_id = NULL,
         added = added + ${added}, removed = removed + ${removed}

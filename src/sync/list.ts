@@ -231,6 +231,7 @@ function sendContext(deps: SyncDeps, job: ListJob, plan: ListPlan, log: Logger):
     signal: job.signal,
     seq: { next: 1 },
     answers: [],
+    rangedAdds: plan.rangedAdds,
     onBatchConfirmed: (_op: 'add' | 'remove', size: number) => {
       done += size;
       job.options.onProgress?.({ segmentId, planned, done });

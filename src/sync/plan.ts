@@ -23,6 +23,8 @@ export interface Uncertainty {
 export interface PlanCounts {
   toAdd: number;
   toRemove: number;
+  /** The adds are ranges of the snapshot's identifiers (a first fill: plan_ranges), not plan_entries rows. */
+  rangedAdds: boolean;
 }
 
 /**
@@ -102,35 +104,55 @@ export async function materializePlan(tx: Db, listSyncId: number, segmentId: str
     FROM inserted`.execute(tx);
   // The touched identifiers are few: each is looked up in the ledger's index.
   const { rows } = scope.kind === 'touched' ? await probingKeys(tx, write) : await write();
-  return { toAdd: Number(rows[0]!.to_add), toRemove: Number(rows[0]!.to_remove) };
+  return { toAdd: Number(rows[0]!.to_add), toRemove: Number(rows[0]!.to_remove), rangedAdds: false };
 }
 
 /**
  * A first fill's plan: every distinct identifier of the snapshot is an add,
- * numbered as it comes out of the snapshot's identifier index, in order, so
- * no join with the (empty) ledger and no sort of the list's identifiers.
+ * so the plan is the snapshot itself, cut into batches as its identifier
+ * index orders it. One row a batch goes to plan_ranges: the batch's first
+ * and last identifier and its size, found in one pass over the index (no
+ * join with the empty ledger, no sort); each claim reads its range back
+ * from the index (claimBatch). Writing a row a member cost the first sync of
+ * a big list a fifth of its local work.
  */
 async function planFill(tx: Db, listSyncId: number, segmentId: string, batchSize: number): Promise<PlanCounts> {
   const { rows } = await sql<{ to_add: number }>`
-    WITH inserted AS (
-      INSERT INTO audience_sync.plan_entries (list_sync_id, operation, batch_no, identifier)
-      SELECT ${listSyncId}::bigint, 'add', ((row_number() OVER (ORDER BY identifier) - 1) / ${batchSize}::int)::int, identifier
-      FROM (${desiredMembers(segmentId)}) d
-      RETURNING 1
+    WITH ranges AS (
+      INSERT INTO audience_sync.plan_ranges (list_sync_id, batch_no, first_identifier, last_identifier, size)
+      -- (bytea has no min or max: the first and last by position, of at most three rows)
+      SELECT ${listSyncId}::bigint, batch_no, (array_agg(identifier ORDER BY n))[1], (array_agg(identifier ORDER BY n DESC))[1],
+             (max(n) - min(n) + 1)::int
+      FROM (
+        SELECT identifier, n, n / ${batchSize}::int AS batch_no, n % ${batchSize}::int AS place, last
+        FROM (
+          SELECT identifier, row_number() OVER w - 1 AS n, lead(identifier) OVER w IS NULL AS last
+          FROM (${desiredMembers(segmentId)}) d WINDOW w AS (ORDER BY identifier)
+        ) numbered
+      ) e
+      -- A batch's first and last identifier, and the list's last.
+      WHERE place IN (0, ${batchSize - 1}::int) OR last
+      GROUP BY batch_no
+      RETURNING size
     )
-    SELECT count(*)::bigint AS to_add FROM inserted`.execute(tx);
-  return { toAdd: Number(rows[0]!.to_add), toRemove: 0 };
+    SELECT coalesce(sum(size), 0)::bigint AS to_add FROM ranges`.execute(tx);
+  return { toAdd: Number(rows[0]!.to_add), toRemove: 0, rangedAdds: true };
 }
 
 /** Drops a list sync's plan once it is sent (or abandoned: the next run plans afresh). */
 export async function discardPlan(db: Db, listSyncId: number): Promise<void> {
-  await db.deleteFrom('audience_sync.plan_entries').where('list_sync_id', '=', listSyncId).execute();
+  await sql`
+    WITH ranges AS (DELETE FROM audience_sync.plan_ranges WHERE list_sync_id = ${listSyncId})
+    DELETE FROM audience_sync.plan_entries WHERE list_sync_id = ${listSyncId}`.execute(db);
 }
 
-/** Plans whose run is gone (killed processes) are dead weight in an unlogged table. */
+/** Plans whose run is gone (killed processes) are dead weight in unlogged tables. */
 export async function discardOrphanedPlans(db: Db): Promise<void> {
   await sql`
-    DELETE FROM audience_sync.plan_entries p
-    USING audience_sync.list_syncs s
+    WITH ranges AS (
+      DELETE FROM audience_sync.plan_ranges p USING audience_sync.list_syncs s
+      WHERE s.list_sync_id = p.list_sync_id AND s.status NOT IN ('planning', 'sending')
+    )
+    DELETE FROM audience_sync.plan_entries p USING audience_sync.list_syncs s
     WHERE s.list_sync_id = p.list_sync_id AND s.status NOT IN ('planning', 'sending')`.execute(db);
 }

@@ -3,7 +3,8 @@ import { callTrace } from '../criteo/client.js';
 import type { Db } from '../db/connection.js';
 import { TransientError, type CriteoProblem } from '../core/errors.js';
 import pLimit from 'p-limit';
-import { claimBatch, confirmAnswers, recordBatchFailure, withdrawBatch, type BatchAnswer, type ClaimedBatch } from './ledger.js';
+import { claimBatch, withdrawBatch, type ClaimedBatch, type PlannedBatch } from './claim.js';
+import { confirmAnswers, recordBatchFailure, type BatchAnswer } from './ledger.js';
 import type { Logger } from '../core/logger.js';
 
 /**
@@ -31,6 +32,8 @@ export interface SendContext {
   seq: { next: number };
   /** Criteo's answers not yet written, shared across the list's operations: each claim carries those there are. */
   answers: BatchAnswer[];
+  /** The plan's adds are ranges of the list's snapshot (a first fill: see planFill). */
+  rangedAdds: boolean;
   onBatchConfirmed?: (operation: 'add' | 'remove', size: number) => void;
 }
 
@@ -58,11 +61,11 @@ export async function sendPlannedOperation(
   let claiming = true; // until the last batch is claimed (see keepAnswer)
 
   const sendBatch = async (batchNo: number, seq: number): Promise<void> => {
-    const claim = claimCarrying(ctx, { listSyncId, segmentId, seq, operation, batchNo });
+    const claim = claimCarrying(ctx, { listSyncId, segmentId, seq, operation, batchNo, ranged: ctx.rangedAdds && operation === 'add' });
     const turn = claimedInOrder.then(() => claim);
     claimedInOrder = turn.catch(() => {});
     const batch = await turn;
-    if (!batch) throw new Error(`plan batch ${batchNo} of ${operation} is empty: the plan changed under the list sync`);
+    if (!batch) throw new Error(`plan batch ${batchNo} of ${operation} is gone or changed: the plan or the snapshot changed under the list sync`);
     await sending(() => sendClaimed(batch, seq));
   };
 
@@ -130,7 +133,7 @@ async function keepAnswer(ctx: SendContext, listSyncId: number, answer: Omit<Bat
  * claim wrote none of them: they wait for the next statement. (Its refusal
  * is reported through the batch's turn, not as an unhandled rejection.)
  */
-function claimCarrying(ctx: SendContext, batch: Parameters<typeof claimBatch>[1]): Promise<ClaimedBatch | null> {
+function claimCarrying(ctx: SendContext, batch: PlannedBatch): Promise<ClaimedBatch | null> {
   const carried = ctx.answers.splice(0);
   const claim = claimBatch(ctx.db, batch, carried);
   claim.catch(() => void ctx.answers.unshift(...carried));

@@ -7,7 +7,7 @@
  *
  * Kill points, in rotation (each trial's details drawn from its seed):
  *   refresh       while a list's snapshot takes the day's changes (held at it by a table lock)
- *   plan          while lists are being planned (held at the plan_entries insert)
+ *   plan          while lists are being planned (held at the plan_entries or plan_ranges insert)
  *   in-flight     with PATCHes in flight: Criteo has applied them, the answers are delayed
  *   after-answer  after Criteo answered, before the ledger takes the batches (held at the ledger write, which also carries the last answers)
  *   delete        while list 7104 is being emptied: DELETE in flight or answered and not recorded
@@ -322,12 +322,14 @@ async function reachKillPoint(
     case 'plan': {
       const atRefresh = await until(async () => ((await jobBlockedOn(db, 'list_targets')) > 0 ? true : undefined), job, LIMIT, 20);
       if (!atRefresh) return false;
-      locks.push(await holdTableLock(world.databaseUrl, 'plan_entries'));
-      await locks.shift()!.release(); // let the refresh through; planning will stop at plan_entries
-      const planning = await until(async () => ((await jobBlockedOn(db, 'plan_entries')) > 0 ? true : undefined), job, LIMIT, 20);
+      // A plan writes plan_entries, or plan_ranges for a first fill.
+      locks.push(await holdTableLock(world.databaseUrl, 'plan_entries'), await holdTableLock(world.databaseUrl, 'plan_ranges'));
+      await locks.shift()!.release(); // let the refresh through; planning will stop at its plan
+      const writingPlans = async () => (await jobBlockedOn(db, 'plan_entries')) + (await jobBlockedOn(db, 'plan_ranges'));
+      const planning = await until(async () => ((await writingPlans()) > 0 ? true : undefined), job, LIMIT, 20);
       if (!planning) return false;
       await sleep(between(rnd, 0, 300)); // sometimes a second list reaches its plan too
-      setPhase(`planning (${await jobBlockedOn(db, 'plan_entries')} list(s) writing their plan)`);
+      setPhase(`planning (${await writingPlans()} list(s) writing their plan)`);
       return true;
     }
     case 'in-flight': {
@@ -394,7 +396,7 @@ async function describePhase(world: DrillWorld, trialCalls: () => typeof world.s
   const sessions = await jobSessions(world.db);
   const running = sessions.filter((s) => s.state === 'active').map((s) => s.query);
   if (running.some((q) => q.includes('target_changes') || q.includes('audience_sync.list_targets'))) return 'snapshot refresh';
-  if (running.some((q) => q.includes('INSERT INTO audience_sync.plan_entries'))) return 'planning';
+  if (running.some((q) => q.includes('INSERT INTO audience_sync.plan_entries') || q.includes('INSERT INTO audience_sync.plan_ranges'))) return 'planning';
   if (pending() > 0) return `sending (${pending()} write(s) in flight)`;
   if (running.some((q) => q.includes('list_members'))) return 'ledger commit';
   if (trialCalls().length === 0) return 'before any write (startup, refresh or planning)';
