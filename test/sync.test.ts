@@ -148,6 +148,10 @@ describe('a daily sync', () => {
       SELECT count(*)::int AS n FROM audience_sync.batches b JOIN audience_sync.list_syncs s USING (list_sync_id)
       WHERE s.run_id = ${summary.runId} AND b.status = 'confirmed' AND b.operation = 'add' AND b.payload IS NULL`.execute(db);
     expect(rows[0]!.n).toBe(3);
+    // A first fill of more than a batch claims ranges of its new snapshot, vacuumed first so its index alone serves them.
+    const { rows: snapshot } = await sql<{ all_visible: number }>`
+      SELECT relallvisible AS all_visible FROM pg_catalog.pg_class WHERE oid = 'audience_sync.list_targets_104'::regclass`.execute(db);
+    expect(snapshot[0]!.all_visible).toBeGreaterThan(0);
     // Every identifier Criteo ever received from the job was a SHA-256 in lowercase hex.
     const audit = world.sandbox.identifierAudit();
     expect(audit.received).toBeGreaterThanOrEqual(120_001);

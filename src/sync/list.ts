@@ -1,8 +1,10 @@
 import type pg from 'pg';
+import { oneLine } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { sleep } from '../criteo/rate-limiter.js';
 import type { Db } from '../db/connection.js';
 import { releaseListLock, tryListLock } from '../db/locks.js';
+import { vacuumSnapshot } from '../source/snapshot.js';
 import { emptyList } from './empty.js';
 import { applyConfirmedBatches, confirmAnswers, settleInStep, type ListSyncCounts } from './ledger.js';
 import { actionOf, baseOutcome, classify, INTERRUPTED_REASON, stopsRun, withDatesNote, type RunStopper } from './outcome.js';
@@ -141,6 +143,10 @@ async function syncMembers(deps: SyncDeps, job: ListJob, listSyncId: number, unc
   takePlan(outcome, plan);
   await recordListPlan(db, listSyncId, plan);
   logPlan(log, plan, uncertainty);
+  // A first fill of more than a batch: its claims read the new snapshot's identifier index (see vacuumSnapshot).
+  if (plan.rangedAdds && plan.toAdd > deps.config.criteo.batchSize) {
+    await vacuumSnapshot(db, job.target.segmentId).catch((error: unknown) => log.warn({ reason: oneLine(error) }, 'the new snapshot was not vacuumed'));
+  }
 
   const ctx = sendContext(deps, job, plan, log);
   try {
