@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type DbHandle } from '../src/db/connection.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { claimBatch } from '../src/sync/claim.js';
+import { applyConfirmedBatches, settleInStep } from '../src/sync/ledger.js';
 import { createTestDatabase } from './helpers.js';
 
 /**
@@ -102,6 +103,45 @@ describe('claiming a batch', () => {
         database.db,
       );
       expect(rows[0]!.n).toBe(50);
+    });
+
+    it("a range's payload is in identifier order, so a fill's settle appends it to the ledger as it is", async () => {
+      await planRange(20_003, 0, 9, 10);
+      const batch = await claim(20_003, true);
+      const body = Buffer.concat(batch!.encoded.chunks).toString('latin1');
+      expect(JSON.parse(body) as string[]).toEqual(sorted.slice(0, 10));
+    });
+
+    it("a fill's settle that finds an identifier in the ledger is refused whole; its batches wait, confirmed, for the next sync's anti-join", async () => {
+      const db = database.db;
+      const { rows: sync } = await sql<{ id: number }>`
+        INSERT INTO audience_sync.list_syncs (run_id, audience_segment_id, campaign_ids, action)
+        SELECT run_id, ${SEGMENT}, '{}', 'sync' FROM audience_sync.list_syncs WHERE list_sync_id = ${listSyncId} RETURNING list_sync_id AS id`.execute(db);
+      const fillSync = sync[0]!.id;
+      await sql`
+        INSERT INTO audience_sync.plan_ranges (list_sync_id, batch_no, first_identifier, last_identifier, size)
+        VALUES (${fillSync}, 0, decode(${sorted[0]!}, 'hex'), decode(${sorted[49]!}, 'hex'), 50),
+               (${fillSync}, 1, decode(${sorted[50]!}, 'hex'), decode(${sorted[99]!}, 'hex'), 50)`.execute(db);
+      for (const batchNo of [0, 1]) {
+        expect(await claimBatch(db, { listSyncId: fillSync, segmentId: SEGMENT, seq: batchNo + 1, operation: 'add', batchNo, ranged: true })).not.toBeNull();
+      }
+      await sql`UPDATE audience_sync.batches SET status = 'confirmed' WHERE list_sync_id = ${fillSync}`.execute(db);
+      await sql`INSERT INTO audience_sync.list_members (audience_segment_id, identifier) VALUES (${SEGMENT}::bigint, decode(${sorted[70]!}, 'hex'))`.execute(
+        db,
+      );
+
+      const refused = await settleInStep(db, SEGMENT, fillSync, [], null, [], { fill: true }).then(
+        () => null,
+        (e: unknown) => e as { code?: string },
+      );
+      expect(refused?.code).toBe('23505');
+      const ledger = sql<{ n: number }>`SELECT count(*)::int AS n FROM audience_sync.list_members WHERE audience_segment_id = ${SEGMENT}::bigint`;
+      expect((await ledger.execute(db)).rows[0]!.n).toBe(1);
+      const { rows: waiting } = await sql<{ n: number }>`
+        SELECT count(*)::int AS n FROM audience_sync.batches WHERE list_sync_id = ${fillSync} AND status = 'confirmed' AND payload IS NOT NULL`.execute(db);
+      expect(waiting[0]!.n).toBe(2);
+      await applyConfirmedBatches(db, SEGMENT);
+      expect((await ledger.execute(db)).rows[0]!.n).toBe(100);
     });
 
     it('a range whose snapshot no longer holds the size planned, or that is gone, claims nothing', async () => {

@@ -91,7 +91,9 @@ function pickedRange(batch: PlannedBatch) {
   return sql`
     SELECT DISTINCT t.identifier FROM (${plannedRange(batch, sql`r.first_identifier, r.last_identifier`)}) r
     JOIN audience_sync.list_targets t ON t.audience_segment_id = ${batch.segmentId}::bigint AND t.identifier IS NOT NULL
-      AND t.identifier BETWEEN r.first_identifier AND r.last_identifier`;
+      AND t.identifier BETWEEN r.first_identifier AND r.last_identifier
+    -- In order, as the index returns them: the payload is sorted, and the ledger appends the fill's batches in turn.
+    ORDER BY t.identifier`;
 }
 
 /** A claimed batch that never left (its list stopped first): no request, so no record. */

@@ -153,27 +153,37 @@ export async function applyConfirmedBatches(db: Db, segmentId: string): Promise<
  * A statement's data-changing part: the list sync's confirmed adds inserted
  * in identifier order and its removes deleted (`added` and `removed` count
  * them), and their payloads dropped: the ledger holds what they said.
+ * `fill`: the list sync was a first fill (see planFill), settled whole.
  */
-function applyingListSync(segmentId: string, listSyncId: number, answered: readonly number[] = []) {
+function applyingListSync(segmentId: string, listSyncId: number, answered: readonly number[] = [], { fill = false }: { fill?: boolean } = {}) {
   // The statement's own answers (settleInStep) are confirmed beside this part: it reads them as they were, 'sending'.
   const pending = (operation: 'add' | 'remove') => sql`
-    SELECT unnest(payload) AS identifier FROM audience_sync.batches
+    SELECT seq, payload FROM audience_sync.batches
     WHERE list_sync_id = ${listSyncId} AND audience_segment_id = ${segmentId}::bigint AND operation = ${operation}
       AND (status = 'confirmed' OR batch_id = ANY(${answered}::bigint[])) AND payload IS NOT NULL`;
-  return sql`
-    WITH added AS (
-      -- An anti-join, not ON CONFLICT: its speculative insertion costs three times the insert. The list's lock keeps
-      -- any other sync from writing these rows meanwhile; a re-sent identifier the ledger holds already is skipped.
+  const added = fill
+    ? // A first fill's batches are disjoint ranges of distinct identifiers, each claimed in order (pickedRange), and the
+      // list's ledger was empty when it planned, its lock held since: appended batch by batch, with no probe of the
+      // ledger and no sort of the list. Were it not so, the primary key would refuse the statement, and the batches
+      // would stay confirmed for the next sync, which is no fill (RELIABILITY, point 14).
+      sql`
       INSERT INTO audience_sync.list_members (audience_segment_id, identifier)
-      SELECT DISTINCT ${segmentId}::bigint, p.identifier FROM (${pending('add')}) p
+      SELECT ${segmentId}::bigint, unnest(b.payload) FROM (${pending('add')} ORDER BY seq) b
+      RETURNING 1`
+    : // An anti-join, not ON CONFLICT: its speculative insertion costs three times the insert. The list's lock keeps
+      // any other sync from writing these rows meanwhile; a re-sent identifier the ledger holds already is skipped.
+      sql`
+      INSERT INTO audience_sync.list_members (audience_segment_id, identifier)
+      SELECT DISTINCT ${segmentId}::bigint, p.identifier FROM (SELECT unnest(b.payload) AS identifier FROM (${pending('add')}) b) p
       WHERE NOT EXISTS (SELECT 1 FROM audience_sync.list_members m
                         WHERE m.audience_segment_id = ${segmentId}::bigint AND m.identifier = p.identifier)
       ORDER BY p.identifier
-      RETURNING 1
-    ),
+      RETURNING 1`;
+  return sql`
+    WITH added AS (${added}),
     removed AS (
       DELETE FROM audience_sync.list_members
-      WHERE audience_segment_id = ${segmentId}::bigint AND identifier IN (${pending('remove')}) RETURNING 1
+      WHERE audience_segment_id = ${segmentId}::bigint AND identifier IN (SELECT unnest(b.payload) FROM (${pending('remove')}) b) RETURNING 1
     ),
     dropped AS (
       UPDATE audience_sync.batches SET payload = NULL
@@ -202,6 +212,7 @@ export async function settleInStep(
   supersededBatchIds: readonly number[],
   reason: string | null,
   answers: readonly BatchAnswer[] = [],
+  { fill = false }: { fill?: boolean } = {},
 ): Promise<ListSyncCounts | undefined> {
   const { added, removed } = answeredSizes(answers);
   const { rows } = await sql<ListSyncCounts>`
@@ -209,6 +220,7 @@ export async function settleInStep(
       segmentId,
       listSyncId,
       answers.map((a) => a.batchId),
+      { fill },
     )},
     confirmed AS (${answers.length > 0 ? confirming(answers, { dropPayload: true }) : sql`SELECT 1`}),
     superseded AS (

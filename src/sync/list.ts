@@ -180,10 +180,12 @@ async function sendPlan(ctx: SendContext, job: ListJob, listSyncId: number, plan
   // ledger is in step, and the list sync ends, in one statement.
   const reason = withDatesNote(outcome.reason, job.target);
   const answers = ctx.answers.splice(0);
-  const counts = await settleInStep(ctx.db, segmentId, listSyncId, uncertainty.batchIds, reason ?? null, answers).catch((error: unknown) => {
-    ctx.answers.unshift(...answers);
-    throw error;
-  });
+  const counts = await settleInStep(ctx.db, segmentId, listSyncId, uncertainty.batchIds, reason ?? null, answers, { fill: plan.rangedAdds }).catch(
+    (error: unknown) => {
+      ctx.answers.unshift(...answers);
+      throw error;
+    },
+  );
   outcome.status = 'succeeded';
   outcome.reason = reason;
   takeCounts(outcome, counts);
