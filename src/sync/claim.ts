@@ -88,11 +88,13 @@ function plannedRange(batch: PlannedBatch, column: RawBuilder<unknown>) {
  * a crash empties the snapshot and the range with it (see RELIABILITY).
  */
 function pickedRange(batch: PlannedBatch) {
+  // The bounds as scalar subqueries, not a join: the index's own scan then returns the range in order, deduplicated
+  // as it comes (a join's output has no order the planner knows, so it would hash the identifiers, then sort them).
   return sql`
-    SELECT DISTINCT t.identifier FROM (${plannedRange(batch, sql`r.first_identifier, r.last_identifier`)}) r
-    JOIN audience_sync.list_targets t ON t.audience_segment_id = ${batch.segmentId}::bigint AND t.identifier IS NOT NULL
-      AND t.identifier BETWEEN r.first_identifier AND r.last_identifier
-    -- In order, as the index returns them: the payload is sorted, and the ledger appends the fill's batches in turn.
+    SELECT DISTINCT t.identifier FROM audience_sync.list_targets t
+    WHERE t.audience_segment_id = ${batch.segmentId}::bigint AND t.identifier IS NOT NULL
+      AND t.identifier BETWEEN (${plannedRange(batch, sql`r.first_identifier`)}) AND (${plannedRange(batch, sql`r.last_identifier`)})
+    -- In order: the payload is sorted, and the ledger appends a fill's batches in turn (applyingListSync).
     ORDER BY t.identifier`;
 }
 
