@@ -17,6 +17,9 @@ ENV NODE_ENV=production
 # Node 24 grows the young generation to 64 MB semi-spaces under the send's allocation rate; 8 MB keeps the job's
 # peak RSS about 40-60 MB lower (20 MB lower than 16 MB, Node 22's size) for no measurable time (docs/BENCHMARKS.md).
 ENV NODE_OPTIONS=--max-semi-space-size=8
+# glibc raises its mmap threshold to the size of each large block freed, so the send's megabyte buffers come to be
+# kept in its heap once freed; a fixed threshold returns them to the system (docs/BENCHMARKS.md: peak RSS).
+ENV MALLOC_MMAP_THRESHOLD_=65536
 WORKDIR /app
 COPY --from=build --chown=root:root /app/node_modules ./node_modules
 COPY --from=build --chown=root:root /app/dist ./dist

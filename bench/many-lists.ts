@@ -120,6 +120,8 @@ export interface ManyListsOptions {
   listConcurrency: string | undefined;
   /** The job process's NODE_OPTIONS (none when empty). */
   nodeOptions: string;
+  /** The job process's MALLOC_MMAP_THRESHOLD_ (none when empty). */
+  mallocMmapThreshold: string;
   /** Digest of the job code measured. */
   source: string;
   keep: boolean;
@@ -152,6 +154,7 @@ export async function runManyLists(o: ManyListsOptions): Promise<ManyListsResult
       CRITEO_CLIENT_SECRET: BENCH_CLIENT.clientSecret,
       CRITEO_MAX_CALLS_PER_MINUTE: '1000000',
       ...(o.nodeOptions ? { NODE_OPTIONS: o.nodeOptions } : {}),
+      ...(o.mallocMmapThreshold ? { MALLOC_MMAP_THRESHOLD_: o.mallocMmapThreshold } : {}),
       LOG_LEVEL: 'info',
       ...(o.listConcurrency ? { LIST_CONCURRENCY: o.listConcurrency } : {}),
     };

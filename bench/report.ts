@@ -41,6 +41,8 @@ export interface BenchResult {
     /** Digest of src/ and migrations/ at the time of the run. */
     source: string;
     jobFrom: string;
+    /** The job process's NODE_OPTIONS and MALLOC_MMAP_THRESHOLD_ (empty: unset); absent in older results. */
+    jobEnv?: { nodeOptions: string; mallocMmapThreshold: string };
   } & RunMachine;
   data: {
     generateMs: number;

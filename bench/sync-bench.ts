@@ -55,6 +55,8 @@ const { values: args } = parseArgs({
     tsx: { type: 'boolean', default: false },
     // The Docker image's NODE_OPTIONS (see the Dockerfile), so the job is measured as deployed.
     'node-options': { type: 'string', default: '--max-semi-space-size=8' },
+    // The Docker image's glibc mmap threshold (see the Dockerfile); empty: glibc's default, a threshold that rises.
+    'malloc-mmap-threshold': { type: 'string', default: '65536' },
     'trigger-cost': { type: 'boolean', default: false },
     // Rounds with the triggers disabled and enabled, alternating: P of each.
     pairs: { type: 'string', default: '5' },
@@ -168,6 +170,7 @@ async function syncBench(): Promise<void> {
       CRITEO_MAX_CALLS_PER_MINUTE: '1000000',
       // The job's own Node flags, as a deployment would set them (e.g. --max-semi-space-size).
       ...(args['node-options'] ? { NODE_OPTIONS: args['node-options'] } : {}),
+      ...(args['malloc-mmap-threshold'] ? { MALLOC_MMAP_THRESHOLD_: args['malloc-mmap-threshold'] } : {}),
       LOG_LEVEL: 'info',
     };
 
@@ -267,6 +270,7 @@ async function syncBench(): Promise<void> {
         explain,
         source,
         jobFrom: args.tsx ? 'sources via tsx' : 'compiled (tsc), plain node',
+        jobEnv: { nodeOptions: args['node-options'] ?? '', mallocMmapThreshold: args['malloc-mmap-threshold'] ?? '' },
         ...runMachine(startedAt, load, pgSettings),
       },
       data: { generateMs, vacuumMs, churnMs, dayVacuumMs, churnShape, tableSizesMb: sizesMb, funnel: dailyBig?.funnel ?? null },
@@ -333,6 +337,7 @@ async function listsBench(): Promise<void> {
     members: Number(args['list-members']),
     listConcurrency: args['list-concurrency'],
     nodeOptions: args['node-options'] ?? '',
+    mallocMmapThreshold: args['malloc-mmap-threshold'] ?? '',
     source: sourceDigest(),
     keep: args.keep === true,
     log,
