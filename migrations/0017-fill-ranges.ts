@@ -5,7 +5,7 @@ import { sql, type Kysely } from 'kysely';
  * snapshot is an add, so its plan is the snapshot itself, in identifier
  * order: batch k is the distinct identifiers of the list's snapshot from
  * `first_identifier` to `last_identifier`, `size` of them. The plan writes
- * one row a batch (185 at ten million members) instead of one a member, and
+ * one row a batch (183 at nine million members) instead of one a member, and
  * each claim reads its range from the snapshot's identifier index (see
  * planFill and claimBatch). Unlogged, as plan_entries: a crash empties both
  * with the snapshot, and a claim that finds its range gone or changed stops

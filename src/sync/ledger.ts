@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { Db } from '../db/connection.js';
 import type { AmendmentResult } from '../criteo/client.js';
 import type { CriteoProblem } from '../core/errors.js';
-import type { Uncertainty } from './plan.js';
+import { droppingPlan, type Uncertainty } from './plan.js';
 import { forgetSnapshot } from '../source/snapshot.js';
 
 /**
@@ -230,8 +230,7 @@ export async function settleInStep(
     in_step AS (
       UPDATE audience_sync.lists SET in_step = true, updated_at = now() WHERE audience_segment_id = ${segmentId}::bigint RETURNING 1
     ),
-    plan AS (DELETE FROM audience_sync.plan_entries WHERE list_sync_id = ${listSyncId} RETURNING 1),
-    ranges AS (DELETE FROM audience_sync.plan_ranges WHERE list_sync_id = ${listSyncId} RETURNING 1),
+    ${droppingPlan(listSyncId)},
     finished AS (
       UPDATE audience_sync.list_syncs SET status = 'succeeded', finished_at = now(), reason = ${reason}, error_code = NULL, trace_id = NULL,
         added = added + ${added}, removed = removed + ${removed}

@@ -139,11 +139,16 @@ async function planFill(tx: Db, listSyncId: number, segmentId: string, batchSize
   return { toAdd: Number(rows[0]!.to_add), toRemove: 0, rangedAdds: true };
 }
 
+/** SQL, a statement's common table expressions: a list sync's plan dropped, its entries and its ranges. */
+export function droppingPlan(listSyncId: number) {
+  return sql`
+    plan AS (DELETE FROM audience_sync.plan_entries WHERE list_sync_id = ${listSyncId} RETURNING 1),
+    ranges AS (DELETE FROM audience_sync.plan_ranges WHERE list_sync_id = ${listSyncId} RETURNING 1)`;
+}
+
 /** Drops a list sync's plan once it is sent (or abandoned: the next run plans afresh). */
 export async function discardPlan(db: Db, listSyncId: number): Promise<void> {
-  await sql`
-    WITH ranges AS (DELETE FROM audience_sync.plan_ranges WHERE list_sync_id = ${listSyncId})
-    DELETE FROM audience_sync.plan_entries WHERE list_sync_id = ${listSyncId}`.execute(db);
+  await sql`WITH ${droppingPlan(listSyncId)} SELECT 1`.execute(db);
 }
 
 /** Plans whose run is gone (killed processes) are dead weight in unlogged tables. */
