@@ -16,6 +16,7 @@ import * as runChangeKeys from './0014-run-change-keys.js';
 import * as rateSlotEnds from './0015-rate-slot-ends.js';
 import * as snapshotPartitions from './0016-snapshot-partitions.js';
 import * as fillRanges from './0017-fill-ranges.js';
+import * as cheaperEmailPattern from './0018-cheaper-email-pattern.js';
 
 /** Numbered, forward-only, one change each. Static so a bundled build needs no file scanning. */
 export const migrations: Record<string, Migration> = {
@@ -36,4 +37,5 @@ export const migrations: Record<string, Migration> = {
   '0015-rate-slot-ends': rateSlotEnds,
   '0016-snapshot-partitions': snapshotPartitions,
   '0017-fill-ranges': fillRanges,
+  '0018-cheaper-email-pattern': cheaperEmailPattern,
 };

@@ -80,7 +80,51 @@ describe.each(LOCALES)('the email rule in a database created with %s', (locale, 
       expect(referenceIdentifier(raw)).toBe(want);
     }
   });
+
+  it('judges addresses around the 63-character label bound as the reference does, at any length', async () => {
+    const raws = labelBoundAddresses();
+    const { rows } = await sql<{ id: string | null }>`
+      SELECT encode(audience_sync.email_identifier(r), 'hex') AS id
+      FROM unnest(${raws}::text[]) WITH ORDINALITY AS v(r, i) ORDER BY i`.execute(store.handle.db);
+    const verdicts = raws.map((raw, i) => ({ raw, sql: rows[i]!.id, reference: referenceIdentifier(raw) }));
+    expect(verdicts.filter((v) => v.sql !== v.reference)).toEqual([]);
+    // Both sides of the 64-character line hold valid and invalid addresses, so the test reaches both patterns.
+    const sides = new Set(verdicts.map((v) => `${v.raw.length <= 64}:${v.reference !== null}`));
+    expect([...sides].sort()).toEqual(['false:false', 'false:true', 'true:false', 'true:true']);
+  });
 });
+
+/**
+ * ASCII addresses built to test the domain pattern's edges: labels of 1 to 65
+ * characters, hyphens first, inside and last, empty labels, capitals, and
+ * totals on both sides of 64 characters (the length below which the rule skips
+ * the label bound: migration 0018). Seeded, so every run tries the same ones.
+ */
+function labelBoundAddresses(count = 4000): string[] {
+  let seed = 0x5eed;
+  const next = (n: number) => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return (seed >>> 8) % n;
+  };
+  const pick = <T>(xs: readonly T[]) => xs[next(xs.length)]!;
+  const label = () => {
+    const length = pick([0, 1, 2, 3, 20, 59, 60, 61, 62, 63, 64, 65]);
+    let s = '';
+    for (let i = 0; i < length; i++) s += pick(['b', 'b', 'B', '7', '-']);
+    if (length > 0 && next(4) === 0) s = `${pick(['-', 'x'])}${s.slice(1)}`;
+    if (length > 1 && next(4) === 0) s = `${s.slice(0, -1)}${pick(['-', 'y'])}`;
+    return s;
+  };
+  const out: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const labels = Array.from({ length: 1 + next(3) }, label);
+    if (next(2) === 0) labels.push(pick(['com', 'de', 'c-m']));
+    const domain = labels.join('.');
+    const local = pick(['a', 'A.b', 'x!y', 'a'.repeat(1 + next(63))]);
+    out.push(`${local}@${domain}`);
+  }
+  return out;
+}
 
 describe("the email rule in the demo's embedded Postgres (Postgres 18 with ICU 60, older than Unicode 17)", () => {
   const blocker = embeddedPostgresBlocker();
