@@ -325,12 +325,20 @@ export async function recountCounters(tx: Db, segmentId: string, { identifiers =
     SELECT ${segmentId}::bigint, campaign_id, email_state, count(*) FROM audience_sync.list_targets
     WHERE audience_segment_id = ${segmentId}::bigint GROUP BY campaign_id, email_state
     UNION ALL
-    SELECT ${segmentId}::bigint, '', email_state, count(*) FROM (
-      -- Each customer once, sorted by its id's bytes: the same groups as by the database's collation (equal ids are
-      -- equal bytes), without its per-comparison cost (40 % of the sort, measured at a million rows).
-      SELECT DISTINCT ON (customer_id COLLATE "C") email_state FROM audience_sync.list_targets
-      WHERE audience_segment_id = ${segmentId}::bigint ORDER BY customer_id COLLATE "C"
-    ) k GROUP BY email_state`.execute(tx);
+    SELECT ${segmentId}::bigint, '', s.email_state, s.n FROM (
+      -- One pass over the customers with a counter for each state: grouped by state, the planner (which takes the
+      -- customers for 200 rows) sorted all of them a second time.
+      SELECT count(*) FILTER (WHERE email_state = 'no_customer') AS no_customer, count(*) FILTER (WHERE email_state = 'missing') AS missing,
+             count(*) FILTER (WHERE email_state = 'invalid') AS invalid, count(*) FILTER (WHERE email_state = 'valid') AS valid
+      FROM (
+        -- Each customer once, sorted by its id's bytes: the same groups as by the database's collation (equal ids
+        -- are equal bytes), without its per-comparison cost (40 % of the sort, measured at a million rows).
+        SELECT DISTINCT ON (customer_id COLLATE "C") email_state FROM audience_sync.list_targets
+        WHERE audience_segment_id = ${segmentId}::bigint ORDER BY customer_id COLLATE "C"
+      ) k
+    ) c
+    CROSS JOIN LATERAL (VALUES ('no_customer', c.no_customer), ('missing', c.missing), ('invalid', c.invalid), ('valid', c.valid)) s (email_state, n)
+    WHERE s.n > 0`.execute(tx);
   if (!identifiers) return;
   await sql`
     UPDATE audience_sync.lists SET identifiers = (
