@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type DbHandle } from '../src/db/connection.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { embeddedPostgresBlocker } from '../dev/embedded-postgres.js';
+import { pick, seededRandom } from './drills/drill-world.js';
 import { startPrivatePostgres, type PrivatePostgres } from './drills/private-postgres.js';
 import { VECTORS } from './email-vectors.js';
 import { createTestDatabase, referenceIdentifier } from './helpers.js';
@@ -101,26 +102,22 @@ describe.each(LOCALES)('the email rule in a database created with %s', (locale, 
  * the label bound: migration 0018). Seeded, so every run tries the same ones.
  */
 function labelBoundAddresses(count = 4000): string[] {
-  let seed = 0x5eed;
-  const next = (n: number) => {
-    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
-    return (seed >>> 8) % n;
-  };
-  const pick = <T>(xs: readonly T[]) => xs[next(xs.length)]!;
+  const rnd = seededRandom(0x5eed);
+  const below = (n: number) => Math.floor(rnd() * n);
   const label = () => {
-    const length = pick([0, 1, 2, 3, 20, 59, 60, 61, 62, 63, 64, 65]);
+    const length = pick(rnd, [0, 1, 2, 3, 20, 59, 60, 61, 62, 63, 64, 65]);
     let s = '';
-    for (let i = 0; i < length; i++) s += pick(['b', 'b', 'B', '7', '-']);
-    if (length > 0 && next(4) === 0) s = `${pick(['-', 'x'])}${s.slice(1)}`;
-    if (length > 1 && next(4) === 0) s = `${s.slice(0, -1)}${pick(['-', 'y'])}`;
+    for (let i = 0; i < length; i++) s += pick(rnd, ['b', 'b', 'B', '7', '-']);
+    if (length > 0 && below(4) === 0) s = `${pick(rnd, ['-', 'x'])}${s.slice(1)}`;
+    if (length > 1 && below(4) === 0) s = `${s.slice(0, -1)}${pick(rnd, ['-', 'y'])}`;
     return s;
   };
   const out: string[] = [];
   for (let i = 0; i < count; i++) {
-    const labels = Array.from({ length: 1 + next(3) }, label);
-    if (next(2) === 0) labels.push(pick(['com', 'de', 'c-m']));
+    const labels = Array.from({ length: 1 + below(3) }, label);
+    if (below(2) === 0) labels.push(pick(rnd, ['com', 'de', 'c-m']));
     const domain = labels.join('.');
-    const local = pick(['a', 'A.b', 'x!y', 'a'.repeat(1 + next(63))]);
+    const local = pick(rnd, ['a', 'A.b', 'x!y', 'a'.repeat(1 + below(63))]);
     out.push(`${local}@${domain}`);
   }
   return out;
