@@ -2,7 +2,7 @@ import { sql, type RawBuilder } from 'kysely';
 import { unreadChanges, type SourceRead } from './change-log.js';
 import { mappedKeys } from './run-changes.js';
 import { probingNoMore, type Db } from '../db/connection.js';
-import { LOGGED_CHANGES, LOGGED_KEYS, TARGET_CHANGES, TOUCHED_IDENTIFIERS } from '../db/temp-tables.js';
+import { dropKeptTargetChanges, keepTargetChanges, LOGGED_CHANGES, LOGGED_KEYS, TARGET_CHANGES, TOUCHED_IDENTIFIERS } from '../db/temp-tables.js';
 
 /**
  * The snapshot of a list's target groups (list_targets): one row per active
@@ -78,13 +78,18 @@ async function compareLoggedKeys(
   tx: Db,
   segmentId: string,
   activeCampaignIds: readonly string[],
-  read: { from: string; seen: string; mappedBy?: number | undefined },
+  read: { from: string; seen: string; mappedBy?: number | undefined; mappedKeys?: number | undefined },
 ): Promise<void> {
   // The run's map of the log holds the list's keys already (run-changes.ts); otherwise they are read from the log.
   const keys = read.mappedBy !== undefined ? sql`(${mappedKeys(read.mappedBy, segmentId)})` : LOGGED_KEYS;
   if (read.mappedBy === undefined) await findLoggedKeys(tx, segmentId, activeCampaignIds, read);
+  const few = read.mappedKeys !== undefined && read.mappedKeys <= FEW_ROWS;
+  // A few keys (most lists, most days) go into the session's kept table: creating and dropping a table costs more
+  // than reading them (see keepTargetChanges). More get a table of their own, with statistics (findChangedTargets).
+  if (few) await keepTargetChanges(tx);
+  else await dropKeptTargetChanges(tx);
   await sql`
-    CREATE TEMP TABLE ${TARGET_CHANGES} ON COMMIT DROP AS
+    ${few ? sql`INSERT INTO ${TARGET_CHANGES}` : sql`CREATE TEMP TABLE ${TARGET_CHANGES} ON COMMIT DROP AS`}
     SELECT k.campaign_id, k.customer_id, t.customer_id IS NOT NULL AS known, tg.customer_id IS NOT NULL AS present,
            CASE WHEN tg.customer_id IS NOT NULL THEN ${fingerprint} END AS new_fingerprint,
            CASE WHEN tg.customer_id IS NOT NULL THEN ${stateWithoutEmail} END AS new_state,
@@ -134,6 +139,7 @@ async function compareWholeTargetGroup(tx: Db, segmentId: string, activeCampaign
   // of 1.1M customers); a big list's pass stays a parallel scan either way.
   // (The plan's snapshot set the probes' price; probingNoMore resets both after this statement.)
   await sql`SELECT set_config('parallel_tuple_cost', '0.001', true)`.execute(tx);
+  await dropKeptTargetChanges(tx);
   await sql`
     CREATE TEMP TABLE ${TARGET_CHANGES} ON COMMIT DROP AS
     SELECT tg.campaign_id, tg.customer_id, t.customer_id IS NOT NULL AS known, true AS present,
