@@ -15,6 +15,7 @@ import { countersFrom, funnelsOf } from '../source/counters.js';
 import type { CampaignFunnelCounts, FunnelCounts } from '../source/target-groups.js';
 import { applyConfirmedBatches, countLedger } from './ledger.js';
 import { materializePlan, type PlanCounts, type Uncertainty } from './plan.js';
+import { recordListPlan } from './records.js';
 import type { ListJob, SyncDeps } from './types.js';
 
 export interface ListPlan extends PlanCounts {
@@ -42,15 +43,16 @@ type PlanJob = Pick<ListJob, 'target' | 'asOf' | 'options'> & { runId?: number }
 /**
  * What syncing a list means now: its snapshot brought up to the source, its
  * funnel, and its diff written to plan_entries under `planId`, in one
- * transaction. `run` commits it and sends the plan; `plan` (dryRun) rolls it
- * all back, so a dry run changes nothing.
+ * transaction. `run` commits it with the plan's figures on list sync
+ * `planId` (`record`: recordListPlan), then sends the plan; `plan` (dryRun)
+ * rolls it all back, so a dry run changes nothing.
  */
 export async function planList(
   deps: Pick<SyncDeps, 'db' | 'config'>,
   job: PlanJob,
   planId: number,
   uncertainty: Uncertainty,
-  { dryRun = false }: { dryRun?: boolean } = {},
+  { dryRun = false, record = false }: { dryRun?: boolean; record?: boolean } = {},
 ): Promise<ListPlan> {
   let plan: ListPlan | undefined;
   await deps.db
@@ -58,6 +60,8 @@ export async function planList(
     .execute(async (tx) => {
       plan = await planInTransaction(tx, deps.config, job, planId, uncertainty);
       if (dryRun) throw DRY_RUN;
+      // The plan's figures go on its list sync, now 'sending', in the plan's own commit: a statement and a commit less.
+      if (record) await recordListPlan(tx, planId, plan);
     })
     .catch((error: unknown) => {
       if (error === DRY_RUN) return;
