@@ -13,7 +13,8 @@ export const LOGGED_CHANGES = sql.table('pg_temp.logged_changes');
 /** The (campaign, customer) keys those rows name for the list's active campaigns. */
 export const LOGGED_KEYS = sql.table('pg_temp.logged_keys');
 /** The changed target-group rows of this refresh, with the old state and identifier of each snapshot row they replace. */
-export const TARGET_CHANGES = sql.table('pg_temp.target_changes');
+export const TARGET_CHANGES_NAME = 'pg_temp.target_changes';
+export const TARGET_CHANGES = sql.table(TARGET_CHANGES_NAME);
 /** Identifiers the changes touch, and whether the snapshot holds each after them. */
 export const TOUCHED_IDENTIFIERS = sql.table('pg_temp.touched_identifiers');
 

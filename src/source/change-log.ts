@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { sql, type RawBuilder } from 'kysely';
 import type { Db } from '../db/connection.js';
 import { lockChangeLogShared, tryLockChangeLogAlone } from '../db/locks.js';
+import { TARGET_CHANGES_NAME } from '../db/temp-tables.js';
 import { joinMappedWindow, keyLimitOf, mappedSeenOr, mappedWindowOf } from './run-changes.js';
 import type { CounterRow } from './counters.js';
 
@@ -43,13 +44,11 @@ export type SourceRead = (
   emailRule: string;
   /** The list's snapshot was judged by another rule: every row with an email beyond ASCII is judged again (a whole read). */
   rejudge: boolean;
+  /** The session keeps a table of changed rows from an earlier plan (see keepTargetChanges). */
+  changesKept: boolean;
 };
 
-/**
- * The Postgres snapshot this plan reads the source as of, under the shared
- * lock that keeps pruning away until the plan commits. Taken before the
- * source is read; `settings` (set_config expressions) ride on it.
- */
+/** The snapshot the plan reads the source as of, taken first, under the shared lock that keeps pruning away until it commits. */
 export async function takeSourceSnapshot(tx: Db, settings: readonly RawBuilder<string>[] = []): Promise<string> {
   return lockChangeLogShared(tx, settings);
 }
@@ -142,7 +141,7 @@ export async function chooseSourceRead(
 ): Promise<SourceRead> {
   const list = await readListForPlan(tx, segmentId, activeCampaignIds, seenNow, { wholeReadDays, runId });
   const stamp = stampOf(list.catalog ?? []);
-  const rule = { emailRule: list.rule, rejudge: list.rejudge };
+  const rule = { emailRule: list.rule, rejudge: list.rejudge, changesKept: list.changes_kept };
   let seen = seenNow;
   const whole = (reason: string): SourceRead => ({ kind: 'whole', seen, stamp, reason, ...rule });
   if (full) return whole('--full');
@@ -200,6 +199,7 @@ async function readListForPlan(
   const { rows } = await sql<{
     rule: string;
     rejudge: boolean;
+    changes_kept: boolean;
     from: string | null;
     catalog: SourceCatalogRow[] | null;
     source_stamp: string | null;
@@ -215,7 +215,7 @@ async function readListForPlan(
     marker_rows: string | null;
   }>`
     SELECT r.rule, l.email_rule IS DISTINCT FROM r.rule AS rejudge, l.changes_read_in::text AS from, ${mappedWindowOf(runId)},
-           m.marker IS NOT NULL AS marker, m.campaign_id AS marker_campaign, m.bulk_rows::text AS marker_rows,
+           m.marker IS NOT NULL AS marker, m.campaign_id AS marker_campaign, m.bulk_rows::text AS marker_rows, to_regclass(${TARGET_CHANGES_NAME}) IS NOT NULL AS changes_kept,
            (SELECT json_agg(c ORDER BY c.relname, c.tgname) FROM (${sourceCatalog}) c) AS catalog, l.source_stamp,
            coalesce(l.snapshot_campaigns @> ${activeCampaignIds}::text[] AND l.snapshot_campaigns <@ ${activeCampaignIds}::text[], false) AS same_campaigns,
            coalesce(statement_timestamp() >= l.whole_read_due OR l.whole_read_at < statement_timestamp() - make_interval(days => ${wholeReadDays}::int), true) AS stale,

@@ -42,9 +42,7 @@ const newState = sql`coalesce(c.new_state, CASE WHEN c.new_identifier IS NULL TH
  */
 export async function findChangedTargets(tx: Db, segmentId: string, activeCampaignIds: readonly string[], read: SourceRead): Promise<number | null> {
   // The plan prices index probes as on a cached database from its snapshot on (refreshSnapshot).
-  await (read.kind === 'changes'
-    ? compareLoggedKeys(tx, segmentId, activeCampaignIds, read)
-    : compareWholeTargetGroup(tx, segmentId, activeCampaignIds, read.rejudge));
+  await (read.kind === 'changes' ? compareLoggedKeys(tx, segmentId, activeCampaignIds, read) : compareWholeTargetGroup(tx, segmentId, activeCampaignIds, read));
   // A list the run mapped is small beside the day's log: the rest of its plan handles as few rows, up to a whole
   // diff. A big list's day may be a hundred thousand keys, and a whole read millions: the rest of their plan is
   // priced statement by statement.
@@ -78,7 +76,7 @@ async function compareLoggedKeys(
   tx: Db,
   segmentId: string,
   activeCampaignIds: readonly string[],
-  read: { from: string; seen: string; mappedBy?: number | undefined; mappedKeys?: number | undefined },
+  read: { from: string; seen: string; mappedBy?: number | undefined; mappedKeys?: number | undefined; changesKept: boolean },
 ): Promise<void> {
   // The run's map of the log holds the list's keys already (run-changes.ts); otherwise they are read from the log.
   const keys = read.mappedBy !== undefined ? sql`(${mappedKeys(read.mappedBy, segmentId)})` : LOGGED_KEYS;
@@ -86,8 +84,8 @@ async function compareLoggedKeys(
   const few = read.mappedKeys !== undefined && read.mappedKeys <= FEW_ROWS;
   // A few keys (most lists, most days) go into the session's kept table: creating and dropping a table costs more
   // than reading them (see keepTargetChanges). More get a table of their own, with statistics (findChangedTargets).
-  if (few) await keepTargetChanges(tx);
-  else await dropKeptTargetChanges(tx);
+  if (few && !read.changesKept) await keepTargetChanges(tx);
+  if (!few && read.changesKept) await dropKeptTargetChanges(tx);
   await sql`
     ${few ? sql`INSERT INTO ${TARGET_CHANGES}` : sql`CREATE TEMP TABLE ${TARGET_CHANGES} ON COMMIT DROP AS`}
     SELECT k.campaign_id, k.customer_id, t.customer_id IS NOT NULL AS known, tg.customer_id IS NOT NULL AS present,
@@ -131,7 +129,12 @@ async function findLoggedKeys(tx: Db, segmentId: string, activeCampaignIds: read
  * With `rejudge` (the email rule changed), a row whose email has a
  * character beyond ASCII counts as changed too, so the new rule judges it.
  */
-async function compareWholeTargetGroup(tx: Db, segmentId: string, activeCampaignIds: readonly string[], rejudge: boolean): Promise<void> {
+async function compareWholeTargetGroup(
+  tx: Db,
+  segmentId: string,
+  activeCampaignIds: readonly string[],
+  { rejudge, changesKept }: { rejudge: boolean; changesKept: boolean },
+): Promise<void> {
   // The changed rows are few and the planner cannot know it: cheap tuple
   // transfer lets it keep the pass parallel, as CREATE TABLE AS allows. Index
   // probes priced as on a cached or solid-state database let a small list look
@@ -139,7 +142,7 @@ async function compareWholeTargetGroup(tx: Db, segmentId: string, activeCampaign
   // of 1.1M customers); a big list's pass stays a parallel scan either way.
   // (The plan's snapshot set the probes' price; probingNoMore resets both after this statement.)
   await sql`SELECT set_config('parallel_tuple_cost', '0.001', true)`.execute(tx);
-  await dropKeptTargetChanges(tx);
+  if (changesKept) await dropKeptTargetChanges(tx);
   await sql`
     CREATE TEMP TABLE ${TARGET_CHANGES} ON COMMIT DROP AS
     SELECT tg.campaign_id, tg.customer_id, t.customer_id IS NOT NULL AS known, true AS present,
