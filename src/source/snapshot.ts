@@ -30,6 +30,9 @@ import { dropKeptTargetChanges, keepTargetChanges, LOGGED_CHANGES, LOGGED_KEYS, 
  */
 const FEW_ROWS = 1000;
 
+/** A read of the run's map of FEW_ROWS keys or fewer: its changed rows go into the kept table, uncounted and unanalyzed. */
+const fewMappedKeys = (read: { mappedKeys?: number | undefined }) => read.mappedKeys !== undefined && read.mappedKeys <= FEW_ROWS;
+
 /** The state a changed row gets: the CTAS leaves it NULL for rows with an email, decided here by the identifier. */
 const newState = sql`coalesce(c.new_state, CASE WHEN c.new_identifier IS NULL THEN 'invalid' ELSE 'valid' END)`;
 
@@ -49,7 +52,7 @@ export async function findChangedTargets(tx: Db, segmentId: string, activeCampai
   if (read.kind === 'whole' || read.mappedBy === undefined) await probingNoMore(tx);
   // Statistics for the statements that read the changes: a handful of rows on most days, millions on the first. The
   // run's map names few enough keys for a list it mapped, most days, to know there is no need.
-  if (read.kind === 'changes' && read.mappedKeys !== undefined && read.mappedKeys <= FEW_ROWS) return null;
+  if (read.kind === 'changes' && fewMappedKeys(read)) return null;
   const { rows } = await sql<{ n: number }>`SELECT count(*)::bigint AS n FROM ${TARGET_CHANGES}`.execute(tx);
   const changedRows = Number(rows[0]!.n);
   if (changedRows > FEW_ROWS) await sql`ANALYZE ${TARGET_CHANGES}`.execute(tx);
@@ -81,7 +84,7 @@ async function compareLoggedKeys(
   // The run's map of the log holds the list's keys already (run-changes.ts); otherwise they are read from the log.
   const keys = read.mappedBy !== undefined ? sql`(${mappedKeys(read.mappedBy, segmentId)})` : LOGGED_KEYS;
   if (read.mappedBy === undefined) await findLoggedKeys(tx, segmentId, activeCampaignIds, read);
-  const few = read.mappedKeys !== undefined && read.mappedKeys <= FEW_ROWS;
+  const few = fewMappedKeys(read);
   // A few keys (most lists, most days) go into the session's kept table: creating and dropping a table costs more
   // than reading them (see keepTargetChanges). More get a table of their own, with statistics (findChangedTargets).
   if (few && !read.changesKept) await keepTargetChanges(tx);
