@@ -50,17 +50,20 @@ export interface World {
   env: Record<string, string>;
   config: Config;
   /**
-   * One sync pass with a fresh client (as a new process would have). `client`
-   * may hand the client a limiter of its own (e.g. a shorter window) and a
-   * logger to capture the client's and the run's log lines.
+   * One sync pass with a fresh client (as a new process would have). `hooks`
+   * may hand the client a limiter of its own (e.g. a shorter window), a
+   * logger to capture the client's and the run's log lines, and the run
+   * connections other than the world's own.
    */
-  run(options?: Partial<SyncOptions>, env?: Record<string, string>, client?: ClientHooks): Promise<RunSummary>;
+  run(options?: Partial<SyncOptions>, env?: Record<string, string>, hooks?: RunHooks): Promise<RunSummary>;
   close(): Promise<void>;
 }
 
-export interface ClientHooks {
+export interface RunHooks {
   limiter?: RateLimiter;
   log?: Logger;
+  /** The run's statements go to `db`, its locks' connections come from `pool`. */
+  database?: Pick<DbHandle, 'db' | 'pool'>;
 }
 
 /** A migrated database (unless `migrate` is false: an empty one) and a sandbox on loopback, wired like a deployment. */
@@ -101,7 +104,8 @@ export async function createWorld(
       const log = hooks.log ?? testLogger();
       const client = new CriteoClient(cfg.criteo, log, hooks.limiter);
       try {
-        return await runSync({ db: database.db, pool: database.pool, client, config: cfg, log }, { trigger: 'test', ...options });
+        const { db, pool } = hooks.database ?? database;
+        return await runSync({ db, pool, client, config: cfg, log }, { trigger: 'test', ...options });
       } finally {
         await client.close();
       }

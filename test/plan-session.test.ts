@@ -1,18 +1,16 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CriteoClient } from '../src/criteo/client.js';
 import { connect, type DbHandle } from '../src/db/connection.js';
-import { silentLogger } from '../src/core/logger.js';
-import { runSync, type SyncOptions } from '../src/sync/run.js';
+import type { SyncOptions } from '../src/sync/run.js';
 import { convergence, createWorld, seedCampaigns, seedCustomers, seedTargetGroup, type World } from './helpers.js';
 
 /**
  * Every plan of a session reads its changed rows into pg_temp.target_changes:
  * a table kept by the session for a few keys from the run's map of the log,
  * a table of the plan's own (dropped at its commit) for a whole read. Here
- * every plan runs on one connection: the pool holds the run's lock, the
- * list's lock and one connection for everything else, so each kind of read
- * follows the other on the same session.
+ * every statement of the runs goes to one connection, and the locks'
+ * connections come from a pool of their own, so each kind of read follows
+ * the other on the same session.
  */
 
 let world: World;
@@ -38,16 +36,8 @@ afterAll(async () => {
 });
 
 async function runOnOneSession(options: Partial<SyncOptions> = {}) {
-  const client = new CriteoClient(world.config.criteo, silentLogger);
-  try {
-    const run = await runSync(
-      { db: statements.db, pool: locks.pool, client, config: { ...world.config, listConcurrency: 1 }, log: silentLogger },
-      { trigger: 'test', ...options },
-    );
-    return run.lists[0]!;
-  } finally {
-    await client.close();
-  }
+  const run = await world.run(options, { LIST_CONCURRENCY: '1' }, { database: { db: statements.db, pool: locks.pool } });
+  return run.lists[0]!;
 }
 
 async function churn(day: number) {
