@@ -1,5 +1,6 @@
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
+import { prepareRepeatedStatements } from './prepared.js';
 import type { Database } from './schema.js';
 
 export type Db = Kysely<Database>;
@@ -27,7 +28,10 @@ export function connect(databaseUrl: string, maxConnections = 16, workMem?: stri
   pool.on('error', () => {});
   // pg also emits 'error' on a checked-out client whose server went away; the query in flight rejects
   // with it anyway, so without a listener the event would only crash the process.
-  pool.on('connect', (client) => client.on('error', () => {}));
+  pool.on('connect', (client) => {
+    client.on('error', () => {});
+    prepareRepeatedStatements(client);
+  });
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return { db, pool, close: () => db.destroy() };
 }
