@@ -33,6 +33,8 @@ describe('configuration', () => {
       batchSize: 50_000,
     });
     expect(c.maxRemovalRatio).toBe(0.5);
+    expect(c.pgPreparedStatements).toBe(true);
+    expect(loadConfig({ ...good, PG_PREPARED_STATEMENTS: 'off' }).pgPreparedStatements).toBe(false);
   });
 
   it.each([
@@ -48,6 +50,7 @@ describe('configuration', () => {
     [{ CRITEO_API_URL: 'ftp://criteo' }, 'CRITEO_API_URL'],
     [{ MAX_REMOVAL_RATIO: '1.5' }, 'MAX_REMOVAL_RATIO'],
     [{ CONSOLE_PORT: '70000' }, 'CONSOLE_PORT'],
+    [{ PG_PREPARED_STATEMENTS: 'yes' }, 'PG_PREPARED_STATEMENTS'],
     [{ CONSOLE_TOKEN: 'short' }, 'CONSOLE_TOKEN: must be at least 16 characters'],
     [{ CONSOLE_BASIC_AUTH: 'alice' }, 'CONSOLE_BASIC_AUTH: must be lines of user:password'],
     [{ CONSOLE_BASIC_AUTH: 'alice:short' }, 'CONSOLE_BASIC_AUTH: must be lines of user:password'],

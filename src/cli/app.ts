@@ -16,7 +16,7 @@ export interface App {
 export async function withApp<T>(needs: ConfigNeeds, fn: (app: App) => Promise<T>, env = process.env): Promise<T> {
   const config = loadConfig(env, needs);
   const log = createLogger(config.logLevel);
-  const database = connect(config.databaseUrl, undefined, config.pgWorkMem);
+  const database = connect(config.databaseUrl, undefined, { workMem: config.pgWorkMem, preparedStatements: config.pgPreparedStatements });
   // Every process with these credentials draws on one budget in the database it already uses (see shared-rate-limiter.ts).
   const limiter = config.criteo.clientId && config.databaseUrl ? sharedRateLimiter(config.criteo, config.databaseUrl, log) : undefined;
   const client = new CriteoClient(config.criteo, log, limiter);

@@ -54,6 +54,8 @@ const settingsSchema = z.object({
     .string()
     .regex(/^\d+(kB|MB|GB)$/, 'must look like 64MB')
     .optional(),
+  // Named statements, parsed once a connection; off for a pooler that cannot carry them (PgBouncer before 1.21 in transaction mode).
+  PG_PREPARED_STATEMENTS: z.enum(['on', 'off']).default('on'),
   // Days a list may go on reading only the source change log before it reads its whole target group again; 0: always whole.
   SOURCE_WHOLE_READ_DAYS: int(0, 365, 7),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -104,6 +106,7 @@ export interface Config {
   pushgatewayUrl: string | undefined;
   logLevel: string;
   pgWorkMem: string | undefined;
+  pgPreparedStatements: boolean;
   sourceWholeReadDays: number;
   console: ConsoleSettings;
 }
@@ -194,6 +197,7 @@ export function loadConfig(env: Env = process.env, needs: ConfigNeeds = { databa
     pushgatewayUrl: s.PUSHGATEWAY_URL,
     logLevel: s.LOG_LEVEL,
     pgWorkMem: s.PG_WORK_MEM,
+    pgPreparedStatements: s.PG_PREPARED_STATEMENTS === 'on',
     sourceWholeReadDays: s.SOURCE_WHOLE_READ_DAYS,
     console: consoleSettings,
   };

@@ -14,7 +14,13 @@ export interface DbHandle {
   close(): Promise<void>;
 }
 
-export function connect(databaseUrl: string, maxConnections = 16, workMem?: string): DbHandle {
+/** How the job's sessions run: their work_mem (the server's when unset), and whether they name their repeated statements (prepared.ts). */
+export interface SessionSettings {
+  workMem?: string | undefined;
+  preparedStatements?: boolean;
+}
+
+export function connect(databaseUrl: string, maxConnections = 16, { workMem, preparedStatements = true }: SessionSettings = {}): DbHandle {
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     max: maxConnections,
@@ -30,7 +36,7 @@ export function connect(databaseUrl: string, maxConnections = 16, workMem?: stri
   // with it anyway, so without a listener the event would only crash the process.
   pool.on('connect', (client) => {
     client.on('error', () => {});
-    prepareRepeatedStatements(client);
+    if (preparedStatements) prepareRepeatedStatements(client);
   });
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return { db, pool, close: () => db.destroy() };
