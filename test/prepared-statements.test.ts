@@ -52,6 +52,8 @@ describe('named statements', () => {
     expect(statements).toHaveLength(1);
     expect(statements[0]!.name).toMatch(/^as_/);
     expect(statements[0]!.statement).toBe('SELECT $1::int * $2::int AS square');
+    // Planned for each execution's parameters, never one generic plan for lists of every size.
+    expect((await sql<{ plan_cache_mode: string }>`SHOW plan_cache_mode`.execute(handle.db)).rows[0]!.plan_cache_mode).toBe('force_custom_plan');
   });
 
   it('names none when turned off (PG_PREPARED_STATEMENTS=off)', async () => {
@@ -59,6 +61,8 @@ describe('named statements', () => {
     await sql`SELECT ${1}::int AS one`.execute(handle.db);
     await sql`SELECT ${1}::int AS one`.execute(handle.db);
     expect(await named(handle)).toEqual([]);
+    // No startup options either: a pooler may refuse them.
+    expect((await sql<{ plan_cache_mode: string }>`SHOW plan_cache_mode`.execute(handle.db)).rows[0]!.plan_cache_mode).toBe('auto');
   });
 
   it(`names at most ${PREPARED_PER_CONNECTION} texts a connection, and runs the later ones unnamed`, async () => {

@@ -25,8 +25,7 @@ export function connect(databaseUrl: string, maxConnections = 16, { workMem, pre
     connectionString: databaseUrl,
     max: maxConnections,
     application_name: 'audience-sync',
-    // Session settings, for this job's connections only.
-    ...(workMem ? { options: `-c work_mem=${workMem}` } : {}),
+    options: sessionOptions({ workMem, preparedStatements }),
     // A dead database must surface as an error, not a hang.
     connectionTimeoutMillis: 10_000,
   });
@@ -40,6 +39,12 @@ export function connect(databaseUrl: string, maxConnections = 16, { workMem, pre
   });
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return { db, pool, close: () => db.destroy() };
+}
+
+/** Session settings, for this job's connections only; named statements are planned for each execution (prepared.ts). */
+function sessionOptions({ workMem, preparedStatements }: SessionSettings): string | undefined {
+  const settings = [...(workMem ? [`work_mem=${workMem}`] : []), ...(preparedStatements ? ['plan_cache_mode=force_custom_plan'] : [])];
+  return settings.length > 0 ? settings.map((setting) => `-c ${setting}`).join(' ') : undefined;
 }
 
 /** Checks the connection answers; the error names the host, never the password. */
