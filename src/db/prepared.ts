@@ -12,10 +12,11 @@ import type pg from 'pg';
  * Postgres still plans each execution for its own parameters: connect sets
  * plan_cache_mode = force_custom_plan for sessions that name statements. A
  * generic plan, priced for an average list, would serve a list of ten
- * million members as if it held a few thousand; and a statement on a table
- * that commits truncate or runs create (the plan's temporary tables) is
- * invalidated so often that building and weighing a generic plan beside
- * each custom one cost more planning than it saved.
+ * million members as if it held a few thousand. And in the default mode
+ * (auto), a run of 500 small lists planned more than with unnamed
+ * statements, 3.1 s against 2.9 s (the plan's statements on its temporary
+ * table and on the snapshot, a partition a list, kept losing their generic
+ * plans and building them again), and its initial run was slower.
  *
  * Only statements with parameters are named, and only DML and queries: a
  * text without parameters is mostly a one-off (DDL, ANALYZE, a list's own
