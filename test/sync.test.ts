@@ -197,6 +197,31 @@ describe('crash safety', () => {
     expect(await convergence(world, '201')).toMatchObject({ exact: true, desired: 10_000 });
   });
 
+  it("a first fill's ledger takes each batch as its answer is written, while later batches are still on their way", async () => {
+    const db = world.database.db;
+    world.sandbox.addSegment({ id: '202', advertiserId: '1' });
+    await seedCampaigns(db, [{ id: 'f', segmentId: '202' }]);
+    await seedCustomers(db, 0, 10_000);
+    await seedTargetGroup(db, 'f', 0, 10_000);
+    // Batches of 1,000, one at a time; Criteo takes its time to answer the 4th.
+    world.sandbox.setFaults({ script: [{ operation: 'patch', nth: 4, delayMs: 3000 }] });
+    const run = world.run({}, { CRITEO_BATCH_SIZE: '1000', CRITEO_CONCURRENCY: '1' });
+    const fourth = async () => {
+      await expect.poll(() => patchCalls(world).filter((c) => c.segmentId === '202').length, { timeout: 10_000 }).toBeGreaterThanOrEqual(4);
+      return world.sandbox.calls.filter((c) => c.operation === 'patch' && c.segmentId === '202')[3]!;
+    };
+    const call = await fourth();
+    const ledger = sql<{ members: number; waiting: number }>`
+      SELECT (SELECT count(*)::int FROM audience_sync.list_members WHERE audience_segment_id = 202) AS members,
+             (SELECT count(*)::int FROM audience_sync.batches WHERE audience_segment_id = 202 AND status = 'confirmed' AND payload IS NOT NULL) AS waiting`;
+    // The three answered batches are list_members rows, none left waiting in its batch's row, before the 4th is answered.
+    await expect.poll(async () => (await ledger.execute(db)).rows[0], { timeout: 2000 }).toEqual({ members: 3000, waiting: 0 });
+    expect(call.status).toBe(0);
+    world.sandbox.setFaults(undefined);
+    expect((await run).lists.find((l) => l.segmentId === '202')).toMatchObject({ status: 'succeeded', added: 10_000 });
+    expect(await convergence(world, '202')).toMatchObject({ exact: true, desired: 10_000 });
+  });
+
   it('a batch Criteo applied but whose answer was lost is re-sent in the right direction after the target group changed', async () => {
     const db = world.database.db;
     await seedCampaigns(db, [{ id: 'lost', segmentId: '105' }]);

@@ -125,10 +125,31 @@ export function counting(listSyncId: number, answers: readonly BatchAnswer[]) {
     WHERE list_sync_id = ${listSyncId} RETURNING 1`;
 }
 
-/** Writes answers in a statement of their own: one while its operation still claims, or those the list holds when it stops. */
-export async function confirmAnswers(db: Db, listSyncId: number, answers: readonly BatchAnswer[]): Promise<void> {
+/**
+ * Writes answers in a statement of their own: one while its operation still
+ * claims, or those the list holds when it stops. `intoLedger`: the answers
+ * are a first fill's adds (disjoint ranges of distinct identifiers, into a
+ * ledger that was empty when the list planned, its lock held since), and
+ * the ledger takes their identifiers in the same statement: appended,
+ * with no probe, while the rest of the fill is still being sent.
+ */
+export async function confirmAnswers(db: Db, listSyncId: number, answers: readonly BatchAnswer[], { intoLedger = false } = {}): Promise<void> {
   if (answers.length === 0) return;
-  await sql`WITH confirmed AS (${confirming(answers)}) ${counting(listSyncId, answers)}`.execute(db);
+  if (intoLedger && answers.some((a) => a.operation !== 'add'))
+    throw new Error("confirmAnswers: only a first fill's adds go into the ledger as they are answered");
+  const ids = answers.map((a) => a.batchId);
+  // Every part reads the batches as they were before the statement: the payloads the confirmation drops are appended.
+  const appended = sql`,
+    appended AS (
+      INSERT INTO audience_sync.list_members (audience_segment_id, identifier)
+      SELECT b.audience_segment_id, unnest(b.payload) FROM (
+        SELECT audience_segment_id, payload FROM audience_sync.batches
+        WHERE batch_id = ANY(${ids}::bigint[]) AND payload IS NOT NULL ORDER BY seq
+      ) b
+    )`;
+  await sql`
+    WITH confirmed AS (${confirming(answers, { dropPayload: intoLedger })})${intoLedger ? appended : sql``}
+    ${counting(listSyncId, answers)}`.execute(db);
 }
 
 /**

@@ -59,6 +59,8 @@ export async function sendPlannedOperation(
   // Claims run side by side, but batches queue for sending in batch order, whichever claim returns first.
   let claimedInOrder: Promise<unknown> = Promise.resolve();
   let claiming = true; // until the last batch is claimed (see keepAnswer)
+  // A first fill of several batches writes each answer at once, and its identifiers into the ledger (confirmAnswers).
+  const fillsLedger = ctx.rangedAdds && operation === 'add' && planned > ctx.batchSize;
 
   const sendBatch = async (batchNo: number, seq: number): Promise<void> => {
     const claim = claimCarrying(ctx, { listSyncId, segmentId, seq, operation, batchNo, ranged: ctx.rangedAdds && operation === 'add' });
@@ -66,25 +68,25 @@ export async function sendPlannedOperation(
     claimedInOrder = turn.catch(() => {});
     const batch = await turn;
     if (!batch) throw new Error(`plan batch ${batchNo} of ${operation} is gone or changed: the plan or the snapshot changed under the list sync`);
-    await sending(() => sendClaimed(batch, seq));
+    await sendClaimed(batch, seq);
   };
 
   const sendClaimed = async (batch: ClaimedBatch, seq: number): Promise<void> => {
-    if (outcome.error || ctx.signal?.aborted) {
-      // The list stopped while this batch waited: it never left, so its claim is withdrawn, and the list is not done.
-      if (!outcome.error) outcome.interrupted = true;
+    // The request holds a place; its answer is written after, so that a slow write does not hold the next one back.
+    const sent = await sending(() => (outcome.error || ctx.signal?.aborted ? null : request(ctx, segmentId, operation, batch)));
+    // The list stopped while this batch waited: it never left, so its claim is withdrawn, and the list is not done.
+    if (!sent) {
+      outcome.interrupted ||= !outcome.error;
       await withdrawBatch(ctx.db, batch.batchId);
       return;
     }
     try {
-      const out = await ctx.client.amendContactList(segmentId, operation, batch.encoded);
-      const answer = { batchId: batch.batchId, operation, size: batch.size, call: { httpStatus: out.status, ...pickCall(out) }, result: out.body };
-      await keepAnswer(ctx, listSyncId, answer, claiming);
+      if ('error' in sent) throw sent.error;
+      await keepAnswer(ctx, listSyncId, answerOf(batch, operation, sent.out), { now: claiming || fillsLedger, intoLedger: fillsLedger });
       outcome.confirmedBatches++;
       outcome.confirmedIdentifiers += batch.size;
       ctx.onBatchConfirmed?.(operation, batch.size);
-      const nbInvalid = out.body.nbInvalidIdentifiers ?? 0;
-      if (nbInvalid > 0) ctx.log.warn({ batch: seq, operation, nbInvalid }, 'criteo counted invalid identifiers in a batch');
+      warnOfInvalid(ctx.log, seq, operation, sent.out.body.nbInvalidIdentifiers ?? 0);
     } catch (error) {
       outcome.error ??= error;
       await recordFailure(ctx, batch.batchId, error);
@@ -117,15 +119,38 @@ export async function sendPlannedOperation(
 /**
  * Criteo's answer. While the operation still claims batches, it is written
  * at once: a claim carrying it would hold the list sync's row for its whole
- * statement, and the claims beside it would queue behind it. Once the last
- * batch is claimed, it waits for the list's next statement: the next
- * operation's first claim, made alone, or the settle. Stamped with the
- * time it arrived, which its batch records as its end.
+ * statement, and the claims beside it would queue behind it; so is a fill's,
+ * with its identifiers into the ledger (`intoLedger`). Otherwise, once the
+ * last batch is claimed, it waits for the list's next statement: the next
+ * operation's first claim, made alone, or the settle. Stamped with the time
+ * it arrived, which its batch records as its end.
  */
-async function keepAnswer(ctx: SendContext, listSyncId: number, answer: Omit<BatchAnswer, 'answeredAt'>, claiming: boolean): Promise<void> {
+async function keepAnswer(
+  ctx: SendContext,
+  listSyncId: number,
+  answer: Omit<BatchAnswer, 'answeredAt'>,
+  { now, intoLedger }: { now: boolean; intoLedger: boolean },
+): Promise<void> {
   const stamped = { ...answer, answeredAt: new Date() };
-  if (claiming) await confirmAnswers(ctx.db, listSyncId, [stamped]);
+  if (now) await confirmAnswers(ctx.db, listSyncId, [stamped], { intoLedger });
   else ctx.answers.push(stamped);
+}
+
+/** Criteo's answer to a batch, as the ledger records it. */
+function answerOf(batch: ClaimedBatch, operation: 'add' | 'remove', out: Awaited<ReturnType<CriteoClient['amendContactList']>>) {
+  return { batchId: batch.batchId, operation, size: batch.size, call: { httpStatus: out.status, ...pickCall(out) }, result: out.body };
+}
+
+function warnOfInvalid(log: Logger, seq: number, operation: 'add' | 'remove', nbInvalid: number): void {
+  if (nbInvalid > 0) log.warn({ batch: seq, operation, nbInvalid }, 'criteo counted invalid identifiers in a batch');
+}
+
+/** The batch's request, its failure kept as a value for the sender to record. */
+function request(ctx: SendContext, segmentId: string, operation: 'add' | 'remove', batch: ClaimedBatch) {
+  return ctx.client.amendContactList(segmentId, operation, batch.encoded).then(
+    (out) => ({ out }),
+    (error: unknown) => ({ error }),
+  );
 }
 
 /**
