@@ -73,7 +73,7 @@ export async function sendPlannedOperation(
 
   const sendClaimed = async (batch: ClaimedBatch, seq: number): Promise<void> => {
     // The request holds a place; its answer is written after, so that a slow write does not hold the next one back.
-    const sent = await sending(() => (outcome.error || ctx.signal?.aborted ? null : request(ctx, segmentId, operation, batch)));
+    const sent = await sending(() => (outcome.error || ctx.signal?.aborted ? null : request(ctx, segmentId, operation, batch, outcome)));
     // The list stopped while this batch waited: it never left, so its claim is withdrawn, and the list is not done.
     if (!sent) {
       outcome.interrupted ||= !outcome.error;
@@ -145,11 +145,18 @@ function warnOfInvalid(log: Logger, seq: number, operation: 'add' | 'remove', nb
   if (nbInvalid > 0) log.warn({ batch: seq, operation, nbInvalid }, 'criteo counted invalid identifiers in a batch');
 }
 
-/** The batch's request, its failure kept as a value for the sender to record. */
-function request(ctx: SendContext, segmentId: string, operation: 'add' | 'remove', batch: ClaimedBatch) {
+/**
+ * The batch's request, its failure kept as a value for the sender to record,
+ * and set on the outcome before the request's place frees: no batch waiting
+ * for the place leaves after it.
+ */
+function request(ctx: SendContext, segmentId: string, operation: 'add' | 'remove', batch: ClaimedBatch, outcome: SendOutcome) {
   return ctx.client.amendContactList(segmentId, operation, batch.encoded).then(
     (out) => ({ out }),
-    (error: unknown) => ({ error }),
+    (error: unknown) => {
+      outcome.error ??= error;
+      return { error };
+    },
   );
 }
 
