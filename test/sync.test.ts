@@ -206,17 +206,15 @@ describe('crash safety', () => {
     // Batches of 1,000, one at a time; Criteo takes its time to answer the 4th.
     world.sandbox.setFaults({ script: [{ operation: 'patch', nth: 4, delayMs: 3000 }] });
     const run = world.run({}, { CRITEO_BATCH_SIZE: '1000', CRITEO_CONCURRENCY: '1' });
-    const fourth = async () => {
-      await expect.poll(() => patchCalls(world).filter((c) => c.segmentId === '202').length, { timeout: 10_000 }).toBeGreaterThanOrEqual(4);
-      return world.sandbox.calls.filter((c) => c.operation === 'patch' && c.segmentId === '202')[3]!;
-    };
-    const call = await fourth();
+    const patches = () => patchCalls(world).filter((c) => c.segmentId === '202');
+    await expect.poll(() => patches().length, { timeout: 10_000 }).toBeGreaterThanOrEqual(4);
+    const fourth = patches()[3]!;
     const ledger = sql<{ members: number; waiting: number }>`
       SELECT (SELECT count(*)::int FROM audience_sync.list_members WHERE audience_segment_id = 202) AS members,
              (SELECT count(*)::int FROM audience_sync.batches WHERE audience_segment_id = 202 AND status = 'confirmed' AND payload IS NOT NULL) AS waiting`;
     // The three answered batches are list_members rows, none left waiting in its batch's row, before the 4th is answered.
     await expect.poll(async () => (await ledger.execute(db)).rows[0], { timeout: 2000 }).toEqual({ members: 3000, waiting: 0 });
-    expect(call.status).toBe(0);
+    expect(fourth.status).toBe(0);
     world.sandbox.setFaults(undefined);
     expect((await run).lists.find((l) => l.segmentId === '202')).toMatchObject({ status: 'succeeded', added: 10_000 });
     expect(await convergence(world, '202')).toMatchObject({ exact: true, desired: 10_000 });

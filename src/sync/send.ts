@@ -141,6 +141,7 @@ function answerOf(batch: ClaimedBatch, operation: 'add' | 'remove', out: Awaited
   return { batchId: batch.batchId, operation, size: batch.size, call: { httpStatus: out.status, ...pickCall(out) }, result: out.body };
 }
 
+/** Criteo counted identifiers of a batch invalid: worth a word, never an identifier. */
 function warnOfInvalid(log: Logger, seq: number, operation: 'add' | 'remove', nbInvalid: number): void {
   if (nbInvalid > 0) log.warn({ batch: seq, operation, nbInvalid }, 'criteo counted invalid identifiers in a batch');
 }
