@@ -17,6 +17,7 @@ import * as rateSlotEnds from './0015-rate-slot-ends.js';
 import * as snapshotPartitions from './0016-snapshot-partitions.js';
 import * as fillRanges from './0017-fill-ranges.js';
 import * as cheaperEmailPattern from './0018-cheaper-email-pattern.js';
+import * as snapshotWrittenByItsRead from './0019-snapshot-written-by-its-read.js';
 
 /** Numbered, forward-only, one change each. Static so a bundled build needs no file scanning. */
 export const migrations: Record<string, Migration> = {
@@ -38,4 +39,5 @@ export const migrations: Record<string, Migration> = {
   '0016-snapshot-partitions': snapshotPartitions,
   '0017-fill-ranges': fillRanges,
   '0018-cheaper-email-pattern': cheaperEmailPattern,
+  '0019-snapshot-written-by-its-read': snapshotWrittenByItsRead,
 };

@@ -78,7 +78,9 @@ describe('claiming a batch', () => {
   describe('a first fill, planned as ranges of the snapshot', () => {
     const sorted = Array.from({ length: 100 }, (_, i) => hex(i)).sort();
     beforeAll(async () => {
-      await sql`SELECT audience_sync.create_snapshot_table(${SEGMENT}::bigint)`.execute(database.db);
+      // The list's table, made as a first plan makes it (fillNewSnapshot), here empty.
+      await sql`CREATE UNLOGGED TABLE ${sql.table(`audience_sync.list_targets_${SEGMENT}`)} (LIKE audience_sync.list_targets)`.execute(database.db);
+      await sql`SELECT audience_sync.constrain_snapshot_table(${SEGMENT}::bigint)`.execute(database.db);
       await sql`SELECT audience_sync.attach_snapshot_table(${SEGMENT}::bigint)`.execute(database.db);
       await sql`
         INSERT INTO audience_sync.list_targets (audience_segment_id, customer_id, campaign_id, email_fingerprint, email_state, identifier)

@@ -139,6 +139,25 @@ describe('lists nothing changed for', () => {
     expect(readOf(await world.run())).toEqual({ '701': 'unchanged', '702': 'unchanged', '703': 'unchanged' });
   });
 
+  it("a list whose table of the snapshot is dropped by hand makes it again from a whole read, against the whole ledger", async () => {
+    const db = world.database.db;
+    expect(readOf(await world.run())).toEqual({ '701': 'unchanged', '702': 'unchanged', '703': 'unchanged' });
+    await sql`DROP TABLE audience_sync.list_targets_701`.execute(db);
+    await sql`DELETE FROM audience_sync.campaign_target_groups WHERE campaign_id = 'q0' AND customer_id IN ('c4', 'c5')`.execute(db);
+    const run = await world.run();
+    expect(run.lists.find((l) => l.segmentId === '701')).toMatchObject({
+      status: 'succeeded',
+      sourceRead: 'whole',
+      wholeReadReason: expect.stringContaining('snapshot is gone'),
+      toRemove: 2,
+      toAdd: 0,
+    });
+    const { rows } = await sql<{ n: string }>`SELECT count(*) AS n FROM audience_sync.list_targets WHERE audience_segment_id = 701`.execute(db);
+    expect(Number(rows[0]!.n)).toBeGreaterThan(0);
+    for (const id of LISTS) expect(await convergence(world, id)).toMatchObject({ exact: true });
+    expect(readOf(await world.run())).toEqual({ '701': 'unchanged', '702': 'unchanged', '703': 'unchanged' });
+  });
+
   it("skips, without waiting, a list whose row another process's plan holds: that list goes to its own plan", async () => {
     expect(readOf(await world.run())).toEqual({ '701': 'unchanged', '702': 'unchanged', '703': 'unchanged' });
     const other = new pg.Client({ connectionString: world.databaseUrl });

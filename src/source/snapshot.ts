@@ -2,6 +2,7 @@ import { sql, type RawBuilder } from 'kysely';
 import { unreadChanges, type SourceRead } from './change-log.js';
 import { mappedKeys } from './run-changes.js';
 import { probingNoMore, type Db } from '../db/connection.js';
+import { fingerprint, snapshotTable, stateWithoutEmail } from './snapshot-table.js';
 import { dropKeptTargetChanges, keepTargetChanges, LOGGED_CHANGES, LOGGED_KEYS, TARGET_CHANGES, TOUCHED_IDENTIFIERS } from '../db/temp-tables.js';
 
 /**
@@ -61,12 +62,6 @@ export async function findChangedTargets(tx: Db, segmentId: string, activeCampai
 
 /** A changed row's old state and identifier: filled in from the snapshot row it replaces (applyChangedTargets). */
 const unreplaced = sql`NULL::text AS old_state, NULL::bytea AS old_identifier`;
-
-/** The fingerprint of customer row `cu`'s email, NULL when there is no such customer. */
-const fingerprint = sql`CASE WHEN cu.customer_id IS NOT NULL THEN hashtextextended(coalesce(cu.email, ''), 0) END`;
-/** A present row's state when it is not decided by its identifier (see newState): no customer `cu`, or no email. */
-const stateWithoutEmail = sql`
-  CASE WHEN cu.customer_id IS NULL THEN 'no_customer' WHEN coalesce(btrim(cu.email, E' \t\n\r\f'), '') = '' THEN 'missing' END`;
 
 /**
  * The rows the change log names since the snapshot last read it: target-group
@@ -179,8 +174,7 @@ async function compareWholeTargetGroup(
  * or with a changed email (`counted`, when findChangedTargets counted them).
  */
 export async function applyChangedTargets(tx: Db, segmentId: string, counted: number | null): Promise<number> {
-  const table = snapshotTable(segmentId);
-  const { rows: found } = await sql<{ exists: boolean }>`
+  await sql`
     WITH replaced AS (
       DELETE FROM audience_sync.list_targets t USING ${TARGET_CHANGES} c
       WHERE t.audience_segment_id = ${segmentId}::bigint AND c.known
@@ -191,8 +185,7 @@ export async function applyChangedTargets(tx: Db, segmentId: string, counted: nu
       UPDATE ${TARGET_CHANGES} c SET old_state = r.email_state, old_identifier = r.identifier
       FROM replaced r WHERE c.customer_id = r.customer_id AND c.campaign_id = r.campaign_id
     )
-    SELECT to_regclass(format('%I.%I', ${table.schema}::text, ${table.name}::text)) IS NOT NULL AS exists`.execute(tx);
-  if (!found[0]!.exists) return fillNewSnapshot(tx, segmentId, counted);
+    SELECT 1`.execute(tx);
   const { rows } = await sql<{ n: number }>`
     WITH inserted AS (
       INSERT INTO audience_sync.list_targets (audience_segment_id, customer_id, campaign_id, email_fingerprint, email_state, identifier)
@@ -202,51 +195,6 @@ export async function applyChangedTargets(tx: Db, segmentId: string, counted: nu
     )
     SELECT ${counted ?? sql`(SELECT count(*) FROM ${TARGET_CHANGES})`}::bigint AS n`.execute(tx);
   return Number(rows[0]!.n);
-}
-
-/** List `segmentId`'s own table of the snapshot: its partition of list_targets (migration 0016). */
-function snapshotTable(segmentId: string): { schema: string; name: string } {
-  return { schema: 'audience_sync', name: `list_targets_${BigInt(segmentId)}` };
-}
-
-/**
- * A list's first snapshot (it has no table yet): its rows go into a new
- * table with no index, which is then attached to list_targets, so that
- * Postgres builds its two indexes by sorting once, not by inserting each key
- * into them. The table's CHECK on the list's id spares the attach a scan.
- * Attaching waits for no other list's plan (SHARE UPDATE EXCLUSIVE on
- * list_targets), only for another first snapshot's, until that plan
- * commits. Returns how many rows changed (`counted`, when known).
- */
-async function fillNewSnapshot(tx: Db, segmentId: string, counted: number | null): Promise<number> {
-  const { schema, name } = snapshotTable(segmentId);
-  await sql`SELECT audience_sync.create_snapshot_table(${segmentId}::bigint)`.execute(tx);
-  const { rows } = await sql<{ n: number }>`
-    WITH inserted AS (
-      INSERT INTO ${sql.table(`${schema}.${name}`)} (audience_segment_id, customer_id, campaign_id, email_fingerprint, email_state, identifier)
-      SELECT ${segmentId}::bigint, c.customer_id, c.campaign_id, c.new_fingerprint, ${newState}, c.new_identifier
-      FROM ${TARGET_CHANGES} c WHERE c.present
-    )
-    SELECT ${counted ?? sql`(SELECT count(*) FROM ${TARGET_CHANGES})`}::bigint AS n`.execute(tx);
-  await sql`SELECT audience_sync.attach_snapshot_table(${segmentId}::bigint)`.execute(tx);
-  // Statistics for the rest of the plan, which reads the whole new table: without them, the planner takes it for a
-  // few rows and hashes and sorts its identifiers on disk (a third longer at a million rows).
-  await sql`ANALYZE ${sql.table(`${schema}.${name}`)}`.execute(tx);
-  return Number(rows[0]!.n);
-}
-
-/**
- * After a first fill's plan commits: a VACUUM of the list's new table sets
- * its rows' hint bits and marks its pages all-visible, in one sequential
- * pass, so that the claims read their ranges from the identifier index
- * alone (see pickedRange), rather than a heap page for each row in
- * identifier order: 10–15 ms a claim of 50,000 instead of 45–120 ms, at a
- * million rows. Later plans' probes of the index gain as much. It changes
- * no row: if it fails, the claims only read the heap.
- */
-export async function vacuumSnapshot(db: Db, segmentId: string): Promise<void> {
-  const { schema, name } = snapshotTable(segmentId);
-  await sql`VACUUM ${sql.table(`${schema}.${name}`)}`.execute(db);
 }
 
 /**
@@ -364,6 +312,8 @@ export interface ListState {
   inStep: boolean;
   /** Distinct identifiers of the snapshot as it stands (before this plan's changes). */
   identifiers: number;
+  /** The list has its table of the snapshot (a partition of list_targets): its first plan makes it (fillNewSnapshot). */
+  snapshotTable: boolean;
   /**
    * The snapshot's rows are gone while its counters still count them: list_targets is unlogged (migration 0012),
    * and a Postgres crash or failover empties it. The plan then reads the whole target group and diffs the whole ledger.
@@ -373,15 +323,18 @@ export interface ListState {
 
 /** The list's row, created on first use, locked for the plan's transaction. */
 export async function lockListState(tx: Db, segmentId: string): Promise<ListState> {
-  const { rows } = await sql<{ in_step: boolean; identifiers: number; snapshot_lost: boolean }>`
+  const { rows } = await sql<{ in_step: boolean; identifiers: number; snapshot_table: boolean; snapshot_lost: boolean }>`
+    WITH snapshot AS (SELECT to_regclass(${snapshotTable(segmentId)}) IS NOT NULL AS has_table)
     INSERT INTO audience_sync.lists AS l (audience_segment_id) VALUES (${segmentId}::bigint)
     ON CONFLICT (audience_segment_id) DO UPDATE SET updated_at = now()
-    RETURNING l.in_step, l.identifiers,
-      EXISTS (SELECT 1 FROM audience_sync.list_target_counts k WHERE k.audience_segment_id = l.audience_segment_id AND k.n > 0)
+    RETURNING l.in_step, l.identifiers, (SELECT has_table FROM snapshot) AS snapshot_table,
+      (EXISTS (SELECT 1 FROM audience_sync.list_target_counts k WHERE k.audience_segment_id = l.audience_segment_id AND k.n > 0)
+       -- A table dropped by hand, after the list's snapshot had read the source.
+       OR (l.changes_read_in IS NOT NULL AND NOT (SELECT has_table FROM snapshot)))
       -- The list's id as a value, not l's column: the planner then reads the list's own table of the snapshot alone.
       AND NOT EXISTS (SELECT 1 FROM audience_sync.list_targets t WHERE t.audience_segment_id = ${segmentId}::bigint) AS snapshot_lost`.execute(tx);
   const row = rows[0]!;
-  return { inStep: row.in_step, identifiers: Number(row.identifiers), snapshotLost: row.snapshot_lost };
+  return { inStep: row.in_step, identifiers: Number(row.identifiers), snapshotTable: row.snapshot_table, snapshotLost: row.snapshot_lost };
 }
 
 /** The list was emptied in Criteo: its snapshot and counters go with it, and the (empty) ledger is in step. */

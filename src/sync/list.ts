@@ -4,7 +4,7 @@ import type { Logger } from '../core/logger.js';
 import { sleep } from '../criteo/rate-limiter.js';
 import type { Db } from '../db/connection.js';
 import { releaseListLock, tryListLock } from '../db/locks.js';
-import { vacuumSnapshot } from '../source/snapshot.js';
+import { vacuumSnapshot } from '../source/snapshot-table.js';
 import { emptyList } from './empty.js';
 import { applyConfirmedBatches, confirmAnswers, settleInStep, type ListSyncCounts } from './ledger.js';
 import { actionOf, baseOutcome, classify, INTERRUPTED_REASON, stopsRun, withDatesNote, type RunStopper } from './outcome.js';

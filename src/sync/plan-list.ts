@@ -10,7 +10,9 @@ import {
   findTouchedIdentifiers,
   lockListState,
   recountCounters,
+  type ListState,
 } from '../source/snapshot.js';
+import { fillNewSnapshot } from '../source/snapshot-table.js';
 import { countersFrom, funnelsOf } from '../source/counters.js';
 import type { CampaignFunnelCounts, FunnelCounts } from '../source/target-groups.js';
 import { applyConfirmedBatches, countLedger } from './ledger.js';
@@ -94,7 +96,7 @@ async function planInTransaction(tx: Db, config: Config, job: PlanJob, planId: n
   // Only a ledger in step with the snapshot, nothing uncertain and no --full lets the diff look at today's changes alone.
   const incremental = state.inStep && !state.snapshotLost && uncertainty.batchIds.length === 0 && !uncertainty.wholeList && !job.options.full;
   const ledgerBefore = incremental ? state.identifiers : await countLedger(tx, segmentId);
-  const read = await refreshSnapshot(tx, config, job, state.snapshotLost);
+  const read = await refreshSnapshot(tx, config, job, state);
   // A first fill: the ledger is empty and nothing is uncertain, so every desired identifier is an add.
   const fill = !incremental && ledgerBefore === 0 && uncertainty.batchIds.length === 0;
   const counts = incremental ? await diffTouched(tx, config, segmentId, planId, read.changedRows) : await diffWhole(tx, config, job, planId, uncertainty, fill);
@@ -124,7 +126,7 @@ async function planInTransaction(tx: Db, config: Config, job: PlanJob, planId: n
  * reading the whole target group. The list's row records the read once the
  * diff is made (recordListAfterPlan).
  */
-async function refreshSnapshot(tx: Db, config: Config, job: PlanJob, snapshotLost: boolean) {
+async function refreshSnapshot(tx: Db, config: Config, job: PlanJob, { snapshotLost, snapshotTable }: ListState) {
   const { segmentId, activeCampaignIds } = job.target;
   // JIT compiling costs the snapshot's statements more than it saves at any size measured. Index probes are priced
   // as on a cached database until a statement that may read a whole list (probingNoMore): the source's reads, a
@@ -136,9 +138,17 @@ async function refreshSnapshot(tx: Db, config: Config, job: PlanJob, snapshotLos
     wholeReadDays: config.sourceWholeReadDays,
     runId: job.runId,
   });
-  const counted = await findChangedTargets(tx, segmentId, activeCampaignIds, read);
-  const changedRows = await applyChangedTargets(tx, segmentId, counted);
-  const newlyValidEmails = read.rejudge ? await countNewlyValidEmails(tx) : null;
+  let changedRows: number;
+  if (snapshotTable) {
+    changedRows = await applyChangedTargets(tx, segmentId, await findChangedTargets(tx, segmentId, activeCampaignIds, read));
+  } else if (read.kind === 'whole') {
+    // The list's first snapshot: its whole read writes the list's new table itself.
+    changedRows = await fillNewSnapshot(tx, segmentId, activeCampaignIds);
+  } else {
+    throw new Error(`list ${segmentId} has no table of its snapshot, yet its plan reads the source's changes`);
+  }
+  // A new snapshot had no email that was invalid.
+  const newlyValidEmails = read.rejudge ? (snapshotTable ? await countNewlyValidEmails(tx) : 0) : null;
   return { source: read, kind: read.kind, wholeReadReason: read.kind === 'whole' ? read.reason : null, changedRows, newlyValidEmails };
 }
 
