@@ -2,7 +2,7 @@ import { sql, type Kysely } from 'kysely';
 
 /**
  * A list's first snapshot is the table its whole read writes: one parallel
- * CREATE TABLE AS (see fillNewSnapshot), not a temporary table copied into
+ * CREATE TABLE AS (see writeNewSnapshot), not a temporary table copied into
  * a new one. Such a table has no constraints, so before it is attached
  * constrain_snapshot_table gives it those of list_targets, read from the
  * catalog (a partition must have them, by name), with the CHECK on the

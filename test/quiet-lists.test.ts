@@ -139,7 +139,7 @@ describe('lists nothing changed for', () => {
     expect(readOf(await world.run())).toEqual({ '701': 'unchanged', '702': 'unchanged', '703': 'unchanged' });
   });
 
-  it("a list whose table of the snapshot is dropped by hand makes it again from a whole read, against the whole ledger", async () => {
+  it('a list whose table of the snapshot is dropped by hand makes it again from a whole read, against the whole ledger', async () => {
     const db = world.database.db;
     expect(readOf(await world.run())).toEqual({ '701': 'unchanged', '702': 'unchanged', '703': 'unchanged' });
     await sql`DROP TABLE audience_sync.list_targets_701`.execute(db);

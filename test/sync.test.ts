@@ -220,6 +220,39 @@ describe('crash safety', () => {
     expect(await convergence(world, '202')).toMatchObject({ exact: true, desired: 10_000 });
   });
 
+  it('a first snapshot a stopped run left unattached, or attached before its plan committed, is made again; the list converges', async () => {
+    const db = world.database.db;
+    for (const [segment, campaign] of [
+      ['203', 'u'],
+      ['204', 'v'],
+    ] as const) {
+      world.sandbox.addSegment({ id: segment, advertiserId: '1' });
+      await seedCampaigns(db, [{ id: campaign, segmentId: segment }]);
+      // What the run left: the list's new table, committed, with rows the source does not have (their identifiers must
+      // never reach Criteo), and no record that the list read the source.
+      await sql`
+        CREATE UNLOGGED TABLE ${sql.table(`audience_sync.list_targets_${segment}`)} AS
+        SELECT ${segment}::bigint AS audience_segment_id, 'ghost' || i AS customer_id, ${campaign}::text AS campaign_id,
+               0::bigint AS email_fingerprint, 'valid'::text AS email_state, sha256(convert_to('ghost' || i, 'UTF8')) AS identifier
+        FROM generate_series(1, 10) i`.execute(db);
+    }
+    await seedCustomers(db, 0, 5000);
+    await seedTargetGroup(db, 'u', 0, 5000);
+    await seedTargetGroup(db, 'v', 0, 50);
+    // 204's table as a small first snapshot's is between its two commits: constrained and attached.
+    await sql`SELECT audience_sync.constrain_snapshot_table(204), audience_sync.attach_snapshot_table(204)`.execute(db);
+
+    const run = await world.run({}, { CRITEO_BATCH_SIZE: '1000' });
+    expect(run.lists.find((l) => l.segmentId === '203')).toMatchObject({ status: 'succeeded', sourceRead: 'whole', toAdd: 5000, toRemove: 0 });
+    // The ghosts are in 204's snapshot, not in its (empty) ledger: the whole read drops them, and only the source is added.
+    expect(run.lists.find((l) => l.segmentId === '204')).toMatchObject({ status: 'succeeded', sourceRead: 'whole', toAdd: 50, toRemove: 0 });
+    expect(await convergence(world, '203')).toMatchObject({ exact: true, desired: 5000 });
+    expect(await convergence(world, '204')).toMatchObject({ exact: true, desired: 50 });
+    const { rows } = await sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM audience_sync.list_targets WHERE audience_segment_id IN (203, 204) AND customer_id LIKE 'ghost%'`.execute(db);
+    expect(rows[0]!.n).toBe(0);
+  });
+
   it('a batch Criteo applied but whose answer was lost is re-sent in the right direction after the target group changed', async () => {
     const db = world.database.db;
     await seedCampaigns(db, [{ id: 'lost', segmentId: '105' }]);

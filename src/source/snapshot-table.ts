@@ -18,18 +18,27 @@ export function snapshotTable(segmentId: string): string {
   return `audience_sync.list_targets_${BigInt(segmentId)}`;
 }
 
+/** SQL: whether the list's table of the snapshot is there, attached to list_targets (a table left unattached is not). */
+export function attachedSnapshotTable(segmentId: string) {
+  return sql<boolean>`coalesce((SELECT relispartition FROM pg_class WHERE oid = to_regclass(${snapshotTable(segmentId)})), false)`;
+}
+
+/** Whether the list has its table of the snapshot (see attachedSnapshotTable). */
+export async function hasSnapshotTable(db: Db, segmentId: string): Promise<boolean> {
+  const { rows } = await sql<{ attached: boolean }>`SELECT ${attachedSnapshotTable(segmentId)} AS attached`.execute(db);
+  return rows[0]!.attached;
+}
+
 /**
- * A list's first snapshot (it has no table yet), written by its whole read:
- * one parallel CREATE TABLE AS makes the list's table, every row new, with
- * no index. It is then constrained as list_targets (migration 0019) and
- * attached, so that Postgres builds its two indexes by sorting once, not by
- * inserting each key into them; the table's CHECK on the list's id spares
- * the attach a scan. Attaching waits for no other list's plan (SHARE UPDATE
- * EXCLUSIVE on list_targets), only for another first snapshot's, until that
- * plan commits. Returns how many rows the snapshot has (all of them changed).
+ * Writes a list's first snapshot (the list has no table attached yet) from
+ * its whole read: one parallel CREATE TABLE AS makes the list's table,
+ * every row new, with no index, then constrains it as list_targets
+ * (migration 0019). A table an unfinished plan left unattached is dropped
+ * first. Returns how many rows the snapshot has (all of them changed).
  */
-export async function fillNewSnapshot(tx: Db, segmentId: string, activeCampaignIds: readonly string[]): Promise<number> {
+export async function writeNewSnapshot(tx: Db, segmentId: string, activeCampaignIds: readonly string[]): Promise<number> {
   const table = sql.table(snapshotTable(segmentId));
+  await sql`DROP TABLE IF EXISTS ${table}`.execute(tx);
   // Cheap tuple transfer keeps the read parallel, as CREATE TABLE AS allows (see compareWholeTargetGroup).
   await sql`SELECT set_config('parallel_tuple_cost', '0.001', true)`.execute(tx);
   // OFFSET 0 keeps the read a subquery: each email is judged once, in the parallel workers, and the state that
@@ -49,11 +58,21 @@ export async function fillNewSnapshot(tx: Db, segmentId: string, activeCampaignI
   await probingNoMore(tx);
   const rows = await countWrittenRows(tx, segmentId);
   await sql`SELECT audience_sync.constrain_snapshot_table(${segmentId}::bigint)`.execute(tx);
+  return rows;
+}
+
+/**
+ * Attaches a list's new table to list_targets, which builds its two indexes
+ * by sorting once, not by inserting each key into them; the table's CHECK
+ * on the list's id spares it a scan. It waits for no other list's plan
+ * (SHARE UPDATE EXCLUSIVE on list_targets), only for another first
+ * snapshot's, until that plan commits.
+ */
+export async function attachNewSnapshot(tx: Db, segmentId: string): Promise<void> {
   await sql`SELECT audience_sync.attach_snapshot_table(${segmentId}::bigint)`.execute(tx);
   // Statistics for the rest of the plan, which reads the whole new table: without them, the planner takes it for a
   // few rows and hashes and sorts its identifiers on disk (a third longer at a million rows).
-  await sql`ANALYZE ${table}`.execute(tx);
-  return rows;
+  await sql`ANALYZE ${sql.table(snapshotTable(segmentId))}`.execute(tx);
 }
 
 /**
@@ -68,6 +87,15 @@ async function countWrittenRows(tx: Db, segmentId: string): Promise<number> {
     SELECT CASE WHEN n > 0 THEN n ELSE (SELECT count(*) FROM ${sql.table(table)}) END AS n
     FROM (SELECT pg_stat_get_xact_tuples_inserted(${table}::regclass) AS n) x`.execute(tx);
   return Number(rows[0]!.n);
+}
+
+/** Drops a new table that will not be attached (its VACUUM failed): best effort, as the next plan drops it anyway. */
+export async function dropUnattachedSnapshot(db: Db, segmentId: string): Promise<void> {
+  await db.transaction().execute(async (tx) => {
+    const { rows } = await sql<{ attached: boolean }>`
+      SELECT relispartition AS attached FROM pg_class WHERE oid = to_regclass(${snapshotTable(segmentId)})`.execute(tx);
+    if (rows[0] && !rows[0].attached) await sql`DROP TABLE ${sql.table(snapshotTable(segmentId))}`.execute(tx);
+  });
 }
 
 /**

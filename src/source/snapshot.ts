@@ -2,7 +2,7 @@ import { sql, type RawBuilder } from 'kysely';
 import { unreadChanges, type SourceRead } from './change-log.js';
 import { mappedKeys } from './run-changes.js';
 import { probingNoMore, type Db } from '../db/connection.js';
-import { fingerprint, snapshotTable, stateWithoutEmail } from './snapshot-table.js';
+import { attachedSnapshotTable, fingerprint, stateWithoutEmail } from './snapshot-table.js';
 import { dropKeptTargetChanges, keepTargetChanges, LOGGED_CHANGES, LOGGED_KEYS, TARGET_CHANGES, TOUCHED_IDENTIFIERS } from '../db/temp-tables.js';
 
 /**
@@ -312,7 +312,7 @@ export interface ListState {
   inStep: boolean;
   /** Distinct identifiers of the snapshot as it stands (before this plan's changes). */
   identifiers: number;
-  /** The list has its table of the snapshot (a partition of list_targets): its first plan makes it (fillNewSnapshot). */
+  /** The list has its table of the snapshot, attached to list_targets: its first plan makes it (writeNewSnapshot). */
   snapshotTable: boolean;
   /**
    * The snapshot's rows are gone while its counters still count them: list_targets is unlogged (migration 0012),
@@ -324,7 +324,7 @@ export interface ListState {
 /** The list's row, created on first use, locked for the plan's transaction. */
 export async function lockListState(tx: Db, segmentId: string): Promise<ListState> {
   const { rows } = await sql<{ in_step: boolean; identifiers: number; snapshot_table: boolean; snapshot_lost: boolean }>`
-    WITH snapshot AS (SELECT to_regclass(${snapshotTable(segmentId)}) IS NOT NULL AS has_table)
+    WITH snapshot AS (SELECT ${attachedSnapshotTable(segmentId)} AS has_table)
     INSERT INTO audience_sync.lists AS l (audience_segment_id) VALUES (${segmentId}::bigint)
     ON CONFLICT (audience_segment_id) DO UPDATE SET updated_at = now()
     RETURNING l.in_step, l.identifiers, (SELECT has_table FROM snapshot) AS snapshot_table,

@@ -1,7 +1,7 @@
 import type { Config } from '../core/config.js';
 import { sql } from 'kysely';
 import { probingKeysFromNowOn, probingNoMore, type Db } from '../db/connection.js';
-import { chooseSourceRead, recordListAfterPlan, takeSourceSnapshot } from '../source/change-log.js';
+import { chooseSourceRead, recordListAfterPlan, takeSourceSnapshot, type SourceRead } from '../source/change-log.js';
 import {
   applyChangedTargets,
   applyCounterDeltas,
@@ -12,7 +12,7 @@ import {
   recountCounters,
   type ListState,
 } from '../source/snapshot.js';
-import { fillNewSnapshot } from '../source/snapshot-table.js';
+import { attachNewSnapshot, dropUnattachedSnapshot, hasSnapshotTable, vacuumSnapshot, writeNewSnapshot } from '../source/snapshot-table.js';
 import { countersFrom, funnelsOf } from '../source/counters.js';
 import type { CampaignFunnelCounts, FunnelCounts } from '../source/target-groups.js';
 import { applyConfirmedBatches, countLedger } from './ledger.js';
@@ -47,7 +47,9 @@ type PlanJob = Pick<ListJob, 'target' | 'asOf' | 'options'> & { runId?: number }
  * funnel, and its diff written to plan_entries under `planId`, in one
  * transaction. `run` commits it with the plan's figures on list sync
  * `planId` (`record`: recordListPlan), then sends the plan; `plan` (dryRun)
- * rolls it all back, so a dry run changes nothing.
+ * rolls it all back, so a dry run changes nothing. A run writes a list's
+ * first snapshot before that transaction (buildNewSnapshot); a dry run
+ * writes it in it.
  */
 export async function planList(
   deps: Pick<SyncDeps, 'db' | 'config'>,
@@ -57,28 +59,74 @@ export async function planList(
   { dryRun = false, record = false }: { dryRun?: boolean; record?: boolean } = {},
 ): Promise<ListPlan> {
   let plan: ListPlan | undefined;
-  await deps.db
-    .transaction()
-    .execute(async (tx) => {
-      plan = await planInTransaction(tx, deps.config, job, planId, uncertainty);
+  try {
+    const built = dryRun ? null : await buildNewSnapshot(deps, job);
+    await deps.db.transaction().execute(async (tx) => {
+      plan = await planInTransaction(tx, deps.config, job, planId, uncertainty, built);
       if (dryRun) throw DRY_RUN;
       // The plan's figures go on its list sync, now 'sending', in the plan's own commit: a statement and a commit less.
       if (record) await recordListPlan(tx, planId, plan);
-    })
-    .catch((error: unknown) => {
-      if (error === DRY_RUN) return;
-      const e = error as { code?: string; constraint?: string };
-      // The list's snapshot table's primary key (list_targets_<id>_pkey), as it is written or built.
-      if (e.code === '23505' && /^list_targets_.*pkey$/.test(e.constraint ?? '')) {
-        // Only a source view can do this: the tables' own keys forbid it.
-        throw new Error(
-          `the source repeats a target-group row or a customer id for list ${job.target.segmentId}: campaign_target_groups must be unique on (campaign_id, customer_id) and customers on customer_id`,
-          { cause: error },
-        );
-      }
+    });
+  } catch (error) {
+    if (error !== DRY_RUN) throw planError(job, error);
+  }
+  return plan!;
+}
+
+function planError(job: PlanJob, error: unknown): unknown {
+  const e = error as { code?: string; constraint?: string };
+  // The list's snapshot table's primary key (list_targets_<id>_pkey), as it is written or built.
+  if (e.code === '23505' && /^list_targets_.*pkey$/.test(e.constraint ?? '')) {
+    // Only a source view can do this: the tables' own keys forbid it.
+    return new Error(
+      `the source repeats a target-group row or a customer id for list ${job.target.segmentId}: campaign_target_groups must be unique on (campaign_id, customer_id) and customers on customer_id`,
+      { cause: error },
+    );
+  }
+  return error;
+}
+
+/** A list's first snapshot, committed before its plan: the read that wrote it, its rows, and whether it is attached yet. */
+interface NewSnapshot {
+  read: SourceRead;
+  rows: number;
+  attached: boolean;
+}
+
+/**
+ * A run's first plan of a list (it has no table of its snapshot) starts
+ * with a transaction of its own: it reads the whole target group into the
+ * list's new table and commits it. A big table is then vacuumed, outside
+ * any transaction, before the plan's transaction attaches it: its pages
+ * all-visible before its indexes are built, the plan reads its identifiers
+ * from the index alone (9–13 s less at ten million rows; see
+ * vacuumSnapshot). A small one is attached before that commit. The plan
+ * records the read as if it had made it. Until the plan commits, nothing
+ * says the list has read the source: if the run stops before that, the
+ * next plan drops a table left unattached and writes it again, or reads the
+ * source whole against an attached one (see docs/RELIABILITY.md). Null when
+ * the list has its table.
+ */
+async function buildNewSnapshot(deps: Pick<SyncDeps, 'db' | 'config'>, job: PlanJob): Promise<NewSnapshot | null> {
+  const { segmentId, activeCampaignIds } = job.target;
+  // The list's lock (see list.ts) keeps any other process from making or attaching the table meanwhile.
+  if (await hasSnapshotTable(deps.db, segmentId)) return null;
+  const written = await deps.db.transaction().execute(async (tx) => {
+    const state = await lockListState(tx, segmentId);
+    const read = await readSource(tx, deps.config, job, state.snapshotLost);
+    const rows = await writeNewSnapshot(tx, segmentId, activeCampaignIds);
+    // Up to two batches' worth of rows (100,000 by default), the vacuum apart saves less than it costs.
+    const attached = rows <= 2 * deps.config.criteo.batchSize;
+    if (attached) await attachNewSnapshot(tx, segmentId);
+    return { read, rows, attached };
+  });
+  if (written && !written.attached) {
+    await vacuumSnapshot(deps.db, segmentId).catch(async (error: unknown) => {
+      await dropUnattachedSnapshot(deps.db, segmentId).catch(() => {});
       throw error;
     });
-  return plan!;
+  }
+  return written;
 }
 
 /** SQL: JIT compiling off for the rest of the plan's transaction. */
@@ -87,16 +135,17 @@ const JIT_OFF = sql<string>`set_config('jit', 'off', true)`;
 /** Thrown to roll a dry run's plan transaction back. */
 const DRY_RUN = new Error('dry run: rolled back');
 
-async function planInTransaction(tx: Db, config: Config, job: PlanJob, planId: number, uncertainty: Uncertainty): Promise<ListPlan> {
+async function planInTransaction(tx: Db, config: Config, job: PlanJob, planId: number, uncertainty: Uncertainty, built: NewSnapshot | null): Promise<ListPlan> {
   const { segmentId, activeCampaignIds } = job.target;
   // Batches an earlier sync had confirmed but not yet moved into the ledger (it was killed): the ledger takes
   // them first, in this transaction, so a dry run rolls it back with the rest.
   if (uncertainty.unapplied) await applyConfirmedBatches(tx, segmentId);
   const state = await lockListState(tx, segmentId);
   // Only a ledger in step with the snapshot, nothing uncertain and no --full lets the diff look at today's changes alone.
-  const incremental = state.inStep && !state.snapshotLost && uncertainty.batchIds.length === 0 && !uncertainty.wholeList && !job.options.full;
+  const incremental =
+    state.inStep && state.snapshotTable && !built && !state.snapshotLost && uncertainty.batchIds.length === 0 && !uncertainty.wholeList && !job.options.full;
   const ledgerBefore = incremental ? state.identifiers : await countLedger(tx, segmentId);
-  const read = await refreshSnapshot(tx, config, job, state);
+  const read = await refreshSnapshot(tx, config, job, state, built);
   // A first fill: the ledger is empty and nothing is uncertain, so every desired identifier is an add.
   const fill = !incremental && ledgerBefore === 0 && uncertainty.batchIds.length === 0;
   const counts = incremental ? await diffTouched(tx, config, segmentId, planId, read.changedRows) : await diffWhole(tx, config, job, planId, uncertainty, fill);
@@ -123,33 +172,56 @@ async function planInTransaction(tx: Db, config: Config, job: PlanJob, planId: n
 
 /**
  * Brings the list's snapshot up to the source: from the change log, or by
- * reading the whole target group. The list's row records the read once the
- * diff is made (recordListAfterPlan).
+ * reading the whole target group; a first snapshot is the whole read
+ * itself, written before the plan (`built`) or here. The list's row records
+ * the read once the diff is made (recordListAfterPlan).
  */
-async function refreshSnapshot(tx: Db, config: Config, job: PlanJob, { snapshotLost, snapshotTable }: ListState) {
+async function refreshSnapshot(tx: Db, config: Config, job: PlanJob, state: ListState, built: NewSnapshot | null) {
   const { segmentId, activeCampaignIds } = job.target;
-  // JIT compiling costs the snapshot's statements more than it saves at any size measured. Index probes are priced
-  // as on a cached database until a statement that may read a whole list (probingNoMore): the source's reads, a
-  // few keys on most days, look them up.
+  if (built) {
+    // The plan holds the change log's lock and takes its settings as a read does; the read itself is done.
+    await probingKeysFromNowOn(tx, (probing) => takeSourceSnapshot(tx, [JIT_OFF, probing]));
+    if (!built.attached) await attachNewSnapshot(tx, segmentId);
+    return sourceReadOf(built.read, built.rows, 0);
+  }
+  const read = await readSource(tx, config, job, state.snapshotLost);
+  if (state.snapshotTable) {
+    const changedRows = await applyChangedTargets(tx, segmentId, await findChangedTargets(tx, segmentId, activeCampaignIds, read));
+    return sourceReadOf(read, changedRows, read.rejudge ? await countNewlyValidEmails(tx) : null);
+  }
+  const rows = await writeNewSnapshot(tx, segmentId, activeCampaignIds);
+  await attachNewSnapshot(tx, segmentId);
+  return sourceReadOf(read, rows, 0);
+}
+
+/**
+ * The source as the plan reads it: its snapshot taken, and whether the
+ * change log or the whole target group says what changed. JIT compiling
+ * costs the snapshot's statements more than it saves at any size measured.
+ * Index probes are priced as on a cached database until a statement that
+ * may read a whole list (probingNoMore): the source's reads, a few keys on
+ * most days, look them up. A list with no table of its snapshot reads whole.
+ */
+async function readSource(tx: Db, config: Config, job: PlanJob, snapshotLost: boolean): Promise<SourceRead> {
+  const { segmentId, activeCampaignIds } = job.target;
   const seen = await probingKeysFromNowOn(tx, (probing) => takeSourceSnapshot(tx, [JIT_OFF, probing]));
-  const read = await chooseSourceRead(tx, segmentId, activeCampaignIds, seen, {
+  return chooseSourceRead(tx, segmentId, activeCampaignIds, seen, {
     full: job.options.full ?? false,
     snapshotLost,
     wholeReadDays: config.sourceWholeReadDays,
     runId: job.runId,
   });
-  let changedRows: number;
-  if (snapshotTable) {
-    changedRows = await applyChangedTargets(tx, segmentId, await findChangedTargets(tx, segmentId, activeCampaignIds, read));
-  } else if (read.kind === 'whole') {
-    // The list's first snapshot: its whole read writes the list's new table itself.
-    changedRows = await fillNewSnapshot(tx, segmentId, activeCampaignIds);
-  } else {
-    throw new Error(`list ${segmentId} has no table of its snapshot, yet its plan reads the source's changes`);
-  }
-  // A new snapshot had no email that was invalid.
-  const newlyValidEmails = read.rejudge ? (snapshotTable ? await countNewlyValidEmails(tx) : 0) : null;
-  return { source: read, kind: read.kind, wholeReadReason: read.kind === 'whole' ? read.reason : null, changedRows, newlyValidEmails };
+}
+
+/** What the plan says of its read; `newlyValid` counts only after a change of email rule (a new snapshot had no invalid email). */
+function sourceReadOf(read: SourceRead, changedRows: number, newlyValid: number | null) {
+  return {
+    source: read,
+    kind: read.kind,
+    wholeReadReason: read.kind === 'whole' ? read.reason : null,
+    changedRows,
+    newlyValidEmails: read.rejudge ? newlyValid : null,
+  };
 }
 
 /** The diff on the identifiers today's changes touched: the ledger held exactly the snapshot's identifiers. */

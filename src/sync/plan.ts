@@ -1,5 +1,6 @@
 import { sql, type RawBuilder } from 'kysely';
 import { probingKeys, type Db } from '../db/connection.js';
+import { snapshotTable } from '../source/snapshot-table.js';
 
 /**
  * The diff of one list: desired members (valid identifiers of its active
@@ -33,8 +34,15 @@ export interface PlanCounts {
  */
 export type DiffScope = { kind: 'touched'; identifiers: RawBuilder<unknown>; few: boolean } | { kind: 'whole'; uncertainty: Uncertainty } | { kind: 'fill' };
 
+/**
+ * The list's desired members, read from its own table of the snapshot by name: the planner then knows how many
+ * distinct identifiers it holds. Read through list_targets, it would take list_targets' statistics as a whole,
+ * which no ANALYZE of a list's table gives, and count 200: hashed, then sorted on disk, where the list's
+ * identifier index gives them in order (from the index alone once the table is vacuumed: 1.1 s to 0.5 s at a
+ * million members).
+ */
 const desiredMembers = (segmentId: string) => sql`
-  SELECT DISTINCT identifier FROM audience_sync.list_targets
+  SELECT DISTINCT identifier FROM ${sql.table(snapshotTable(segmentId))}
   WHERE audience_segment_id = ${segmentId}::bigint AND identifier IS NOT NULL`;
 
 const ledgerMembers = (segmentId: string) => sql`
