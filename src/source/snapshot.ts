@@ -10,7 +10,7 @@ import { dropKeptTargetChanges, keepTargetChanges, LOGGED_CHANGES, LOGGED_KEYS, 
  * campaign and customer, as the list was last planned from, with a 64-bit
  * fingerprint of the customer's email and the identifier recipe's verdict.
  * Each list's rows are a table of their own, an unlogged partition of
- * list_targets, which the list's first plan creates (fillNewSnapshot).
+ * list_targets, which the list's first plan creates (writeNewSnapshot).
  *
  * A day's refresh reads the source once, in one parallel statement, and
  * keeps only the rows that are new, gone, or whose email changed; only those
