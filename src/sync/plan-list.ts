@@ -99,8 +99,8 @@ interface NewSnapshot {
  * list's new table and commits it. A big table is then vacuumed, outside
  * any transaction, before the plan's transaction attaches it: its pages
  * all-visible before its indexes are built, the plan reads its identifiers
- * from the index alone (9–13 s less at ten million rows; see
- * vacuumSnapshot). A small one is attached before that commit. The plan
+ * from the index alone (its ranges took 13.6 s, then 4.2 s, at ten
+ * million rows; see vacuumSnapshot). A small one is attached before that commit. The plan
  * records the read as if it had made it. Until the plan commits, nothing
  * says the list has read the source: if the run stops before that, the
  * next plan drops a table left unattached and writes it again, or reads the
