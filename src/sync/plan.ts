@@ -38,8 +38,7 @@ export type DiffScope = { kind: 'touched'; identifiers: RawBuilder<unknown>; few
  * The list's desired members, read from its own table of the snapshot by name: the planner then knows how many
  * distinct identifiers it holds. Read through list_targets, it would take list_targets' statistics as a whole,
  * which no ANALYZE of a list's table gives, and count 200: hashed, then sorted on disk, where the list's
- * identifier index gives them in order (from the index alone once the table is vacuumed: 1.1 s to 0.5 s at a
- * million members).
+ * identifier index gives them in order (from the index alone once the table is vacuumed).
  */
 const desiredMembers = (segmentId: string) => sql`
   SELECT DISTINCT identifier FROM ${sql.table(snapshotTable(segmentId))}
@@ -124,8 +123,9 @@ export async function materializePlan(tx: Db, listSyncId: number, segmentId: str
  * Writing a row a member cost the first sync of a big list a fifth of its
  * local work. The batches are found one after the other, each from where
  * the last one ended (nextRange), which reads each identifier of the index
- * once, as a numbering of them all would, without numbering them: half the
- * time (0.4 s to 0.2 s at a million members).
+ * once, as a numbering of them all would, without numbering them (at a
+ * million members, 0.15 s instead of 0.38 s with the numbering: see
+ * docs/BENCHMARKS.md).
  */
 async function planFill(tx: Db, listSyncId: number, segmentId: string, batchSize: number): Promise<PlanCounts> {
   const { rows } = await sql<{ to_add: number }>`
