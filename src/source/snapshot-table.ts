@@ -4,7 +4,7 @@ import { probingNoMore, type Db } from '../db/connection.js';
 /**
  * Each list's own table of the snapshot, a partition of list_targets
  * (migration 0016): how a whole read writes a row's columns, how the list's
- * first plan makes the table, and how it is vacuumed once that plan commits.
+ * first plan makes the table, attaches it and has it vacuumed.
  */
 
 /** The fingerprint of customer row `cu`'s email, NULL when there is no such customer. */
@@ -34,7 +34,7 @@ export async function hasSnapshotTable(db: Db, segmentId: string): Promise<boole
  * its whole read: one parallel CREATE TABLE AS makes the list's table,
  * every row new, with no index, then constrains it as list_targets
  * (migration 0019). A table an unfinished plan left unattached is dropped
- * first. Returns how many rows the snapshot has (all of them changed).
+ * first (the caller found no attached one, under the list's lock). Returns how many rows the snapshot has (all of them changed).
  */
 export async function writeNewSnapshot(tx: Db, segmentId: string, activeCampaignIds: readonly string[]): Promise<number> {
   const table = sql.table(snapshotTable(segmentId));
