@@ -220,43 +220,6 @@ describe('crash safety', () => {
     expect(await convergence(world, '202')).toMatchObject({ exact: true, desired: 10_000 });
   });
 
-  it('answers waiting for their write do not hold the next requests back; the list converges once they are written', async () => {
-    const db = world.database.db;
-    world.sandbox.addSegment({ id: '205', advertiserId: '1' });
-    await seedCampaigns(db, [{ id: 'w', segmentId: '205' }]);
-    await seedCustomers(db, 0, 12_000);
-    await seedTargetGroup(db, 'w', 0, 12_000);
-    // Batches of 1,000, two at a time; Criteo is slow on the first two, so the list sync's row is locked before any
-    // answer is written. Every write of an answer updates that row: the writes wait while another session holds it.
-    world.sandbox.setFaults({
-      script: [
-        { operation: 'patch', nth: 1, delayMs: 500 },
-        { operation: 'patch', nth: 2, delayMs: 500 },
-      ],
-    });
-    const run = world.run({}, { CRITEO_BATCH_SIZE: '1000', CRITEO_CONCURRENCY: '2' });
-    const patches = () => patchCalls(world).filter((c) => c.segmentId === '205').length;
-    const holder = await world.database.pool.connect();
-    try {
-      await holder.query('BEGIN');
-      const sending = `SELECT 1 FROM audience_sync.list_syncs WHERE audience_segment_id = 205 AND status = 'sending' FOR NO KEY UPDATE`;
-      await expect.poll(async () => (await holder.query(sending)).rowCount, { timeout: 10_000, interval: 5 }).toBe(1);
-      // Requests go on while no answer can be written, until three answers wait for their write: five requests leave.
-      // Were a batch's place held until its answer is written, the three places would be taken after three.
-      await expect.poll(patches, { timeout: 3000 }).toBeGreaterThanOrEqual(5);
-      const { rows } = await holder.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM audience_sync.batches WHERE audience_segment_id = 205 AND status = 'confirmed'`,
-      );
-      expect(rows[0]!.n).toBe(0);
-    } finally {
-      await holder.query('ROLLBACK');
-      holder.release();
-    }
-    world.sandbox.setFaults(undefined);
-    expect((await run).lists.find((l) => l.segmentId === '205')).toMatchObject({ status: 'succeeded', added: 12_000 });
-    expect(await convergence(world, '205')).toMatchObject({ exact: true, desired: 12_000 });
-  });
-
   it('a first snapshot a stopped run left unattached, or attached before its plan committed, is made again; the list converges', async () => {
     const db = world.database.db;
     for (const [segment, campaign] of [

@@ -1,4 +1,4 @@
-import { sql, type RawBuilder } from 'kysely';
+import { sql } from 'kysely';
 import type { Db } from '../db/connection.js';
 import type { AmendmentResult } from '../criteo/client.js';
 import type { CriteoProblem } from '../core/errors.js';
@@ -117,16 +117,12 @@ function answeredSizes(answers: readonly BatchAnswer[]): { added: number; remove
   return { added: sum('add'), removed: sum('remove') };
 }
 
-/**
- * SQL, a statement's part: the list sync's counts of confirmed identifiers
- * moved by the answers. `after`: a condition the row's update waits for (it
- * is checked before the row is locked).
- */
-export function counting(listSyncId: number, answers: readonly BatchAnswer[], after: RawBuilder<unknown> = sql`true`) {
+/** SQL, a statement's part: the list sync's counts of confirmed identifiers moved by the answers. */
+export function counting(listSyncId: number, answers: readonly BatchAnswer[]) {
   const { added, removed } = answeredSizes(answers);
   return sql`
     UPDATE audience_sync.list_syncs SET added = added + ${added}, removed = removed + ${removed}
-    WHERE list_sync_id = ${listSyncId} AND ${after} RETURNING 1`;
+    WHERE list_sync_id = ${listSyncId} RETURNING 1`;
 }
 
 /**
@@ -150,13 +146,10 @@ export async function confirmAnswers(db: Db, listSyncId: number, answers: readon
         SELECT audience_segment_id, payload FROM audience_sync.batches
         WHERE batch_id = ANY(${ids}::bigint[]) AND payload IS NOT NULL ORDER BY seq
       ) b
-      RETURNING 1
     )`;
-  // The list sync's row is locked until the statement commits, and every write of the list's answers updates it: so
-  // it is updated once the append is done, and the fill's appends, each a batch's worth of rows, run side by side.
   await sql`
     WITH confirmed AS (${confirming(answers, { dropPayload: intoLedger })})${intoLedger ? appended : sql``}
-    ${counting(listSyncId, answers, intoLedger ? sql`(SELECT count(*) FROM appended) >= 0` : sql`true`)}`.execute(db);
+    ${counting(listSyncId, answers)}`.execute(db);
 }
 
 /**

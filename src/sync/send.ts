@@ -12,14 +12,12 @@ import type { Logger } from '../core/logger.js';
  * batches of at most `batchSize` identifiers, up to `concurrency` of them in
  * flight and one more claimed ahead (the client bounds concurrency and rate
  * across lists), each claimed and written ahead in one statement before it
- * leaves. A batch's place frees when Criteo answers: the answer's write
- * (up to `concurrency` of them waiting) goes on beside the next requests,
- * and the operation ends once every write is done. An answer to the
- * operation's last batches rides on the list's next statement (the next
- * operation's first claim, or the settle: see BatchAnswer), so a small
- * list's sync writes three statements, not five; the ledger takes confirmed
- * batches once per list (see applyConfirmedBatches). The first failure
- * stops new batches for this list; those in flight finish and are recorded.
+ * leaves. An answer to the operation's last batches rides on the list's
+ * next statement (the next operation's first claim, or the settle: see
+ * BatchAnswer), so a small list's sync writes three statements, not five;
+ * the ledger takes confirmed batches once per list (see
+ * applyConfirmedBatches). The first failure stops new batches for
+ * this list; those in flight finish and are recorded.
  */
 
 export interface SendContext {
@@ -54,10 +52,8 @@ export async function sendPlannedOperation(
   planned: number,
 ): Promise<SendOutcome> {
   const outcome: SendOutcome = { confirmedBatches: 0, confirmedIdentifiers: 0, interrupted: false };
-  // Batches being claimed or sent, and answers being written: an answer's write does not hold back the next batch.
   const inflight = new Set<Promise<void>>();
-  const writing = new Set<Promise<void>>();
-  const stopOn = (error: unknown) => void (outcome.error ??= error);
+
   // Batches are claimed one ahead of what Criteo takes at once; a claimed batch waits here for its turn to be sent.
   const sending = pLimit(ctx.concurrency);
   // Claims run side by side, but batches queue for sending in batch order, whichever claim returns first.
@@ -72,15 +68,18 @@ export async function sendPlannedOperation(
     claimedInOrder = turn.catch(() => {});
     const batch = await turn;
     if (!batch) throw new Error(`plan batch ${batchNo} of ${operation} is gone or changed: the plan or the snapshot changed under the list sync`);
-    // The request holds a place; its answer is written after, so that a slow write does not hold the next one back.
-    const sent = await sending(() => (outcome.error || ctx.signal?.aborted ? null : request(ctx, segmentId, operation, batch, outcome)));
-    if (sent) return tracked(writing, writeAnswer(batch, seq, sent));
-    // The list stopped while this batch waited: it never left, so its claim is withdrawn, and the list is not done.
-    outcome.interrupted ||= !outcome.error;
-    await withdrawBatch(ctx.db, batch.batchId);
+    await sendClaimed(batch, seq);
   };
 
-  const writeAnswer = async (batch: ClaimedBatch, seq: number, sent: Awaited<ReturnType<typeof request>>): Promise<void> => {
+  const sendClaimed = async (batch: ClaimedBatch, seq: number): Promise<void> => {
+    // The request holds a place; its answer is written after, so that a slow write does not hold the next one back.
+    const sent = await sending(() => (outcome.error || ctx.signal?.aborted ? null : request(ctx, segmentId, operation, batch, outcome)));
+    // The list stopped while this batch waited: it never left, so its claim is withdrawn, and the list is not done.
+    if (!sent) {
+      outcome.interrupted ||= !outcome.error;
+      await withdrawBatch(ctx.db, batch.batchId);
+      return;
+    }
     try {
       if ('error' in sent) throw sent.error;
       await keepAnswer(ctx, listSyncId, answerOf(batch, operation, sent.out), { now: claiming || fillsLedger, intoLedger: fillsLedger });
@@ -102,25 +101,19 @@ export async function sendPlannedOperation(
         break;
       }
       // A batch row the database refuses stops the list like any failure, not the loop: the batches in flight are still awaited.
-      tracked(inflight, sendBatch(batchNo, ctx.seq.next++).catch(stopOn));
+      const p: Promise<void> = sendBatch(batchNo, ctx.seq.next++)
+        .catch((error: unknown) => void (outcome.error ??= error))
+        .finally(() => inflight.delete(p));
+      inflight.add(p);
       if (batchNo === batches - 1) claiming = false;
       if (inflight.size > ctx.concurrency) await Promise.race(inflight);
-      // Answers wait for their write on as many connections as requests do, no more.
-      while (writing.size > ctx.concurrency) await Promise.race(writing);
     }
   } finally {
     claiming = false;
-    // Never return while a request is on its way or an answer unwritten: the list's lock must outlive every write.
+    // Never return while a request is on its way: the list's lock must outlive every write.
     await Promise.allSettled(inflight);
-    await Promise.allSettled(writing);
   }
   return outcome;
-}
-
-/** Keeps `work` in `set` until it settles (it never rejects). */
-function tracked(set: Set<Promise<void>>, work: Promise<void>): void {
-  const p = work.finally(() => set.delete(p));
-  set.add(p);
 }
 
 /**
