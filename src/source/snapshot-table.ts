@@ -34,7 +34,8 @@ export async function hasSnapshotTable(db: Db, segmentId: string): Promise<boole
  * its whole read: one parallel CREATE TABLE AS makes the list's table,
  * every row new, with no index, then constrains it as list_targets
  * (migration 0019). A table an unfinished plan left unattached is dropped
- * first (the caller found no attached one, under the list's lock). Returns how many rows the snapshot has (all of them changed).
+ * first (the caller found no attached one, under the list's lock).
+ * Returns how many rows the snapshot has (all of them changed).
  */
 export async function writeNewSnapshot(tx: Db, segmentId: string, activeCampaignIds: readonly string[]): Promise<number> {
   const table = sql.table(snapshotTable(segmentId));

@@ -100,12 +100,12 @@ interface NewSnapshot {
  * any transaction, before the plan's transaction attaches it: its pages
  * all-visible before its indexes are built, the plan reads its identifiers
  * from the index alone (its ranges took 13.6 s, then 4.2 s, at ten
- * million rows; see vacuumSnapshot). A small one is attached before that commit. The plan
- * records the read as if it had made it. Until the plan commits, nothing
- * says the list has read the source: if the run stops before that, the
- * next plan drops a table left unattached and writes it again, or reads the
- * source whole against an attached one (see docs/RELIABILITY.md). Null when
- * the list has its table.
+ * million rows; see vacuumSnapshot). A small one is attached before that
+ * commit. The plan records the read as if it had made it. Until the plan
+ * commits, nothing says the list has read the source: if the run stops
+ * before that, the next plan drops a table left unattached and writes it
+ * again, or reads the source whole against an attached one (see
+ * docs/RELIABILITY.md). Null when the list has its table.
  */
 async function buildNewSnapshot(deps: Pick<SyncDeps, 'db' | 'config'>, job: PlanJob): Promise<NewSnapshot | null> {
   const { segmentId, activeCampaignIds } = job.target;
