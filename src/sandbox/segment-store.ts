@@ -4,6 +4,7 @@
  */
 import { isInt32String } from './contract.js';
 import { isSha256Hex, matchScore } from './identifiers.js';
+import { MemberSet } from './member-set.js';
 import type { SandboxSegment } from './types.js';
 
 export interface SegmentState {
@@ -11,7 +12,7 @@ export interface SegmentState {
   advertiserId: string;
   name: string;
   description: string | null;
-  members: Set<string>;
+  members: MemberSet;
   /** Members whose match score is under matchShare; kept up to date so statistics are O(1). */
   matched: number;
   createdAt: string;
@@ -59,7 +60,7 @@ export class SegmentStore {
         advertiserId: s.advertiserId,
         name: s.name ?? `Sandbox list ${s.id}`,
         description: null,
-        members: new Set(),
+        members: new MemberSet(),
         matched: 0,
         createdAt: now,
         updatedAt: now,
@@ -71,13 +72,11 @@ export class SegmentStore {
   }
 
   addMember(segment: SegmentState, id: string, hex = isSha256Hex(id)): void {
-    const before = segment.members.size;
-    segment.members.add(id);
-    if (segment.members.size !== before && matchScore(id, hex) < this.matchShare) segment.matched++;
+    if (segment.members.add(id, hex) && matchScore(id, hex) < this.matchShare) segment.matched++;
   }
 
   removeMember(segment: SegmentState, id: string, hex = isSha256Hex(id)): void {
-    if (segment.members.delete(id) && matchScore(id, hex) < this.matchShare) segment.matched--;
+    if (segment.members.delete(id, hex) && matchScore(id, hex) < this.matchShare) segment.matched--;
   }
 
   /** The id for a created segment: one past the highest held, and at least 100001. */

@@ -89,7 +89,7 @@ class SandboxServer implements Sandbox {
   members(segmentId: string): ReadonlySet<string> {
     const segment = this.state.segments.get(segmentId);
     if (!segment) throw new Error(`sandbox: unknown segment ${segmentId}`);
-    return segment.members;
+    return new Set(segment.members);
   }
 
   addSegment(s: SandboxSegment): void {

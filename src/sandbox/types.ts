@@ -105,7 +105,7 @@ export interface Sandbox {
   readonly apiVersion: string;
   /** Moves the served version in its lifecycle (and sets or clears its sunset) from now on. */
   setVersionLifecycle(phase: VersionPhase, sunset?: string | Date | null): void;
-  /** The live member set Criteo holds for that list. Throws for an unknown segment. */
+  /** The members Criteo holds for that list, as they are now (a copy). Throws for an unknown segment. */
   members(segmentId: string): ReadonlySet<string>;
   /** Adds a segment, or updates its advertiser / name if it exists (members are kept, then extended). */
   addSegment(s: SandboxSegment): void;
