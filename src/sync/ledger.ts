@@ -117,19 +117,12 @@ function answeredSizes(answers: readonly BatchAnswer[]): { added: number; remove
   return { added: sum('add'), removed: sum('remove') };
 }
 
-/**
- * SQL, a statement's part: the list sync's counts of confirmed identifiers
- * moved by the answers. `after`: the statement's other parts, as names of
- * its RETURNING parts, run to their end before the list sync's row is
- * locked, so that the row is held for the commit alone.
- */
-export function counting(listSyncId: number, answers: readonly BatchAnswer[], after: readonly string[] = []) {
+/** SQL, a statement's part: the list sync's counts of confirmed identifiers moved by the answers. */
+export function counting(listSyncId: number, answers: readonly BatchAnswer[]) {
   const { added, removed } = answeredSizes(answers);
-  // Each uncorrelated count is computed once, before the first row is locked.
-  const done = after.map((name) => sql` AND (SELECT count(*) FROM ${sql.id(name)}) >= 0`);
   return sql`
     UPDATE audience_sync.list_syncs SET added = added + ${added}, removed = removed + ${removed}
-    WHERE list_sync_id = ${listSyncId}${sql.join(done, sql``)} RETURNING 1`;
+    WHERE list_sync_id = ${listSyncId} RETURNING 1`;
 }
 
 /**
@@ -153,12 +146,10 @@ export async function confirmAnswers(db: Db, listSyncId: number, answers: readon
         SELECT audience_segment_id, payload FROM audience_sync.batches
         WHERE batch_id = ANY(${ids}::bigint[]) AND payload IS NOT NULL ORDER BY seq
       ) b
-      RETURNING 1
     )`;
-  // The list sync's row last: a fill's confirmations, each appending a batch, run side by side, not one after the other.
   await sql`
     WITH confirmed AS (${confirming(answers, { dropPayload: intoLedger })})${intoLedger ? appended : sql``}
-    ${counting(listSyncId, answers, intoLedger ? ['confirmed', 'appended'] : ['confirmed'])}`.execute(db);
+    ${counting(listSyncId, answers)}`.execute(db);
 }
 
 /**
