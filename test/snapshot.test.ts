@@ -1,10 +1,12 @@
 import { sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it as vitestIt } from 'vitest';
 import { connect, type DbHandle } from '../src/db/connection.js';
 import { findUncertainty, settleInStep } from '../src/sync/ledger.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { planList } from '../src/sync/run.js';
 import { createTestDatabase } from './helpers.js';
+import { embeddedPostgresBlocker } from '../dev/embedded-postgres.js';
+import { startPrivatePostgres } from './drills/private-postgres.js';
 
 /**
  * The snapshot's incremental plan against an independent recomputation:
@@ -15,17 +17,35 @@ import { createTestDatabase } from './helpers.js';
  * hand, and every funnel counter must equal a count taken from scratch.
  */
 
+const blocker = embeddedPostgresBlocker();
+
 describe.each([
-  { read: 'changes', title: 'read through the source change log' },
-  { read: 'whole', title: 'read whole (the source change log disabled, as for a view)' },
-] as const)('the list snapshot, $title', ({ read }) => {
+  { read: 'changes', server: 'shared', title: 'read through the source change log' },
+  { read: 'whole', server: 'shared', title: 'read whole (the source change log disabled, as for a view)' },
+  // Postgres 16 and later compare a whole read in one full join (compareWholeTargetGroup); the machine's server is 15.
+  { read: 'whole', server: 'embedded', title: "read whole on the demo's embedded Postgres 18, in one full join" },
+] as const)('the list snapshot, $title', ({ read, server }) => {
   let database: DbHandle;
   let drop: () => Promise<void>;
+  const skipped = server === 'embedded' ? blocker : null;
+  if (skipped) console.warn(`the snapshot on the embedded Postgres skipped: ${skipped}`);
+  const it = skipped ? vitestIt.skip : vitestIt;
 
   beforeAll(async () => {
-    const t = await createTestDatabase(`snapshot_${read}`);
-    drop = t.drop;
-    database = connect(t.url);
+    if (skipped) return;
+    let url: string;
+    if (server === 'embedded') {
+      const embedded = await startPrivatePostgres();
+      url = embedded.adminUrl;
+      drop = () => embedded.destroy();
+    } else {
+      const t = await createTestDatabase(`snapshot_${read}`);
+      url = t.url;
+      drop = t.drop;
+    }
+    database = connect(url);
+    const { rows } = await sql<{ version: number }>`SELECT current_setting('server_version_num')::int AS version`.execute(database.db);
+    expect(rows[0]!.version >= 160000).toBe(server === 'embedded');
     await migrateToLatest(database.db);
     // A disabled trigger is what a view looks like to the job: no log to read.
     if (read === 'whole') await sql`ALTER TABLE audience_sync.customers DISABLE TRIGGER log_update`.execute(database.db);
