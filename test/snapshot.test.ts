@@ -22,7 +22,8 @@ const blocker = embeddedPostgresBlocker();
 describe.each([
   { read: 'changes', server: 'shared', title: 'read through the source change log' },
   { read: 'whole', server: 'shared', title: 'read whole (the source change log disabled, as for a view)' },
-  // Postgres 16 and later compare a whole read in one full join (compareWholeTargetGroup); the machine's server is 15.
+  // Postgres 16 and later compare a whole read in one full join, 15 in two passes (compareWholeTargetGroup): the
+  // shared server may be either (this machine's is 15, the Docker one 16); the embedded one is 18.
   { read: 'whole', server: 'embedded', title: "read whole on the demo's embedded Postgres 18, in one full join" },
 ] as const)('the list snapshot, $title', ({ read, server }) => {
   let database: DbHandle;
@@ -44,8 +45,10 @@ describe.each([
       drop = t.drop;
     }
     database = connect(url);
-    const { rows } = await sql<{ version: number }>`SELECT current_setting('server_version_num')::int AS version`.execute(database.db);
-    expect(rows[0]!.version >= 160000).toBe(server === 'embedded');
+    if (server === 'embedded') {
+      const { rows } = await sql<{ version: number }>`SELECT current_setting('server_version_num')::int AS version`.execute(database.db);
+      expect(rows[0]!.version).toBeGreaterThanOrEqual(160000);
+    }
     await migrateToLatest(database.db);
     // A disabled trigger is what a view looks like to the job: no log to read.
     if (read === 'whole') await sql`ALTER TABLE audience_sync.customers DISABLE TRIGGER log_update`.execute(database.db);
