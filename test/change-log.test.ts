@@ -3,7 +3,8 @@ import pg from 'pg';
 import { connect } from '../src/db/connection.js';
 import { migrator } from '../src/db/migrate.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { describeChangeLog, pruneChangeLog } from '../src/source/change-log.js';
+import { pruneChangeLog } from '../src/source/change-log.js';
+import { describeChangeLog } from '../src/source/log-catalog.js';
 import { convergence, createTestDatabase, createWorld, seedCampaigns, seedCustomers, seedTargetGroup, type World } from './helpers.js';
 
 /**
@@ -17,7 +18,7 @@ let world: World;
 let writer: pg.Client;
 
 beforeAll(async () => {
-  world = await createWorld('change_log', { segments: ['501', '502', '503', '504', '505', '506'].map((id) => ({ id, advertiserId: '1' })) });
+  world = await createWorld('change_log', { segments: ['501', '502', '503', '504', '505', '506', '507'].map((id) => ({ id, advertiserId: '1' })) });
   await seedCustomers(world.database.db, 0, 6000);
   writer = new pg.Client({ connectionString: world.databaseUrl });
   await writer.connect();
@@ -99,7 +100,8 @@ describe('the source change log', () => {
       toAdd: 1,
     });
     // A whole read is due again as many days after it as the setting said then: 0.
-    expect(await runList('503')).toMatchObject({ sourceRead: 'whole', wholeReadReason: expect.stringContaining('at least every 7 days') });
+    // Checked: the log's changes, then the whole target group against the snapshot (the next test).
+    expect(await runList('503')).toMatchObject({ sourceRead: 'checked', wholeReadReason: expect.stringContaining('at least every 7 days') });
 
     // More changed customers than a tenth of the snapshot (and at least a thousand), whichever lists they are in. In
     // two statements: one writing them all would log a marker instead (see change-log-bulk.test.ts).
@@ -203,6 +205,46 @@ describe('the source change log', () => {
     // The table back: its stamp is new to the list, so one more whole read, then the log again (naming nothing new).
     expect(await runList('504')).toMatchObject({ sourceRead: 'whole', wholeReadReason: expect.stringContaining('changed since the last plan') });
     expect(await runList('504')).toMatchObject({ sourceRead: 'unchanged' });
+  });
+
+  it("the periodic check keeps the log's changes when the whole target group then matches, and reads it whole when a write escaped the log", async () => {
+    const db = world.database.db;
+    await startList('507', 'l7', 0, 800);
+    const due = () => sql`UPDATE audience_sync.lists SET whole_read_due = now() - interval '1 second' WHERE audience_segment_id = 507`.execute(db);
+    const nextDue = async () => {
+      const { rows } = await sql<{ days: number }>`
+        SELECT round(extract(epoch FROM whole_read_due - now()) / 86400)::int AS days FROM audience_sync.lists WHERE audience_segment_id = 507`.execute(db);
+      return rows[0]!.days;
+    };
+
+    await sql`UPDATE audience_sync.customers SET email = 'checked' || customer_id || '@example.org' WHERE customer_id = 'c10'`.execute(db);
+    await due();
+    expect(await runList('507')).toMatchObject({
+      sourceRead: 'checked',
+      wholeReadReason: expect.stringContaining('checked at least every 7 days'),
+      toAdd: 1,
+      toRemove: 1,
+    });
+    // The check stands for the whole read: the next is due in a week, and until then the log is read alone.
+    expect(await nextDue()).toBe(7);
+    await sql`UPDATE audience_sync.customers SET email = 'logged' || customer_id || '@example.org' WHERE customer_id = 'c11'`.execute(db);
+    expect(await runList('507')).toMatchObject({ sourceRead: 'changes', wholeReadReason: null, toAdd: 1, toRemove: 1 });
+
+    // Writes the log missed (their log rows deleted, as if a trigger had been bypassed) beside one it has: the check
+    // finds the snapshot differs from the source after the log's change, and the plan reads the whole target group.
+    await sql`UPDATE audience_sync.customers SET email = 'escaped' || customer_id || '@example.org' WHERE customer_id = 'c12'`.execute(db);
+    await sql`DELETE FROM audience_sync.campaign_target_groups WHERE campaign_id = 'l7' AND customer_id = 'c13'`.execute(db);
+    await sql`DELETE FROM audience_sync.source_changes WHERE customer_id IN ('c12', 'c13')`.execute(db);
+    await sql`UPDATE audience_sync.customers SET email = 'logged' || customer_id || '@example.org' WHERE customer_id = 'c14'`.execute(db);
+    await due();
+    expect(await runList('507')).toMatchObject({
+      sourceRead: 'whole',
+      wholeReadReason: expect.stringMatching(/checked at least every 7 days.*differed/),
+      toAdd: 2,
+      toRemove: 3,
+    });
+    expect(await nextDue()).toBe(7);
+    expect(await runList('507')).toMatchObject({ sourceRead: 'unchanged', toAdd: 0, toRemove: 0 });
   });
 
   it('pruning keeps the rows a list has not read, and drops those every list has', async () => {

@@ -97,6 +97,24 @@ export async function probingKeysFromNowOn<T>(tx: Db, carry: (setting: typeof PR
   return result;
 }
 
+/**
+ * Runs `attempt` under a savepoint and keeps what it did only if it returns
+ * true; otherwise it is undone, the transaction's settings with it, and the
+ * pricing of probes is as it was before (probingKeysFromNowOn).
+ */
+export async function keptIf(tx: Db, attempt: () => Promise<boolean>): Promise<boolean> {
+  const probing = probingTransactions.has(tx);
+  await sql`SAVEPOINT attempt`.execute(tx);
+  if (await attempt()) {
+    await sql`RELEASE SAVEPOINT attempt`.execute(tx);
+    return true;
+  }
+  await sql`ROLLBACK TO SAVEPOINT attempt`.execute(tx);
+  if (probing) probingTransactions.add(tx);
+  else probingTransactions.delete(tx);
+  return false;
+}
+
 /** Back to the default pricing (and parallel tuple cost: see compareWholeTargetGroup), before a statement that may read a whole list. */
 export async function probingNoMore(tx: Db): Promise<void> {
   if (!probingTransactions.delete(tx)) return;

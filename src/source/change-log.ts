@@ -1,10 +1,10 @@
-import { createHash } from 'node:crypto';
 import { sql, type RawBuilder } from 'kysely';
 import type { Db } from '../db/connection.js';
 import { lockChangeLogShared, tryLockChangeLogAlone } from '../db/locks.js';
 import { TARGET_CHANGES_NAME } from '../db/temp-tables.js';
 import { joinMappedWindow, keyLimitOf, mappedSeenOr, mappedWindowOf } from './run-changes.js';
 import type { CounterRow } from './counters.js';
+import { sourceCatalog, sourceStamp, stampOf, type SourceCatalogRow } from './log-catalog.js';
 
 /**
  * The source change log (migration 0007): the keys each write to customers
@@ -37,6 +37,11 @@ export type SourceRead = (
       mappedBy?: number;
       /** How many keys that map holds for the list. */
       mappedKeys?: number;
+      /**
+       * A whole read is due (the periodic safety net): once the log's changes are applied, the whole target group is
+       * checked against the snapshot (sourceMatchesSnapshot), and read whole only if they differ. Why it is due.
+       */
+      check?: string;
     }
   | { kind: 'whole'; seen: string; stamp: string | null; reason: string }
 ) & {
@@ -124,10 +129,6 @@ export async function advanceQuietLists(
   return rows.map((r) => r.segment);
 }
 
-/** The triggers each logged source table must carry, enabled ALWAYS. */
-const LOGGED_TABLES = ['customers', 'campaign_target_groups'];
-const LOG_TRIGGERS = ['log_insert', 'log_update', 'log_delete', 'log_truncate'];
-
 /**
  * Whether the change log can stand in for reading the list's whole target
  * group, cheapest checks first; the reason when it cannot.
@@ -158,9 +159,17 @@ export async function chooseSourceRead(
   // A trigger disabled and enabled again, a table rewritten or swapped: writes in between may be unlogged.
   if (list.source_stamp !== stamp) return whole('a source table or its change-log triggers changed since the last plan');
   if (!list.same_campaigns) return whole('the list is fed by other campaigns than its snapshot holds');
-  if (list.stale) return whole(`the whole target group is read at least every ${wholeReadDays} days`);
   if (list.ids_went_back) return whole('transaction ids went back since the last plan (a restored or moved database)');
   if (list.pruned_past) return whole('the change log was pruned past what the list has read');
+  // The periodic safety net: the log's changes, then the whole target group checked against the snapshot they leave.
+  // As of the plan's own snapshot, not the run's map of the log, which is older: the check reads the source now.
+  if (list.stale) {
+    const check = `the whole target group is checked at least every ${wholeReadDays} days`;
+    const checked = { from: list.from, seen: seenNow };
+    return (await countUnreadKeys(tx, checked, activeCampaignIds, list.key_limit)) > list.key_limit
+      ? whole(`${check}, and more than ${list.key_limit} source changes for the list since its last plan`)
+      : { kind: 'changes', ...checked, stamp, ...rule, check };
+  }
 
   // Past a tenth of the snapshot, looking every change up costs more than reading everything once. The triggers log
   // a statement's keys as one marker past the largest such limit of the lists they concern (change_log_key_limit,
@@ -171,13 +180,24 @@ export async function chooseSourceRead(
   if (list.mapped_keys !== null) {
     return list.mapped_keys > limit ? tooMany() : { kind: 'changes', ...read, stamp, ...rule, mappedBy: runId!, mappedKeys: list.mapped_keys };
   }
-  const { rows: window } = await sql<{ n: number }>`
+  if ((await countUnreadKeys(tx, read, activeCampaignIds, limit)) > limit) return tooMany();
+  return { kind: 'changes', ...read, stamp, ...rule };
+}
+
+/** The list's unread key rows in the log, counted up to one past `limit`. */
+async function countUnreadKeys(tx: Db, read: { from: string; seen: string }, activeCampaignIds: readonly string[], limit: number): Promise<number> {
+  const { rows } = await sql<{ n: number }>`
     SELECT count(*)::int AS n FROM (
       SELECT 1 FROM audience_sync.source_changes
       WHERE ${unreadChanges(read)} AND customer_id IS NOT NULL AND (campaign_id IS NULL OR campaign_id = ANY(${activeCampaignIds}::text[]))
       LIMIT ${limit + 1}) w`.execute(tx);
-  if (window[0]!.n > limit) return tooMany();
-  return { kind: 'changes', ...read, stamp, ...rule };
+  return rows[0]!.n;
+}
+
+/** The whole read a checked read falls back to when the snapshot, after the log's changes, differs from the source. */
+export function wholeAfterFailedCheck(read: SourceRead & { kind: 'changes'; check: string }): SourceRead {
+  const { from: _from, mappedBy: _mappedBy, mappedKeys: _mappedKeys, check, ...rest } = read;
+  return { ...rest, kind: 'whole', reason: `${check}: after the change log's changes, the snapshot differed from it (a write the log missed)` };
 }
 
 /**
@@ -248,80 +268,6 @@ function describeMarker(campaignId: string | null, bulkRows: string | null): str
 }
 
 /**
- * The source tables' and log triggers' catalog rows, as one stamp; null
- * when the log cannot see every write (see logProblems). Disabling and
- * re-enabling a trigger, replacing its function, or rewriting or swapping a
- * table changes the stamp.
- */
-async function sourceStamp(tx: Db): Promise<string | null> {
-  return stampOf(await readSourceCatalog(tx));
-}
-
-function stampOf(catalog: readonly SourceCatalogRow[]): string | null {
-  if (logProblems(catalog).length > 0) return null;
-  const hash = createHash('md5');
-  for (const r of catalog) hash.update([r.relname, r.oid, r.relfilenode, r.tgname, r.tgoid, r.tg_version, r.fn, r.fn_version].join(':') + '|');
-  return hash.digest('hex');
-}
-
-/** One row per logged source table and log trigger it carries (one with NULL trigger columns when it carries none). */
-interface SourceCatalogRow {
-  relname: string;
-  relkind: string;
-  oid: string;
-  relfilenode: string;
-  replicated: boolean;
-  tgname: string | null;
-  tgenabled: string | null;
-  tgoid: string | null;
-  tg_version: string | null;
-  fn: string | null;
-  fn_version: string | null;
-}
-
-async function readSourceCatalog(db: Db): Promise<SourceCatalogRow[]> {
-  const { rows } = await sql<SourceCatalogRow>`${sourceCatalog}`.execute(db);
-  return rows;
-}
-
-const sourceCatalog = sql`
-  SELECT c.relname, c.relkind, c.oid::text, c.relfilenode::text,
-         EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel r WHERE r.srrelid = c.oid) AS replicated,
-         t.tgname, t.tgenabled, t.oid::text AS tgoid, t.xmin::text AS tg_version, p.oid::text AS fn, p.xmin::text AS fn_version
-  FROM pg_catalog.pg_class c
-  JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace
-  LEFT JOIN pg_catalog.pg_trigger t ON t.tgrelid = c.oid AND t.tgname = ANY(${LOG_TRIGGERS}::text[])
-  LEFT JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
-  WHERE s.nspname = 'audience_sync' AND c.relname = ANY(${LOGGED_TABLES}::text[])
-  ORDER BY c.relname, t.tgname`;
-
-/**
- * Why the log cannot see every write to the source, if it cannot: a table
- * that is not an ordinary table (a view, or a partitioned table whose
- * partitions can be written directly), a table a subscription replicates
- * into (apply workers fire no statement trigger), a log trigger missing or
- * not enabled ALWAYS. Empty when the log can stand in for the tables.
- */
-function logProblems(catalog: readonly SourceCatalogRow[]): string[] {
-  const problems: string[] = [];
-  for (const table of LOGGED_TABLES) {
-    const mine = catalog.filter((r) => r.relname === table);
-    if (mine[0]?.relkind !== 'r') {
-      problems.push(`${table} is not an ordinary table (a view?)`);
-      continue;
-    }
-    if (mine[0].replicated) problems.push(`${table} is replicated into by a subscription`);
-    for (const trigger of LOG_TRIGGERS) {
-      const t = mine.find((r) => r.tgname === trigger);
-      if (!t) problems.push(`${table} has no trigger ${trigger}`);
-      else if (t.tgenabled !== 'A')
-        problems.push(`${table}.${trigger} is not enabled ALWAYS (ALTER TABLE audience_sync.${table} ENABLE ALWAYS TRIGGER ${trigger})`);
-    }
-  }
-  return problems;
-}
-
-/**
  * The list's row after its plan: its snapshot holds the source as of
  * `read.seen`, for these campaigns; its ledger may now lag the snapshot, so
  * it is out of step until a fully confirmed sync puts it back (settleInStep);
@@ -340,6 +286,8 @@ export async function recordListAfterPlan(
   // Due dates are compared with statement_timestamp(), not the transaction's start: a plan whose transaction began
   // before a pruning but took its lock after must see the due date the pruning saw as passed.
   // The due date is stored, not recomputed from the setting: pruning then never depends on how another process is configured.
+  // A checked read that matched counts as a whole read: the whole target group equals the snapshot it leaves.
+  const wholeTargetGroup = read.kind === 'whole' || read.check !== undefined;
   const { rows } = await sql<CounterRow>`
     WITH emptied_counters AS (
       DELETE FROM audience_sync.list_target_counts WHERE audience_segment_id = ${segmentId}::bigint AND n = 0
@@ -350,8 +298,8 @@ export async function recordListAfterPlan(
         source_stamp = ${read.stamp},
         email_rule = ${read.emailRule},
         snapshot_campaigns = ${activeCampaignIds}::text[],
-        whole_read_at = CASE WHEN ${read.kind === 'whole'} THEN now() ELSE whole_read_at END,
-        whole_read_due = CASE WHEN ${read.kind === 'whole'} THEN now() + make_interval(days => ${wholeReadDays}::int) ELSE whole_read_due END,
+        whole_read_at = CASE WHEN ${wholeTargetGroup} THEN now() ELSE whole_read_at END,
+        whole_read_due = CASE WHEN ${wholeTargetGroup} THEN now() + make_interval(days => ${wholeReadDays}::int) ELSE whole_read_due END,
         in_step = false,
         identifiers = coalesce(${identifiers}::bigint, identifiers),
         updated_at = now()
@@ -382,17 +330,4 @@ export async function pruneChangeLog(db: Db): Promise<number> {
     const pruned = await sql`DELETE FROM audience_sync.source_changes WHERE xid < ${bound[0]!.below}::xid8`.execute(tx);
     return Number(pruned.numAffectedRows ?? 0);
   });
-}
-
-/**
- * One line on whether runs can read the change log, and if not, what to do:
- * for preflight. A source that is a view is fine (every run reads it whole);
- * a trigger left enabled but not ALWAYS (what `ENABLE TRIGGER ALL` after a
- * `pg_restore --disable-triggers` leaves) is named with its fix.
- */
-export async function describeChangeLog(db: Db): Promise<string> {
-  const problems = logProblems(await readSourceCatalog(db));
-  return problems.length === 0
-    ? 'in use: daily plans read the keys the source triggers logged'
-    : `not in use, every run reads whole target groups: ${problems.join('; ')}`;
 }

@@ -1,7 +1,7 @@
 import type { Config } from '../core/config.js';
 import { sql } from 'kysely';
-import { probingKeysFromNowOn, probingNoMore, type Db } from '../db/connection.js';
-import { chooseSourceRead, recordListAfterPlan, takeSourceSnapshot, type SourceRead } from '../source/change-log.js';
+import { keptIf, probingKeysFromNowOn, probingNoMore, type Db } from '../db/connection.js';
+import { chooseSourceRead, recordListAfterPlan, takeSourceSnapshot, wholeAfterFailedCheck, type SourceRead } from '../source/change-log.js';
 import {
   applyChangedTargets,
   applyCounterDeltas,
@@ -12,6 +12,7 @@ import {
   recountCounters,
   type ListState,
 } from '../source/snapshot.js';
+import { sourceMatchesSnapshot } from '../source/snapshot-check.js';
 import { attachNewSnapshot, dropUnattachedSnapshot, hasSnapshotTable, vacuumSnapshot, writeNewSnapshot } from '../source/snapshot-table.js';
 import { countersFrom, funnelsOf } from '../source/counters.js';
 import type { CampaignFunnelCounts, FunnelCounts } from '../source/target-groups.js';
@@ -29,9 +30,12 @@ export interface ListPlan extends PlanCounts {
   heldReason: string | null;
   /** Target-group rows new, gone or with a changed email since the list was last planned. */
   changedRows: number;
-  /** How they were found: from the keys the source change log names, or by reading the whole target group. */
-  sourceRead: 'changes' | 'whole';
-  /** Why the whole target group was read. */
+  /**
+   * How they were found: from the keys the source change log names; from those, with the whole target group then
+   * checked against the snapshot (the periodic safety net, sourceMatchesSnapshot); or by reading the whole target group.
+   */
+  sourceRead: 'changes' | 'checked' | 'whole';
+  /** Why the whole target group was read or checked. */
   wholeReadReason: string | null;
   /** The diff looked only at the identifiers those rows touch (the ledger was in step). */
   incremental: boolean;
@@ -184,7 +188,18 @@ async function refreshSnapshot(tx: Db, config: Config, job: PlanJob, state: List
     if (!built.attached) await attachNewSnapshot(tx, segmentId);
     return sourceReadOf(built.read, built.rows, 0);
   }
-  const read = await readSource(tx, config, job, state.snapshotLost);
+  let read = await readSource(tx, config, job, state.snapshotLost);
+  if (state.snapshotTable && read.kind === 'changes' && read.check !== undefined) {
+    // The periodic safety net: the log's changes, kept if the whole target group then matches the snapshot.
+    const checked = { ...read, check: read.check };
+    let changedRows = 0;
+    const matched = await keptIf(tx, async () => {
+      changedRows = await applyChangedTargets(tx, segmentId, await findChangedTargets(tx, segmentId, activeCampaignIds, checked));
+      return sourceMatchesSnapshot(tx, segmentId, activeCampaignIds);
+    });
+    if (matched) return sourceReadOf(read, changedRows, null);
+    read = wholeAfterFailedCheck(checked);
+  }
   if (state.snapshotTable) {
     const changedRows = await applyChangedTargets(tx, segmentId, await findChangedTargets(tx, segmentId, activeCampaignIds, read));
     return sourceReadOf(read, changedRows, read.rejudge ? await countNewlyValidEmails(tx) : null);
@@ -217,8 +232,8 @@ async function readSource(tx: Db, config: Config, job: PlanJob, snapshotLost: bo
 function sourceReadOf(read: SourceRead, changedRows: number, newlyValid: number | null) {
   return {
     source: read,
-    kind: read.kind,
-    wholeReadReason: read.kind === 'whole' ? read.reason : null,
+    kind: read.kind === 'changes' && read.check !== undefined ? ('checked' as const) : read.kind,
+    wholeReadReason: read.kind === 'whole' ? read.reason : (read.check ?? null),
     changedRows,
     newlyValidEmails: read.rejudge ? newlyValid : null,
   };

@@ -5,7 +5,7 @@ import { oneLine, VersionRetiredError } from '../core/errors.js';
 import { assertMigrated } from '../db/migrate.js';
 import { campaignActiveAt } from '../source/campaign-activity.js';
 import { findListTargets, type ListTarget } from '../source/target-groups.js';
-import { describeChangeLog } from '../source/change-log.js';
+import { describeChangeLog } from '../source/log-catalog.js';
 import { describeEmailRule } from '../source/email-rule.js';
 
 /**

@@ -64,7 +64,7 @@ export interface ListOutcome {
   traceId: string | null;
   statistics: ListStatistics | null;
   /** Whether its source was read from the change log or whole (and why whole), or found unchanged and not planned. */
-  sourceRead?: 'changes' | 'whole' | 'unchanged';
+  sourceRead?: 'changes' | 'checked' | 'whole' | 'unchanged';
   wholeReadReason?: string | null;
   /** After a change of email rule: customers whose email was invalid and is valid now. */
   newlyValidEmails?: number | null;

@@ -83,8 +83,11 @@ export interface KillTrial {
   lostResponses: number;
   unsettledAfterKill: number;
   churnBeforeKill: Churn | null;
+  /** The lists were due for their periodic check of the whole target group; log rows lost before it (0: none). */
+  checkDue: boolean;
+  logRowsLost: number;
   churnBeforeRerun: Churn;
-  rerun: { exit: number | null; status: string; durationMs: number; added: number; removed: number; reads: string; error?: string };
+  rerun: { exit: number | null; status: string; durationMs: number; added: number; removed: number; reads: string; wholeReadReasons: string[]; error?: string };
   killedRunStatusAfterRerun: string | null;
   unsettledAfterRerun: number;
   lists: ListCheck[];
@@ -193,7 +196,15 @@ async function runTrial(world: DrillWorld, plan: TrialPlan): Promise<KillTrial> 
 
   // Churn before the run (the first trial is the initial load).
   const toggle = mode === 'delete' ? true : plan.trial > 1 && rnd() < 0.2;
-  const churnBeforeKill = plan.trial > 1 || toggle ? await applyChurn(db, plan.seed, between(rnd, 0.002, 0.03), toggle) : null;
+  // Every other trial after the first, the lists are due for their periodic check of the whole target group, and half
+  // of those the log loses its last rows of a few customers (as if a write had bypassed it): the check must catch them.
+  // Those trials churn less, so that the killed run and the rerun between them stay under the lists' limit of keys
+  // (a tenth of each list), past which a list reads whole without a check.
+  const checkDue = plan.trial > 1 && rnd() < 0.5;
+  const maxChurn = checkDue ? 0.008 : 0.03;
+  const churnBeforeKill = plan.trial > 1 || toggle ? await applyChurn(db, plan.seed, between(rnd, 0.002, maxChurn), toggle) : null;
+  const logRowsLost = checkDue && rnd() < 0.5 ? await loseLogRows(db) : 0;
+  if (checkDue) await sql`UPDATE audience_sync.lists SET whole_read_due = now() - interval '1 second'`.execute(db);
 
   // Answers delayed at random (Criteo applies at once, answers later): wide in-flight windows.
   world.sandbox.setFaults({
@@ -242,7 +253,7 @@ async function runTrial(world: DrillWorld, plan: TrialPlan): Promise<KillTrial> 
   const unsettledAfterKill = await unsettledBatches(db);
 
   // The source moves on before the rerun: the rerun's desired state is not the killed run's.
-  const churnBeforeRerun = await applyChurn(db, plan.seed + 1, between(rnd, 0.002, 0.03), false);
+  const churnBeforeRerun = await applyChurn(db, plan.seed + 1, between(rnd, 0.002, maxChurn), false);
   world.sandbox.setFaults(undefined);
   const rerunJob = spawnJob(['run', '--json'], world.env(JOB_SETTINGS(plan.batchSize)));
   const rr = await rerunJob.done;
@@ -253,8 +264,10 @@ async function runTrial(world: DrillWorld, plan: TrialPlan): Promise<KillTrial> 
     durationMs: rr.durationMs,
     added: summary?.lists.reduce((n, l) => n + l.added, 0) ?? 0,
     removed: summary?.lists.reduce((n, l) => n + l.removed, 0) ?? 0,
-    // How each synced list found its changed rows: 'changes' (the source change log) or 'whole'.
+    // How each synced list found its changed rows: 'changes' (the source change log), 'checked' (the log, then the
+    // whole target group checked) or 'whole'; and why a list read or checked the whole target group.
     reads: (summary?.lists ?? []).map((l) => l.sourceRead ?? '-').join(','),
+    wholeReadReasons: (summary?.lists ?? []).flatMap((l) => (l.wholeReadReason ? [`${l.segmentId}: ${l.wholeReadReason}`] : [])),
     ...(rr.status !== 0
       ? {
           error: (
@@ -284,6 +297,8 @@ async function runTrial(world: DrillWorld, plan: TrialPlan): Promise<KillTrial> 
     lostResponses: killed ? lostResponses : 0,
     unsettledAfterKill,
     churnBeforeKill,
+    checkDue,
+    logRowsLost,
     churnBeforeRerun,
     rerun,
     killedRunStatusAfterRerun,
@@ -292,6 +307,14 @@ async function runTrial(world: DrillWorld, plan: TrialPlan): Promise<KillTrial> 
     mismatches,
     durationMs: Date.now() - t0,
   };
+}
+
+/** Deletes the change log's rows of the last few customers it logged, as a write that bypassed the log would leave it. */
+async function loseLogRows(db: DrillWorld['db']): Promise<number> {
+  const lost = await sql`
+    DELETE FROM audience_sync.source_changes WHERE customer_id IN (
+      SELECT customer_id FROM audience_sync.source_changes WHERE customer_id IS NOT NULL ORDER BY xid DESC, customer_id LIMIT 5)`.execute(db);
+  return Number(lost.numAffectedRows ?? 0);
 }
 
 /**
@@ -412,7 +435,7 @@ async function confirmedWrites(world: DrillWorld, runId: number): Promise<number
 
 interface SummaryLike {
   status: string;
-  lists: { segmentId: string; status: string; reason: string | null; added: number; removed: number; sourceRead?: string }[];
+  lists: { segmentId: string; status: string; reason: string | null; added: number; removed: number; sourceRead?: string; wholeReadReason?: string | null }[];
 }
 
 function parseSummary(stdout: string): SummaryLike | undefined {
@@ -430,7 +453,7 @@ function describeTrial(t: KillTrial, of: number): string {
     `trial ${String(t.trial).padStart(2)}/${of} seed ${t.seed} ${t.mode.padEnd(12)}`,
     t.killed ? `killed at ${((t.killAfterMs ?? 0) / 1000).toFixed(1)}s: ${t.phase}` : `not killed: ${t.phase}`,
     `lost answers ${t.lostResponses}, unsettled ${t.unsettledAfterKill}`,
-    `churn ${churn(t.churnBeforeKill)} then ${churn(t.churnBeforeRerun)}`,
+    `churn ${churn(t.churnBeforeKill)}${t.checkDue ? `, check due${t.logRowsLost ? ` (${t.logRowsLost} log rows lost)` : ''}` : ''} then ${churn(t.churnBeforeRerun)}`,
     `rerun ${t.rerun.status} (exit ${t.rerun.exit}, +${t.rerun.added} -${t.rerun.removed}, ${(t.rerun.durationMs / 1000).toFixed(1)}s, read ${t.rerun.reads})`,
     `lists exact ${exact}/${t.lists.length}${t.mismatches ? ` MISMATCHES ${t.mismatches}` : ''}`,
   ].join(' | ');
