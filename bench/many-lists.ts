@@ -64,17 +64,19 @@ async function generateManyLists(client: pg.Client, lists: number, members: numb
 }
 
 /** A day of 1 % churn over every campaign: 0.4 % of rows leave, as many new customers join, 0.2 % of customers change email. */
-async function churnManyLists(client: pg.Client, lists: number, members: number, customers: number) {
-  const left = await client.query(`DELETE FROM audience_sync.campaign_target_groups WHERE abs(hashtext(customer_id || campaign_id)) % 250 = 0`);
+/** A day of churn; each `day` (from 1) other rows leave, other customers join and change email. */
+async function churnManyLists(client: pg.Client, lists: number, members: number, customers: number, day = 1) {
+  const left = await client.query(`DELETE FROM audience_sync.campaign_target_groups WHERE abs(hashtext(customer_id || campaign_id)) % 250 = ${day - 1}`);
   const joins = Math.max(lists, Math.floor(0.004 * lists * members));
+  const first = customers + (day - 1) * joins + 1;
   await client.query(
-    `INSERT INTO audience_sync.customers (customer_id, email) SELECT ${customerId('i')}, ${emailExpression('i')} FROM generate_series(${customers + 1}, ${customers + joins}) i`,
+    `INSERT INTO audience_sync.customers (customer_id, email) SELECT ${customerId('i')}, ${emailExpression('i')} FROM generate_series(${first}, ${first + joins - 1}) i`,
   );
   await client.query(
-    `INSERT INTO audience_sync.campaign_target_groups (campaign_id, customer_id) SELECT 'many-' || (i % ${lists}), ${customerId('i')} FROM generate_series(${customers + 1}, ${customers + joins}) i`,
+    `INSERT INTO audience_sync.campaign_target_groups (campaign_id, customer_id) SELECT 'many-' || (i % ${lists}), ${customerId('i')} FROM generate_series(${first}, ${first + joins - 1}) i`,
   );
   const changed = await client.query(
-    `UPDATE audience_sync.customers SET email = 'moved.' || substr(customer_id, 2) || '@example.org' WHERE abs(hashtext(customer_id)) % 500 = 0`,
+    `UPDATE audience_sync.customers SET email = 'moved${day}.' || substr(customer_id, 2) || '@example.org' WHERE abs(hashtext(customer_id)) % 500 = ${day - 1}`,
   );
   return { leave: left.rowCount ?? 0, join: joins, emailChanges: changed.rowCount ?? 0 };
 }
@@ -179,6 +181,12 @@ export async function runManyLists(o: ManyListsOptions): Promise<ManyListsResult
     await run('daily');
     o.log('a run in which nothing changed');
     await run('unchanged');
+    // Lists made on the same day are due for their weekly check on the same day.
+    o.log('a second day of churn, every list due for its weekly check of the whole target group');
+    await churnManyLists(client, o.lists, o.members, customers, 2);
+    await client.query('VACUUM (ANALYZE)');
+    await client.query(`UPDATE audience_sync.lists SET whole_read_due = now() - interval '1 second'`);
+    await run('checked');
     const checks = await convergence(client, await sandbox.segmentSizes());
     const perList = (label: string) => runs.find((r) => r.label === label)!.phases.localMs / o.lists;
     const targets = [

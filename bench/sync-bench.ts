@@ -234,6 +234,7 @@ async function syncBench(): Promise<void> {
       jobAdds: dailyBig?.toAdd ?? NaN,
       jobRemoves: dailyBig?.toRemove ?? NaN,
       converged: false,
+      checkedDayConverged: false,
       wholeDayConverged: false,
     };
     checks.converged =
@@ -244,9 +245,24 @@ async function syncBench(): Promise<void> {
       checks.naiveAdds === checks.jobAdds &&
       checks.naiveRemoves === checks.jobRemoves;
 
-    // A second day read whole, as every SOURCE_WHOLE_READ_DAYS (and for a view) the job does: the log's fallback, measured.
-    log('a second day: churn, then a daily sync reading the whole target group (SOURCE_WHOLE_READ_DAYS=0)');
+    // A second day due for the weekly safety net (the default SOURCE_WHOLE_READ_DAYS, its due date moved to now): the
+    // log's changes, then the whole target group checked against the snapshot they leave.
+    log('a second day: churn, then a daily sync due for its weekly check of the whole target group');
     await applyChurn(client, customers, churn, 2, international);
+    await client.query('VACUUM (ANALYZE)');
+    await client.query(`UPDATE audience_sync.lists SET whole_read_due = now() - interval '1 second'`);
+    before = (await sandbox.calls()).length;
+    const checkedDay = await runJob(ROOT, job, work, 'daily-checked', jobEnv);
+    calls = (await sandbox.calls()).slice(before);
+    const checkedDayCalls = apiCalls(calls, checkedDay);
+    log(`checked daily sync ${secs(checkedDay.wallMs)} (plan ${secs(checkedDay.planMs)}), peak RSS ${checkedDay.peakRssMb} MB`);
+    const sizesChecked = await sandbox.segmentSizes();
+    const ledgerChecked = await client.query<{ n: string }>(`SELECT count(*) AS n FROM audience_sync.list_members WHERE audience_segment_id = ${BIG_LIST}`);
+    checks['checkedDayConverged'] = checkedDay.ok && Number(ledgerChecked.rows[0]?.n ?? -1) === (sizesChecked[BIG_LIST] ?? -2);
+
+    // A third day read whole, as a source that is a view (or --full, or SOURCE_WHOLE_READ_DAYS=0) is: compared row by row.
+    log('a third day: churn, then a daily sync reading the whole target group (SOURCE_WHOLE_READ_DAYS=0)');
+    await applyChurn(client, customers, churn, 3, international);
     await client.query('VACUUM (ANALYZE)');
     before = (await sandbox.calls()).length;
     const wholeDay = await runJob(ROOT, job, work, 'daily-whole', { ...jobEnv, SOURCE_WHOLE_READ_DAYS: '0' });
@@ -277,6 +293,7 @@ async function syncBench(): Promise<void> {
       idleRssMb,
       initial: { ...initial, apiCalls: initialCalls },
       daily: { ...daily, apiCalls: dailyCalls },
+      checkedDay: { ...checkedDay, apiCalls: checkedDayCalls },
       wholeDay: { ...wholeDay, apiCalls: wholeDayCalls },
       references: refs,
       sandbox: { ceiling, peakRssMb: sandboxPeakRssMb },
