@@ -162,26 +162,20 @@ export async function chooseSourceRead(
   if (list.ids_went_back) return whole('transaction ids went back since the last plan (a restored or moved database)');
   if (list.pruned_past) return whole('the change log was pruned past what the list has read');
   // The periodic safety net: the log's changes, then the whole target group checked against the snapshot they leave.
-  // As of the plan's own snapshot, not the run's map of the log, which is older: the check reads the source now.
-  if (list.stale) {
-    const check = `the whole target group is checked at least every ${wholeReadDays} days`;
-    const checked = { from: list.from, seen: seenNow };
-    return (await countUnreadKeys(tx, checked, activeCampaignIds, list.key_limit)) > list.key_limit
-      ? whole(`${check}, and more than ${list.key_limit} source changes for the list since its last plan`)
-      : { kind: 'changes', ...checked, stamp, ...rule, check };
-  }
+  // A write committed after the run mapped the log makes the check fail and the list read whole: more work, never less.
+  const check = list.stale ? { check: `the whole target group is checked at least every ${wholeReadDays} days` } : {};
 
   // Past a tenth of the snapshot, looking every change up costs more than reading everything once. The triggers log
   // a statement's keys as one marker past the largest such limit of the lists they concern (change_log_key_limit,
   // migration 0011), so a marker sends a list to the whole read only where the statement's keys alone would have, as
   // the lists stood when it was written. Only key rows are left to count here.
   const limit = list.key_limit;
-  const tooMany = () => whole(`more than ${limit} source changes for the list since its last plan`);
+  const tooMany = () => whole(`${check.check ? `${check.check}, and ` : ''}more than ${limit} source changes for the list since its last plan`);
   if (list.mapped_keys !== null) {
-    return list.mapped_keys > limit ? tooMany() : { kind: 'changes', ...read, stamp, ...rule, mappedBy: runId!, mappedKeys: list.mapped_keys };
+    return list.mapped_keys > limit ? tooMany() : { kind: 'changes', ...read, stamp, ...rule, mappedBy: runId!, mappedKeys: list.mapped_keys, ...check };
   }
   if ((await countUnreadKeys(tx, read, activeCampaignIds, limit)) > limit) return tooMany();
-  return { kind: 'changes', ...read, stamp, ...rule };
+  return { kind: 'changes', ...read, stamp, ...rule, ...check };
 }
 
 /** The list's unread key rows in the log, counted up to one past `limit`. */
