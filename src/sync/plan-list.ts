@@ -189,19 +189,20 @@ async function refreshSnapshot(tx: Db, config: Config, job: PlanJob, state: List
     return sourceReadOf(built.read, built.rows, 0);
   }
   let read = await readSource(tx, config, job, state.snapshotLost);
+  const applyRead = async (r: SourceRead) => applyChangedTargets(tx, segmentId, await findChangedTargets(tx, segmentId, activeCampaignIds, r));
   if (state.snapshotTable && read.kind === 'changes' && read.check !== undefined) {
     // The periodic safety net: the log's changes, kept if the whole target group then matches the snapshot.
     const checked = { ...read, check: read.check };
     let changedRows = 0;
     const matched = await keptIf(tx, async () => {
-      changedRows = await applyChangedTargets(tx, segmentId, await findChangedTargets(tx, segmentId, activeCampaignIds, checked));
+      changedRows = await applyRead(checked);
       return sourceMatchesSnapshot(tx, segmentId, activeCampaignIds);
     });
     if (matched) return sourceReadOf(read, changedRows, null);
     read = wholeAfterFailedCheck(checked);
   }
   if (state.snapshotTable) {
-    const changedRows = await applyChangedTargets(tx, segmentId, await findChangedTargets(tx, segmentId, activeCampaignIds, read));
+    const changedRows = await applyRead(read);
     return sourceReadOf(read, changedRows, read.rejudge ? await countNewlyValidEmails(tx) : null);
   }
   const rows = await writeNewSnapshot(tx, segmentId, activeCampaignIds);
