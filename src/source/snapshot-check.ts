@@ -1,6 +1,6 @@
 import { sql, type RawBuilder } from 'kysely';
 import { probingKeys, type Db } from '../db/connection.js';
-import { fingerprint } from './snapshot-table.js';
+import { fingerprint, targetGroupsWithCustomers } from './snapshot-table.js';
 
 /**
  * Whether the snapshot holds exactly the list's target groups as the source
@@ -17,9 +17,7 @@ export async function sourceMatchesSnapshot(tx: Db, segmentId: string, activeCam
     sql<{ matches: boolean }>`
       SELECT s.n = t.n AND s.h IS NOT DISTINCT FROM t.h AS matches
       FROM (SELECT count(*) AS n, sum(${rowHash(sql`tg.campaign_id`, sql`tg.customer_id`, fingerprint)}) AS h
-            FROM audience_sync.campaign_target_groups tg
-            LEFT JOIN audience_sync.customers cu ON cu.customer_id = tg.customer_id
-            WHERE tg.campaign_id = ANY(${activeCampaignIds}::text[])) s,
+            FROM ${targetGroupsWithCustomers(activeCampaignIds)}) s,
            (SELECT count(*) AS n, sum(${rowHash(sql`t.campaign_id`, sql`t.customer_id`, sql`t.email_fingerprint`)}) AS h
             FROM audience_sync.list_targets t WHERE t.audience_segment_id = ${segmentId}::bigint) t`.execute(tx),
   );

@@ -9,6 +9,16 @@ import { probingNoMore, type Db } from '../db/connection.js';
 
 /** The fingerprint of customer row `cu`'s email, NULL when there is no such customer. */
 export const fingerprint = sql`CASE WHEN cu.customer_id IS NOT NULL THEN hashtextextended(coalesce(cu.email, ''), 0) END`;
+/**
+ * The list's target groups as a plan reads them, after FROM: its active
+ * campaigns' rows `tg`, each with its customer `cu` (NULL when there is no
+ * such customer), which `fingerprint` and `stateWithoutEmail` read.
+ */
+export const targetGroupsWithCustomers = (activeCampaignIds: readonly string[]) => sql`
+  audience_sync.campaign_target_groups tg
+  LEFT JOIN audience_sync.customers cu ON cu.customer_id = tg.customer_id
+  WHERE tg.campaign_id = ANY(${activeCampaignIds}::text[])`;
+
 /** A present row's state when it is not decided by its identifier (see newState): no customer `cu`, or no email. */
 export const stateWithoutEmail = sql`
   CASE WHEN cu.customer_id IS NULL THEN 'no_customer' WHEN coalesce(btrim(cu.email, E' \t\n\r\f'), '') = '' THEN 'missing' END`;
@@ -51,9 +61,7 @@ export async function writeNewSnapshot(tx: Db, segmentId: string, activeCampaign
     FROM (
       SELECT tg.customer_id, tg.campaign_id, ${fingerprint} AS email_fingerprint, ${stateWithoutEmail} AS state,
              audience_sync.email_identifier(cu.email) AS identifier
-      FROM audience_sync.campaign_target_groups tg
-      LEFT JOIN audience_sync.customers cu ON cu.customer_id = tg.customer_id
-      WHERE tg.campaign_id = ANY(${activeCampaignIds}::text[])
+      FROM ${targetGroupsWithCustomers(activeCampaignIds)}
       OFFSET 0
     ) r`.execute(tx);
   await probingNoMore(tx);

@@ -2,7 +2,7 @@ import { sql, type RawBuilder } from 'kysely';
 import { unreadChanges, type SourceRead } from './change-log.js';
 import { mappedKeys } from './run-changes.js';
 import { probingNoMore, type Db } from '../db/connection.js';
-import { attachedSnapshotTable, fingerprint, snapshotTable, stateWithoutEmail } from './snapshot-table.js';
+import { attachedSnapshotTable, fingerprint, snapshotTable, stateWithoutEmail, targetGroupsWithCustomers } from './snapshot-table.js';
 import { dropKeptTargetChanges, keepTargetChanges, LOGGED_CHANGES, LOGGED_KEYS, TARGET_CHANGES, TOUCHED_IDENTIFIERS } from '../db/temp-tables.js';
 
 /**
@@ -168,9 +168,7 @@ function comparedInOnePass(segmentId: string, activeCampaignIds: readonly string
            ${unreplaced}
     FROM (
       SELECT tg.campaign_id, tg.customer_id, cu.email, ${fingerprint} AS fingerprint, ${stateWithoutEmail} AS state
-      FROM audience_sync.campaign_target_groups tg
-      LEFT JOIN audience_sync.customers cu ON cu.customer_id = tg.customer_id
-      WHERE tg.campaign_id = ANY(${activeCampaignIds}::text[])
+      FROM ${targetGroupsWithCustomers(activeCampaignIds)}
     ) g
     FULL JOIN (${snapshotKeys(segmentId)}) t ON t.customer_id = g.customer_id AND t.campaign_id = g.campaign_id
     WHERE g.customer_id IS NULL OR t.customer_id IS NULL OR t.email_fingerprint IS DISTINCT FROM g.fingerprint
