@@ -245,33 +245,34 @@ async function syncBench(): Promise<void> {
       checks.naiveAdds === checks.jobAdds &&
       checks.naiveRemoves === checks.jobRemoves;
 
+    // A later day: churn, VACUUM ANALYZE as autovacuum would have, `prepare`, then a run; the big list must end with
+    // its ledger equal to the sandbox.
+    const running = sandbox;
+    const laterDay = async (day: number, label: string, env: Record<string, string>, prepare: () => Promise<unknown> = async () => {}) => {
+      await applyChurn(client, customers, churn, day, international);
+      await client.query('VACUUM (ANALYZE)');
+      await prepare();
+      const from = (await running.calls()).length;
+      const phases = await runJob(ROOT, job, work, label, env);
+      const dayCalls = apiCalls((await running.calls()).slice(from), phases);
+      log(`${label} sync ${secs(phases.wallMs)} (plan ${secs(phases.planMs)}), peak RSS ${phases.peakRssMb} MB`);
+      const sizes = await running.segmentSizes();
+      const ledger = await client.query<{ n: string }>(`SELECT count(*) AS n FROM audience_sync.list_members WHERE audience_segment_id = ${BIG_LIST}`);
+      return { phases: { ...phases, apiCalls: dayCalls }, converged: phases.ok && Number(ledger.rows[0]?.n ?? -1) === (sizes[BIG_LIST] ?? -2) };
+    };
+
     // A second day due for the weekly safety net (the default SOURCE_WHOLE_READ_DAYS, its due date moved to now): the
     // log's changes, then the whole target group checked against the snapshot they leave.
     log('a second day: churn, then a daily sync due for its weekly check of the whole target group');
-    await applyChurn(client, customers, churn, 2, international);
-    await client.query('VACUUM (ANALYZE)');
-    await client.query(`UPDATE audience_sync.lists SET whole_read_due = now() - interval '1 second'`);
-    before = (await sandbox.calls()).length;
-    const checkedDay = await runJob(ROOT, job, work, 'daily-checked', jobEnv);
-    calls = (await sandbox.calls()).slice(before);
-    const checkedDayCalls = apiCalls(calls, checkedDay);
-    log(`checked daily sync ${secs(checkedDay.wallMs)} (plan ${secs(checkedDay.planMs)}), peak RSS ${checkedDay.peakRssMb} MB`);
-    const sizesChecked = await sandbox.segmentSizes();
-    const ledgerChecked = await client.query<{ n: string }>(`SELECT count(*) AS n FROM audience_sync.list_members WHERE audience_segment_id = ${BIG_LIST}`);
-    checks['checkedDayConverged'] = checkedDay.ok && Number(ledgerChecked.rows[0]?.n ?? -1) === (sizesChecked[BIG_LIST] ?? -2);
+    const checkedDay = await laterDay(2, 'daily-checked', jobEnv, () =>
+      client.query(`UPDATE audience_sync.lists SET whole_read_due = now() - interval '1 second'`),
+    );
+    checks['checkedDayConverged'] = checkedDay.converged;
 
     // A third day read whole, as a source that is a view (or --full, or SOURCE_WHOLE_READ_DAYS=0) is: compared row by row.
     log('a third day: churn, then a daily sync reading the whole target group (SOURCE_WHOLE_READ_DAYS=0)');
-    await applyChurn(client, customers, churn, 3, international);
-    await client.query('VACUUM (ANALYZE)');
-    before = (await sandbox.calls()).length;
-    const wholeDay = await runJob(ROOT, job, work, 'daily-whole', { ...jobEnv, SOURCE_WHOLE_READ_DAYS: '0' });
-    calls = (await sandbox.calls()).slice(before);
-    const wholeDayCalls = apiCalls(calls, wholeDay);
-    log(`whole-read daily sync ${secs(wholeDay.wallMs)} (plan ${secs(wholeDay.planMs)}), peak RSS ${wholeDay.peakRssMb} MB`);
-    const sizesAfter = await sandbox.segmentSizes();
-    const ledgerAfter = await client.query<{ n: string }>(`SELECT count(*) AS n FROM audience_sync.list_members WHERE audience_segment_id = ${BIG_LIST}`);
-    checks['wholeDayConverged'] = wholeDay.ok && Number(ledgerAfter.rows[0]?.n ?? -1) === (sizesAfter[BIG_LIST] ?? -2);
+    const wholeDay = await laterDay(3, 'daily-whole', { ...jobEnv, SOURCE_WHOLE_READ_DAYS: '0' });
+    checks['wholeDayConverged'] = wholeDay.converged;
 
     const sandboxPeakRssMb = sandbox.peakRssMb();
     const sizesMb = await tableSizesMb(client);
@@ -293,8 +294,8 @@ async function syncBench(): Promise<void> {
       idleRssMb,
       initial: { ...initial, apiCalls: initialCalls },
       daily: { ...daily, apiCalls: dailyCalls },
-      checkedDay: { ...checkedDay, apiCalls: checkedDayCalls },
-      wholeDay: { ...wholeDay, apiCalls: wholeDayCalls },
+      checkedDay: checkedDay.phases,
+      wholeDay: wholeDay.phases,
       references: refs,
       sandbox: { ceiling, peakRssMb: sandboxPeakRssMb },
       checks,
