@@ -191,7 +191,11 @@ async function countUnreadKeys(tx: Db, read: { from: string; seen: string }, act
 /** The whole read a checked read falls back to when the snapshot, after the log's changes, differs from the source. */
 export function wholeAfterFailedCheck(read: SourceRead & { kind: 'changes'; check: string }): SourceRead {
   const { from: _from, mappedBy: _mappedBy, mappedKeys: _mappedKeys, check, ...rest } = read;
-  return { ...rest, kind: 'whole', reason: `${check}: after the change log's changes, the snapshot differed from it (a write the log missed)` };
+  return {
+    ...rest,
+    kind: 'whole',
+    reason: `${check}; after the change log's changes the snapshot differed from the source (a write the log missed), so it is read row by row`,
+  };
 }
 
 /**
