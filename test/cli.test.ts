@@ -83,3 +83,38 @@ describe('migrate, then run, from the command line', () => {
     expect(summary.lists.find((l) => l.segmentId === '501')).toMatchObject({ status: 'succeeded' });
   });
 });
+
+describe('many lists at once', () => {
+  it('syncs LIST_CONCURRENCY lists in parallel beyond the statements connections: each list lock has a connection of its own', async () => {
+    // 20 lists, each holding its lock on a connection for the whole list, as well as the run's: with the locks drawn
+    // from the 16 statements' connections, every plan waited for a connection until the pool timed out.
+    const lists = Array.from({ length: 20 }, (_, i) => String(601 + i));
+    const t = await createTestDatabase('cli_lists');
+    const many = connect(t.url);
+    const server = await startSandbox({
+      clients: [{ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, advertiserIds: '*' }],
+      segments: lists.map((id) => ({ id, advertiserId: '1' })),
+      rateLimitPerMinute: 0,
+    });
+    try {
+      const manyEnv = { ...env, DATABASE_URL: t.url, CRITEO_API_URL: server.url, LIST_CONCURRENCY: '20' };
+      expect((await runCli(['migrate'], manyEnv)).status).toBe(0);
+      await seedCampaigns(
+        many.db,
+        lists.map((segmentId) => ({ id: `m${segmentId}`, segmentId })),
+      );
+      await seedCustomers(many.db, 0, 200);
+      for (const [i, segmentId] of lists.entries()) await seedTargetGroup(many.db, `m${segmentId}`, i * 10, i * 10 + 10);
+      const r = await runCli(['run', '--json'], manyEnv);
+      const summary = JSON.parse(r.stdout) as { status: string; lists: { segmentId: string; status: string; added: number }[] };
+      expect(summary.lists.filter((l) => l.status !== 'succeeded')).toEqual([]);
+      expect(summary.status).toBe('succeeded');
+      expect(r.status).toBe(0);
+      for (const segmentId of lists) expect(server.members(segmentId).size).toBe(10);
+    } finally {
+      await server.close();
+      await many.close();
+      await t.drop();
+    }
+  });
+});

@@ -20,7 +20,21 @@ export interface SessionSettings {
   preparedStatements?: boolean;
 }
 
-export function connect(databaseUrl: string, maxConnections = 16, { workMem, preparedStatements = true }: SessionSettings = {}): DbHandle {
+/** Connections the pool keeps for statements, shared by everything the process does at once. */
+export const STATEMENT_CONNECTIONS = 16;
+
+/**
+ * The pool a process needs to run `listConcurrency` lists at once: the
+ * statements' connections, plus one for each advisory lock held on a
+ * connection of its own for a whole list (list.ts) and for the run (run.ts).
+ * Drawn from the statements' share, 15 lists' locks would hold every
+ * connection and their plans would wait for one until the pool's timeout.
+ */
+export function connectionsFor(listConcurrency: number): number {
+  return STATEMENT_CONNECTIONS + listConcurrency + 1;
+}
+
+export function connect(databaseUrl: string, maxConnections = STATEMENT_CONNECTIONS, { workMem, preparedStatements = true }: SessionSettings = {}): DbHandle {
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     max: maxConnections,
