@@ -217,9 +217,11 @@ describe('the source change log', () => {
       return rows[0]!.days;
     };
 
+    // The source's side of the check runs beside the plan, on a connection of its own, for a list of this size too.
+    const beside = { SOURCE_CHECK_BESIDE_ROWS: '1' };
     await sql`UPDATE audience_sync.customers SET email = 'checked' || customer_id || '@example.org' WHERE customer_id = 'c10'`.execute(db);
     await due();
-    expect(await runList('507')).toMatchObject({
+    expect(await runList('507', beside)).toMatchObject({
       sourceRead: 'checked',
       wholeReadReason: expect.stringContaining('checked at least every 7 days'),
       toAdd: 1,
@@ -237,7 +239,7 @@ describe('the source change log', () => {
     await sql`DELETE FROM audience_sync.source_changes WHERE customer_id IN ('c12', 'c13')`.execute(db);
     await sql`UPDATE audience_sync.customers SET email = 'logged' || customer_id || '@example.org' WHERE customer_id = 'c14'`.execute(db);
     await due();
-    expect(await runList('507')).toMatchObject({
+    expect(await runList('507', beside)).toMatchObject({
       sourceRead: 'whole',
       wholeReadReason: expect.stringMatching(/checked at least every 7 days.*differed/),
       toAdd: 2,
@@ -245,6 +247,24 @@ describe('the source change log', () => {
     });
     expect(await nextDue()).toBe(7);
     expect(await runList('507')).toMatchObject({ sourceRead: 'unchanged', toAdd: 0, toRemove: 0 });
+
+    // No connection to be had beside the plan (here: a server that refuses it): the plan checks in its own transaction.
+    await sql`UPDATE audience_sync.customers SET email = 'escaped' || customer_id || '@example.net' WHERE customer_id = 'c15'`.execute(db);
+    await sql`DELETE FROM audience_sync.source_changes WHERE customer_id = 'c15'`.execute(db);
+    await due();
+    expect(await runList('507', { ...beside, DATABASE_URL: 'postgres://postgres@127.0.0.1:1/refused' })).toMatchObject({
+      sourceRead: 'whole',
+      wholeReadReason: expect.stringMatching(/differed/),
+      toAdd: 1,
+      toRemove: 1,
+    });
+    await sql`UPDATE audience_sync.customers SET email = 'logged' || customer_id || '@example.net' WHERE customer_id = 'c16'`.execute(db);
+    await due();
+    expect(await runList('507', { ...beside, DATABASE_URL: 'postgres://postgres@127.0.0.1:1/refused' })).toMatchObject({
+      sourceRead: 'checked',
+      toAdd: 1,
+      toRemove: 1,
+    });
   });
 
   it('pruning keeps the rows a list has not read, and drops those every list has', async () => {

@@ -18,6 +18,8 @@ export interface DbHandle {
 export interface SessionSettings {
   workMem?: string | undefined;
   preparedStatements?: boolean;
+  /** JIT compiling, on unless false (a plan turns it off for its transaction: see planList). */
+  jit?: boolean;
 }
 
 /** Connections the pool keeps for statements, shared by everything the process does at once. */
@@ -34,12 +36,16 @@ export function connectionsFor(listConcurrency: number): number {
   return STATEMENT_CONNECTIONS + listConcurrency + 1;
 }
 
-export function connect(databaseUrl: string, maxConnections = STATEMENT_CONNECTIONS, { workMem, preparedStatements = true }: SessionSettings = {}): DbHandle {
+export function connect(
+  databaseUrl: string,
+  maxConnections = STATEMENT_CONNECTIONS,
+  { workMem, preparedStatements = true, jit }: SessionSettings = {},
+): DbHandle {
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     max: maxConnections,
     application_name: 'audience-sync',
-    options: sessionOptions({ workMem, preparedStatements }),
+    options: sessionOptions({ workMem, preparedStatements, jit }),
     // A dead database must surface as an error, not a hang.
     connectionTimeoutMillis: 10_000,
   });
@@ -56,8 +62,12 @@ export function connect(databaseUrl: string, maxConnections = STATEMENT_CONNECTI
 }
 
 /** Session settings, for this job's connections only; named statements are planned for each execution (prepared.ts). */
-function sessionOptions({ workMem, preparedStatements }: SessionSettings): string | undefined {
-  const settings = [...(workMem ? [`work_mem=${workMem}`] : []), ...(preparedStatements ? ['plan_cache_mode=force_custom_plan'] : [])];
+function sessionOptions({ workMem, preparedStatements, jit }: SessionSettings): string | undefined {
+  const settings = [
+    ...(workMem ? [`work_mem=${workMem}`] : []),
+    ...(preparedStatements ? ['plan_cache_mode=force_custom_plan'] : []),
+    ...(jit === false ? ['jit=off'] : []),
+  ];
   return settings.length > 0 ? settings.map((setting) => `-c ${setting}`).join(' ') : undefined;
 }
 

@@ -1,5 +1,5 @@
 import { sql, type RawBuilder } from 'kysely';
-import { probingKeys, type Db } from '../db/connection.js';
+import { connect, probingKeys, type Db, type SessionSettings } from '../db/connection.js';
 import { fingerprint, targetGroupsWithCustomers } from './snapshot-table.js';
 
 /**
@@ -16,13 +16,51 @@ export async function sourceMatchesSnapshot(tx: Db, segmentId: string, activeCam
   const { rows } = await probingKeys(tx, () =>
     sql<{ matches: boolean }>`
       SELECT s.n = t.n AND s.h IS NOT DISTINCT FROM t.h AS matches
-      FROM (SELECT count(*) AS n, sum(${rowHash(sql`tg.campaign_id`, sql`tg.customer_id`, fingerprint)}) AS h
-            FROM ${targetGroupsWithCustomers(activeCampaignIds)}) s,
-           (SELECT count(*) AS n, sum(${rowHash(sql`t.campaign_id`, sql`t.customer_id`, sql`t.email_fingerprint`)}) AS h
-            FROM audience_sync.list_targets t WHERE t.audience_segment_id = ${segmentId}::bigint) t`.execute(tx),
+      FROM (${sourceChecksum(activeCampaignIds)}) s, (${snapshotChecksum(segmentId)}) t`.execute(tx),
   );
   return rows[0]!.matches;
 }
+
+/** One side of the check: its rows, and the sum of their terms (a numeric, as text: exact). */
+export interface Checksum {
+  n: number;
+  h: string | null;
+}
+
+/**
+ * The source's side of the check, run on a connection of its own from now
+ * on, beside the plan's statements: a big list's plan applies the day's
+ * changes meanwhile, rather than waiting for a parallel read of its whole
+ * target group (snapshotMatches then compares). It reads the source a
+ * moment after the plan's snapshot: a write committed in between makes the
+ * sides differ and the list read whole (as a write during the plan's own
+ * check would), never the reverse. Resolves to null, never rejects, when it
+ * cannot run; the plan then checks in its own transaction.
+ */
+export function sourceChecksumBeside(databaseUrl: string, settings: SessionSettings, activeCampaignIds: readonly string[]): Promise<Checksum | null> {
+  const side = connect(databaseUrl, 1, { ...settings, jit: false });
+  return sourceChecksum(activeCampaignIds)
+    .execute(side.db)
+    .then(
+      ({ rows }) => rows[0]!,
+      () => null,
+    )
+    .finally(() => side.close().catch(() => {}));
+}
+
+/** Whether the snapshot, as the plan's transaction holds it now, has the source's checksum (sourceChecksumBeside). */
+export async function snapshotMatches(tx: Db, segmentId: string, source: Checksum): Promise<boolean> {
+  const { rows } = await snapshotChecksum(segmentId).execute(tx);
+  return rows[0]!.n === source.n && rows[0]!.h === source.h;
+}
+
+const sourceChecksum = (activeCampaignIds: readonly string[]) => sql<Checksum>`
+  SELECT count(*) AS n, sum(${rowHash(sql`tg.campaign_id`, sql`tg.customer_id`, fingerprint)})::text AS h
+  FROM ${targetGroupsWithCustomers(activeCampaignIds)}`;
+
+const snapshotChecksum = (segmentId: string) => sql<Checksum>`
+  SELECT count(*) AS n, sum(${rowHash(sql`t.campaign_id`, sql`t.customer_id`, sql`t.email_fingerprint`)})::text AS h
+  FROM audience_sync.list_targets t WHERE t.audience_segment_id = ${segmentId}::bigint`;
 
 /**
  * A row's term in the checksum: its key and fingerprint (NULL when there is no such customer) mixed by two hashes,

@@ -12,7 +12,7 @@ import {
   recountCounters,
   type ListState,
 } from '../source/snapshot.js';
-import { sourceMatchesSnapshot } from '../source/snapshot-check.js';
+import { snapshotMatches, sourceChecksumBeside, sourceMatchesSnapshot } from '../source/snapshot-check.js';
 import { attachNewSnapshot, dropUnattachedSnapshot, hasSnapshotTable, vacuumSnapshot, writeNewSnapshot } from '../source/snapshot-table.js';
 import { countersFrom, funnelsOf } from '../source/counters.js';
 import type { CampaignFunnelCounts, FunnelCounts } from '../source/target-groups.js';
@@ -191,14 +191,22 @@ async function refreshSnapshot(tx: Db, config: Config, job: PlanJob, state: List
   let read = await readSource(tx, config, job, state.snapshotLost);
   const applyRead = async (r: SourceRead) => applyChangedTargets(tx, segmentId, await findChangedTargets(tx, segmentId, activeCampaignIds, r));
   if (state.snapshotTable && read.kind === 'changes' && read.check !== undefined) {
-    // The periodic safety net: the log's changes, kept if the whole target group then matches the snapshot.
+    // The periodic safety net: the log's changes, kept if the whole target group then matches the snapshot. A big
+    // list reads the source's side beside the changes, on a connection of its own.
     const checked = { ...read, check: read.check };
+    const beside = checksBeside(config, state) ? sourceChecksumBeside(config.databaseUrl, sessionOf(config), activeCampaignIds) : null;
     let changedRows = 0;
-    const matched = await keptIf(tx, async () => {
-      changedRows = await applyRead(checked);
-      return sourceMatchesSnapshot(tx, segmentId, activeCampaignIds);
-    });
-    if (matched) return sourceReadOf(read, changedRows, null);
+    try {
+      const matched = await keptIf(tx, async () => {
+        changedRows = await applyRead(checked);
+        const source = await beside;
+        return source ? snapshotMatches(tx, segmentId, source) : sourceMatchesSnapshot(tx, segmentId, activeCampaignIds);
+      });
+      if (matched) return sourceReadOf(read, changedRows, null);
+    } finally {
+      // Nothing of the plan's outlives it (the side never rejects).
+      await beside;
+    }
     read = wholeAfterFailedCheck(checked);
   }
   if (state.snapshotTable) {
@@ -208,6 +216,16 @@ async function refreshSnapshot(tx: Db, config: Config, job: PlanJob, state: List
   const rows = await writeNewSnapshot(tx, segmentId, activeCampaignIds);
   await attachNewSnapshot(tx, segmentId);
   return sourceReadOf(read, rows, 0);
+}
+
+/** Whether a list checks the source's side beside its plan (sourceChecksumBeside): one of SOURCE_CHECK_BESIDE_ROWS identifiers or more. */
+function checksBeside(config: Config, state: ListState): boolean {
+  return config.sourceCheckBesideRows > 0 && state.identifiers >= config.sourceCheckBesideRows;
+}
+
+/** The job's session settings, for a connection of the plan's own. */
+function sessionOf(config: Config) {
+  return { workMem: config.pgWorkMem, preparedStatements: config.pgPreparedStatements };
 }
 
 /**
