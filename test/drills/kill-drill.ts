@@ -86,6 +86,8 @@ export interface KillTrial {
   /** The lists were due for their periodic check of the whole target group; log rows lost before it (0: none). */
   checkDue: boolean;
   logRowsLost: number;
+  /** Every list read the source's side of the check on a connection of its own, beside its plan (SOURCE_CHECK_BESIDE_ROWS=1). */
+  checkBeside: boolean;
   churnBeforeRerun: Churn;
   rerun: { exit: number | null; status: string; durationMs: number; added: number; removed: number; reads: string; wholeReadReasons: string[]; error?: string };
   killedRunStatusAfterRerun: string | null;
@@ -109,10 +111,12 @@ export interface KillDrillReport {
   durationMs: number;
 }
 
-const JOB_SETTINGS = (batchSize: number) => ({
+const JOB_SETTINGS = (batchSize: number, checkBeside: boolean) => ({
   CRITEO_BATCH_SIZE: String(batchSize),
   CRITEO_CONCURRENCY: '4',
   LIST_CONCURRENCY: '2',
+  // The drill's lists are small: either every one checks beside its plan, or none does.
+  SOURCE_CHECK_BESIDE_ROWS: checkBeside ? '1' : '0',
 });
 
 export async function runKillDrill(options: KillDrillOptions): Promise<KillDrillReport> {
@@ -204,6 +208,7 @@ async function runTrial(world: DrillWorld, plan: TrialPlan): Promise<KillTrial> 
   const maxChurn = checkDue ? 0.008 : 0.03;
   const churnBeforeKill = plan.trial > 1 || toggle ? await applyChurn(db, plan.seed, between(rnd, 0.002, maxChurn), toggle) : null;
   const logRowsLost = checkDue && rnd() < 0.5 ? await loseLogRows(db) : 0;
+  const checkBeside = checkDue && rnd() < 0.5;
   if (checkDue) await sql`UPDATE audience_sync.lists SET whole_read_due = now() - interval '1 second'`.execute(db);
 
   // Answers delayed at random (Criteo applies at once, answers later): wide in-flight windows.
@@ -224,7 +229,7 @@ async function runTrial(world: DrillWorld, plan: TrialPlan): Promise<KillTrial> 
   };
   if (mode === 'refresh' || mode === 'plan') locks.push(await holdTableLock(world.databaseUrl, 'list_targets'));
 
-  const job = spawnJob(['run', '--json'], world.env(JOB_SETTINGS(plan.batchSize)));
+  const job = spawnJob(['run', '--json'], world.env(JOB_SETTINGS(plan.batchSize, checkBeside)));
   let phase = 'not reached: the run ended first';
   let ready = false;
   try {
@@ -255,7 +260,7 @@ async function runTrial(world: DrillWorld, plan: TrialPlan): Promise<KillTrial> 
   // The source moves on before the rerun: the rerun's desired state is not the killed run's.
   const churnBeforeRerun = await applyChurn(db, plan.seed + 1, between(rnd, 0.002, maxChurn), false);
   world.sandbox.setFaults(undefined);
-  const rerunJob = spawnJob(['run', '--json'], world.env(JOB_SETTINGS(plan.batchSize)));
+  const rerunJob = spawnJob(['run', '--json'], world.env(JOB_SETTINGS(plan.batchSize, checkBeside)));
   const rr = await rerunJob.done;
   const summary = parseSummary(rr.stdout);
   const rerun = {
@@ -299,6 +304,7 @@ async function runTrial(world: DrillWorld, plan: TrialPlan): Promise<KillTrial> 
     churnBeforeKill,
     checkDue,
     logRowsLost,
+    checkBeside,
     churnBeforeRerun,
     rerun,
     killedRunStatusAfterRerun,
@@ -453,7 +459,7 @@ function describeTrial(t: KillTrial, of: number): string {
     `trial ${String(t.trial).padStart(2)}/${of} seed ${t.seed} ${t.mode.padEnd(12)}`,
     t.killed ? `killed at ${((t.killAfterMs ?? 0) / 1000).toFixed(1)}s: ${t.phase}` : `not killed: ${t.phase}`,
     `lost answers ${t.lostResponses}, unsettled ${t.unsettledAfterKill}`,
-    `churn ${churn(t.churnBeforeKill)}${t.checkDue ? `, check due${t.logRowsLost ? ` (${t.logRowsLost} log rows lost)` : ''}` : ''} then ${churn(t.churnBeforeRerun)}`,
+    `churn ${churn(t.churnBeforeKill)}${t.checkDue ? `, check due${t.checkBeside ? ' beside' : ''}${t.logRowsLost ? ` (${t.logRowsLost} log rows lost)` : ''}` : ''} then ${churn(t.churnBeforeRerun)}`,
     `rerun ${t.rerun.status} (exit ${t.rerun.exit}, +${t.rerun.added} -${t.rerun.removed}, ${(t.rerun.durationMs / 1000).toFixed(1)}s, read ${t.rerun.reads})`,
     `lists exact ${exact}/${t.lists.length}${t.mismatches ? ` MISMATCHES ${t.mismatches}` : ''}`,
   ].join(' | ');
