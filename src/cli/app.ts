@@ -1,7 +1,7 @@
 import { loadConfig, type Config, type ConfigNeeds } from '../core/config.js';
 import { CriteoClient } from '../criteo/client.js';
 import { sharedRateLimiter } from '../criteo/shared-rate-limiter.js';
-import { connect, connectionsFor, describeDatabaseUrl, ping, type DbHandle } from '../db/connection.js';
+import { connect, connectionsFor, describeDatabaseUrl, ping, sessionSettingsOf, type DbHandle } from '../db/connection.js';
 import { DatabaseUnreachableError } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/logger.js';
 
@@ -16,10 +16,7 @@ export interface App {
 export async function withApp<T>(needs: ConfigNeeds, fn: (app: App) => Promise<T>, env = process.env): Promise<T> {
   const config = loadConfig(env, needs);
   const log = createLogger(config.logLevel);
-  const database = connect(config.databaseUrl, connectionsFor(config.listConcurrency), {
-    workMem: config.pgWorkMem,
-    preparedStatements: config.pgPreparedStatements,
-  });
+  const database = connect(config.databaseUrl, connectionsFor(config.listConcurrency), sessionSettingsOf(config));
   // Every process with these credentials draws on one budget in the database it already uses (see shared-rate-limiter.ts).
   const limiter = config.criteo.clientId && config.databaseUrl ? sharedRateLimiter(config.criteo, config.databaseUrl, log) : undefined;
   const client = new CriteoClient(config.criteo, log, limiter);

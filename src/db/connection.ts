@@ -2,6 +2,7 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { prepareRepeatedStatements } from './prepared.js';
 import type { Database } from './schema.js';
+import type { Config } from '../core/config.js';
 
 export type Db = Kysely<Database>;
 
@@ -20,6 +21,11 @@ export interface SessionSettings {
   preparedStatements?: boolean;
   /** JIT compiling, on unless false (a plan turns it off for its transaction: see planList). */
   jit?: boolean;
+}
+
+/** The job's session settings, as configured (PG_WORK_MEM, PG_PREPARED_STATEMENTS). */
+export function sessionSettingsOf(config: Pick<Config, 'pgWorkMem' | 'pgPreparedStatements'>): SessionSettings {
+  return { workMem: config.pgWorkMem, preparedStatements: config.pgPreparedStatements };
 }
 
 /** Connections the pool keeps for statements, shared by everything the process does at once. */

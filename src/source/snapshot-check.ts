@@ -32,10 +32,11 @@ export interface Checksum {
  * on, beside the plan's statements: a big list's plan applies the day's
  * changes meanwhile, rather than waiting for a parallel read of its whole
  * target group (snapshotMatches then compares). It reads the source a
- * moment after the plan's snapshot: a write committed in between makes the
- * sides differ and the list read whole (as a write during the plan's own
- * check would), never the reverse. Resolves to null, never rejects, when it
- * cannot run; the plan then checks in its own transaction.
+ * moment after the plan's snapshot: a write committed since is on both
+ * sides (the plan read its key after it) or makes them differ and the list
+ * read whole, as a write during the plan's own check would (RELIABILITY.md,
+ * point 5). Resolves to null, never rejects, when it cannot run; the plan
+ * then checks in its own transaction.
  */
 export function sourceChecksumBeside(databaseUrl: string, settings: SessionSettings, activeCampaignIds: readonly string[]): Promise<Checksum | null> {
   const side = connect(databaseUrl, 1, { ...settings, jit: false });

@@ -1,6 +1,6 @@
 import type { Config } from '../core/config.js';
 import { sql } from 'kysely';
-import { keptIf, probingKeysFromNowOn, probingNoMore, type Db } from '../db/connection.js';
+import { keptIf, probingKeysFromNowOn, probingNoMore, sessionSettingsOf, type Db } from '../db/connection.js';
 import { chooseSourceRead, recordListAfterPlan, takeSourceSnapshot, wholeAfterFailedCheck, type SourceRead } from '../source/change-log.js';
 import {
   applyChangedTargets,
@@ -194,7 +194,7 @@ async function refreshSnapshot(tx: Db, config: Config, job: PlanJob, state: List
     // The periodic safety net: the log's changes, kept if the whole target group then matches the snapshot. A big
     // list reads the source's side beside the changes, on a connection of its own.
     const checked = { ...read, check: read.check };
-    const beside = checksBeside(config, state) ? sourceChecksumBeside(config.databaseUrl, sessionOf(config), activeCampaignIds) : null;
+    const beside = checksBeside(config, state) ? sourceChecksumBeside(config.databaseUrl, sessionSettingsOf(config), activeCampaignIds) : null;
     let changedRows = 0;
     try {
       const matched = await keptIf(tx, async () => {
@@ -221,11 +221,6 @@ async function refreshSnapshot(tx: Db, config: Config, job: PlanJob, state: List
 /** Whether a list checks the source's side beside its plan (sourceChecksumBeside): one of SOURCE_CHECK_BESIDE_ROWS identifiers or more. */
 function checksBeside(config: Config, state: ListState): boolean {
   return config.sourceCheckBesideRows > 0 && state.identifiers >= config.sourceCheckBesideRows;
-}
-
-/** The job's session settings, for a connection of the plan's own. */
-function sessionOf(config: Config) {
-  return { workMem: config.pgWorkMem, preparedStatements: config.pgPreparedStatements };
 }
 
 /**
