@@ -4,6 +4,7 @@ import { connect } from '../src/db/connection.js';
 import { migrator } from '../src/db/migrate.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pruneChangeLog } from '../src/source/change-log.js';
+import { sourceChecksumBeside } from '../src/source/snapshot-check.js';
 import { describeChangeLog } from '../src/source/log-catalog.js';
 import { convergence, createTestDatabase, createWorld, seedCampaigns, seedCustomers, seedTargetGroup, type World } from './helpers.js';
 
@@ -218,12 +219,13 @@ describe('the source change log', () => {
     };
 
     // The source's side of the check runs beside the plan, on a connection of its own, for a list of this size too.
-    const beside = { SOURCE_CHECK_BESIDE_ROWS: '1' };
+    const beside = { SOURCE_CHECK_BESIDE_IDENTIFIERS: '1' };
     await sql`UPDATE audience_sync.customers SET email = 'checked' || customer_id || '@example.org' WHERE customer_id = 'c10'`.execute(db);
     await due();
     expect(await runList('507', beside)).toMatchObject({
       sourceRead: 'checked',
       wholeReadReason: expect.stringContaining('checked at least every 7 days'),
+      checkBeside: { failed: null },
       toAdd: 1,
       toRemove: 1,
     });
@@ -242,6 +244,7 @@ describe('the source change log', () => {
     expect(await runList('507', beside)).toMatchObject({
       sourceRead: 'whole',
       wholeReadReason: expect.stringMatching(/checked at least every 7 days.*differed/),
+      checkBeside: { failed: null },
       toAdd: 2,
       toRemove: 3,
     });
@@ -252,20 +255,40 @@ describe('the source change log', () => {
     await sql`UPDATE audience_sync.customers SET email = 'escaped' || customer_id || '@example.net' WHERE customer_id = 'c15'`.execute(db);
     await sql`DELETE FROM audience_sync.source_changes WHERE customer_id = 'c15'`.execute(db);
     await due();
-    expect(await runList('507', { ...beside, DATABASE_URL: 'postgres://postgres@127.0.0.1:1/refused' })).toMatchObject({
+    const refused = { ...beside, DATABASE_URL: 'postgres://postgres@127.0.0.1:1/refused' };
+    expect(await runList('507', refused)).toMatchObject({
       sourceRead: 'whole',
       wholeReadReason: expect.stringMatching(/differed/),
+      checkBeside: { failed: expect.stringContaining('ECONNREFUSED') },
       toAdd: 1,
       toRemove: 1,
     });
     await sql`UPDATE audience_sync.customers SET email = 'logged' || customer_id || '@example.net' WHERE customer_id = 'c16'`.execute(db);
     await due();
-    expect(await runList('507', { ...beside, DATABASE_URL: 'postgres://postgres@127.0.0.1:1/refused' })).toMatchObject({
-      sourceRead: 'checked',
-      toAdd: 1,
-      toRemove: 1,
-    });
+    const inPlan = await runList('507', refused);
+    expect(inPlan).toMatchObject({ sourceRead: 'checked', checkBeside: { failed: expect.stringContaining('ECONNREFUSED') }, toAdd: 1, toRemove: 1 });
+    // Below SOURCE_CHECK_BESIDE_IDENTIFIERS (100,000 by default), the list checks in its plan alone.
+    await sql`UPDATE audience_sync.customers SET email = 'logged' || customer_id || '@example.net' WHERE customer_id = 'c17'`.execute(db);
+    await due();
+    const small = await runList('507');
+    expect(small).toMatchObject({ sourceRead: 'checked', toAdd: 1, toRemove: 1 });
+    expect(small.checkBeside).toBeUndefined();
   });
+
+  it('the check beside a plan gives up a lock not granted within a second (a writer queued behind the plan would hold it forever)', async () => {
+    // A writer's exclusive lock on a source table, as a TRUNCATE queued behind a plan's read of it would have.
+    await writer.query('BEGIN');
+    await writer.query('LOCK TABLE audience_sync.customers IN ACCESS EXCLUSIVE MODE');
+    try {
+      const started = Date.now();
+      const side = await sourceChecksumBeside(world.databaseUrl, {}, ['l7']);
+      expect(side).toEqual({ failed: expect.stringMatching(/^55P03: .*lock timeout/) });
+      expect(Date.now() - started).toBeLessThan(5_000);
+    } finally {
+      await writer.query('ROLLBACK');
+    }
+    expect(await sourceChecksumBeside(world.databaseUrl, {}, ['l7'])).toEqual({ checksum: { n: expect.any(Number), h: expect.any(String) } });
+  }, 15_000);
 
   it('pruning keeps the rows a list has not read, and drops those every list has', async () => {
     const db = world.database.db;

@@ -225,7 +225,7 @@ describe.each([
       if (read === 'checked') await sql`UPDATE audience_sync.lists SET whole_read_due = now() - interval '1 second'`.execute(db);
       // Even days the source's side of the check runs beside the plan, on a connection of its own (days 2 and 8 with
       // a write the log missed); odd days in the plan's transaction (day 5).
-      config.sourceCheckBesideRows = day % 2 === 0 ? 1 : 0;
+      config.sourceCheckBesideIdentifiers = day % 2 === 0 ? 1 : 0;
 
       const plan = await syncOnce(-1 - day);
       const truth = await fromScratch();
@@ -234,6 +234,7 @@ describe.each([
       // Days 3 and 6 the list's campaigns change: only a whole read can see a campaign's rows come or go.
       const expected = read === 'whole' || day === 3 || day === 6 || missed ? 'whole' : read;
       expect(plan.sourceRead, `seed ${seed} day ${day}: ${plan.wholeReadReason}`).toBe(expected);
+      if (read === 'checked' && day !== 3 && day !== 6) expect(plan.checkBeside, `day ${day}`).toEqual(day % 2 === 0 ? { failed: null } : null);
       expect(plan.changedRows, `seed ${seed} day ${day}`).toBeGreaterThan(0);
       expect(got.inStep).toBe(true);
       expect(got.ledger, `seed ${seed} day ${day}: ledger`).toEqual(truth.identifiers);

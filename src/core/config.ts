@@ -59,7 +59,7 @@ const settingsSchema = z.object({
   // Days a list may go on reading only the source change log before it reads its whole target group again; 0: always whole.
   SOURCE_WHOLE_READ_DAYS: int(0, 365, 7),
   // A list with this many identifiers or more reads the source's side of its periodic check beside its plan, on a connection of its own; 0: none.
-  SOURCE_CHECK_BESIDE_ROWS: int(0, 1_000_000_000, 100_000),
+  SOURCE_CHECK_BESIDE_IDENTIFIERS: int(0, 1_000_000_000, 100_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   CONSOLE_HOST: z.string().min(1).default('127.0.0.1'),
   CONSOLE_PORT: int(0, 65_535, 8080),
@@ -110,7 +110,7 @@ export interface Config {
   pgWorkMem: string | undefined;
   pgPreparedStatements: boolean;
   sourceWholeReadDays: number;
-  sourceCheckBesideRows: number;
+  sourceCheckBesideIdentifiers: number;
   console: ConsoleSettings;
 }
 
@@ -202,7 +202,7 @@ export function loadConfig(env: Env = process.env, needs: ConfigNeeds = { databa
     pgWorkMem: s.PG_WORK_MEM,
     pgPreparedStatements: s.PG_PREPARED_STATEMENTS === 'on',
     sourceWholeReadDays: s.SOURCE_WHOLE_READ_DAYS,
-    sourceCheckBesideRows: s.SOURCE_CHECK_BESIDE_ROWS,
+    sourceCheckBesideIdentifiers: s.SOURCE_CHECK_BESIDE_IDENTIFIERS,
     console: consoleSettings,
   };
 }

@@ -19,8 +19,6 @@ export interface DbHandle {
 export interface SessionSettings {
   workMem?: string | undefined;
   preparedStatements?: boolean;
-  /** JIT compiling, on unless false (a plan turns it off for its transaction: see planList). */
-  jit?: boolean;
 }
 
 /** The job's session settings, as configured (PG_WORK_MEM, PG_PREPARED_STATEMENTS). */
@@ -33,25 +31,23 @@ export const STATEMENT_CONNECTIONS = 16;
 
 /**
  * The pool a process needs to run `listConcurrency` lists at once: the
- * statements' connections, plus one for each advisory lock held on a
+ * statements' connections (one for each list's plan, which holds its
+ * transaction's for the whole plan, and four more, at least
+ * STATEMENT_CONNECTIONS), plus one for each advisory lock held on a
  * connection of its own for a whole list (list.ts) and for the run (run.ts).
  * Drawn from the statements' share, 15 lists' locks would hold every
  * connection and their plans would wait for one until the pool's timeout.
  */
 export function connectionsFor(listConcurrency: number): number {
-  return STATEMENT_CONNECTIONS + listConcurrency + 1;
+  return Math.max(STATEMENT_CONNECTIONS, listConcurrency + 4) + listConcurrency + 1;
 }
 
-export function connect(
-  databaseUrl: string,
-  maxConnections = STATEMENT_CONNECTIONS,
-  { workMem, preparedStatements = true, jit }: SessionSettings = {},
-): DbHandle {
+export function connect(databaseUrl: string, maxConnections = STATEMENT_CONNECTIONS, { workMem, preparedStatements = true }: SessionSettings = {}): DbHandle {
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     max: maxConnections,
     application_name: 'audience-sync',
-    options: sessionOptions({ workMem, preparedStatements, jit }),
+    options: sessionOptions({ workMem, preparedStatements }),
     // A dead database must surface as an error, not a hang.
     connectionTimeoutMillis: 10_000,
   });
@@ -68,12 +64,8 @@ export function connect(
 }
 
 /** Session settings, for this job's connections only; named statements are planned for each execution (prepared.ts). */
-function sessionOptions({ workMem, preparedStatements, jit }: SessionSettings): string | undefined {
-  const settings = [
-    ...(workMem ? [`work_mem=${workMem}`] : []),
-    ...(preparedStatements ? ['plan_cache_mode=force_custom_plan'] : []),
-    ...(jit === false ? ['jit=off'] : []),
-  ];
+function sessionOptions({ workMem, preparedStatements }: SessionSettings): string | undefined {
+  const settings = [...(workMem ? [`work_mem=${workMem}`] : []), ...(preparedStatements ? ['plan_cache_mode=force_custom_plan'] : [])];
   return settings.length > 0 ? settings.map((setting) => `-c ${setting}`).join(' ') : undefined;
 }
 

@@ -1,5 +1,6 @@
 import { sql, type RawBuilder } from 'kysely';
-import { connect, probingKeys, type Db, type SessionSettings } from '../db/connection.js';
+import { connect, probingKeys, probingKeysFromNowOn, type Db, type SessionSettings } from '../db/connection.js';
+import { oneLine } from '../core/errors.js';
 import { fingerprint, targetGroupsWithCustomers } from './snapshot-table.js';
 
 /**
@@ -27,6 +28,9 @@ export interface Checksum {
   h: string | null;
 }
 
+/** The source's side of the check as read beside the plan, or why it could not be (the plan then checks in its transaction). */
+export type SideChecksum = { checksum: Checksum } | { failed: string };
+
 /**
  * The source's side of the check, run on a connection of its own from now
  * on, beside the plan's statements: a big list's plan applies the day's
@@ -35,19 +39,28 @@ export interface Checksum {
  * moment after the plan's snapshot: a write committed since is on both
  * sides (the plan read its key after it) or makes them differ and the list
  * read whole, as a write during the plan's own check would (RELIABILITY.md,
- * point 5). Resolves to null, never rejects, when it cannot run; the plan
- * then checks in its own transaction.
+ * point 5). Never rejects.
  */
-export function sourceChecksumBeside(databaseUrl: string, settings: SessionSettings, activeCampaignIds: readonly string[]): Promise<Checksum | null> {
-  const side = connect(databaseUrl, 1, { ...settings, jit: false });
-  return sourceChecksum(activeCampaignIds)
-    .execute(side.db)
-    .then(
-      ({ rows }) => rows[0]!,
-      () => null,
-    )
+export function sourceChecksumBeside(databaseUrl: string, settings: SessionSettings, activeCampaignIds: readonly string[]): Promise<SideChecksum> {
+  const side = connect(databaseUrl, 1, settings);
+  return side.db
+    .transaction()
+    .execute(async (trx) => {
+      // As the plan's statements run (no JIT compiling, index probes priced as cached), and a lock not granted at once
+      // is given up within a second: a writer waiting for an exclusive lock on a source table (a TRUNCATE) queues
+      // behind the plan's own read of it, the side would queue behind the writer, and the plan waits for the side.
+      await probingKeysFromNowOn(trx, (probing) =>
+        sql`SELECT ${probing}, set_config('jit', 'off', true), set_config('lock_timeout', ${SIDE_LOCK_TIMEOUT}, true)`.execute(trx),
+      );
+      const { rows } = await sourceChecksum(activeCampaignIds).execute(trx);
+      return { checksum: rows[0]! };
+    })
+    .catch((error: unknown) => ({ failed: `${(error as { code?: string }).code ?? 'error'}: ${oneLine(error)}` }))
     .finally(() => side.close().catch(() => {}));
 }
+
+/** How long the side waits for a lock on the source before it gives the check back to the plan. */
+const SIDE_LOCK_TIMEOUT = '1s';
 
 /** Whether the snapshot, as the plan's transaction holds it now, has the source's checksum (sourceChecksumBeside). */
 export async function snapshotMatches(tx: Db, segmentId: string, source: Checksum): Promise<boolean> {

@@ -201,6 +201,7 @@ function takePlan(outcome: ListOutcome, plan: ListPlan): void {
   outcome.heldRemovals = plan.heldRemovals;
   outcome.sourceRead = plan.sourceRead;
   outcome.wholeReadReason = plan.wholeReadReason;
+  if (plan.checkBeside) outcome.checkBeside = plan.checkBeside;
   if (plan.newlyValidEmails !== null) outcome.newlyValidEmails = plan.newlyValidEmails;
 }
 
@@ -212,6 +213,9 @@ function logPlan(log: Logger, plan: ListPlan, uncertainty: Uncertainty): void {
       changedRows: plan.changedRows,
       sourceRead: plan.sourceRead,
       ...(plan.wholeReadReason ? { wholeReadReason: plan.wholeReadReason } : {}),
+      ...(plan.checkBeside
+        ? { checkBeside: plan.checkBeside.failed === null ? 'read beside the plan' : `failed, checked in the plan: ${plan.checkBeside.failed}` }
+        : {}),
       ...(plan.newlyValidEmails !== null ? { newlyValidEmails: plan.newlyValidEmails } : {}),
       incremental: plan.incremental,
       toAdd: plan.toAdd,

@@ -12,7 +12,7 @@ import {
   recountCounters,
   type ListState,
 } from '../source/snapshot.js';
-import { snapshotMatches, sourceChecksumBeside, sourceMatchesSnapshot } from '../source/snapshot-check.js';
+import { snapshotMatches, sourceChecksumBeside, sourceMatchesSnapshot, type SideChecksum } from '../source/snapshot-check.js';
 import { attachNewSnapshot, dropUnattachedSnapshot, hasSnapshotTable, vacuumSnapshot, writeNewSnapshot } from '../source/snapshot-table.js';
 import { countersFrom, funnelsOf } from '../source/counters.js';
 import type { CampaignFunnelCounts, FunnelCounts } from '../source/target-groups.js';
@@ -37,6 +37,11 @@ export interface ListPlan extends PlanCounts {
   sourceRead: 'changes' | 'checked' | 'whole';
   /** Why the whole target group was read or checked. */
   wholeReadReason: string | null;
+  /**
+   * A big list's check (SOURCE_CHECK_BESIDE_IDENTIFIERS): whether the source's side was read beside the plan, on a
+   * connection of its own, or why it could not be (the plan then checked in its transaction); null without one.
+   */
+  checkBeside: { failed: string | null } | null;
   /** The diff looked only at the identifiers those rows touch (the ledger was in step). */
   incremental: boolean;
   /** After a change of email rule: customers whose email was invalid and is valid now (null when the rule did not change). */
@@ -167,6 +172,7 @@ async function planInTransaction(tx: Db, config: Config, job: PlanJob, planId: n
     changedRows: read.changedRows,
     sourceRead: read.kind,
     wholeReadReason: read.wholeReadReason,
+    checkBeside: read.checkBeside,
     incremental,
     newlyValidEmails: read.newlyValidEmails,
     heldRemovals: held ? counts.toRemove : 0,
@@ -196,18 +202,21 @@ async function refreshSnapshot(tx: Db, config: Config, job: PlanJob, state: List
     const checked = { ...read, check: read.check };
     const beside = checksBeside(config, state) ? sourceChecksumBeside(config.databaseUrl, sessionSettingsOf(config), activeCampaignIds) : null;
     let changedRows = 0;
+    let side: SideChecksum | null = null;
     try {
       const matched = await keptIf(tx, async () => {
         changedRows = await applyRead(checked);
-        const source = await beside;
-        return source ? snapshotMatches(tx, segmentId, source) : sourceMatchesSnapshot(tx, segmentId, activeCampaignIds);
+        side = await beside;
+        return side && 'checksum' in side ? snapshotMatches(tx, segmentId, side.checksum) : sourceMatchesSnapshot(tx, segmentId, activeCampaignIds);
       });
-      if (matched) return sourceReadOf(read, changedRows, null);
+      if (matched) return sourceReadOf(read, changedRows, null, side);
     } finally {
-      // Nothing of the plan's outlives it (the side never rejects).
+      // Nothing of the plan's outlives it: on an error, the plan waits for the side's statement to end (it never rejects).
       await beside;
     }
     read = wholeAfterFailedCheck(checked);
+    const changedAfter = await applyRead(read);
+    return sourceReadOf(read, changedAfter, read.rejudge ? await countNewlyValidEmails(tx) : null, side);
   }
   if (state.snapshotTable) {
     const changedRows = await applyRead(read);
@@ -218,9 +227,9 @@ async function refreshSnapshot(tx: Db, config: Config, job: PlanJob, state: List
   return sourceReadOf(read, rows, 0);
 }
 
-/** Whether a list checks the source's side beside its plan (sourceChecksumBeside): one of SOURCE_CHECK_BESIDE_ROWS identifiers or more. */
+/** Whether a list checks the source's side beside its plan (sourceChecksumBeside): one of SOURCE_CHECK_BESIDE_IDENTIFIERS or more. */
 function checksBeside(config: Config, state: ListState): boolean {
-  return config.sourceCheckBesideRows > 0 && state.identifiers >= config.sourceCheckBesideRows;
+  return config.sourceCheckBesideIdentifiers > 0 && state.identifiers >= config.sourceCheckBesideIdentifiers;
 }
 
 /**
@@ -243,11 +252,12 @@ async function readSource(tx: Db, config: Config, job: PlanJob, snapshotLost: bo
 }
 
 /** What the plan says of its read; `newlyValid` counts only after a change of email rule (a new snapshot had no invalid email). */
-function sourceReadOf(read: SourceRead, changedRows: number, newlyValid: number | null) {
+function sourceReadOf(read: SourceRead, changedRows: number, newlyValid: number | null, side: SideChecksum | null = null) {
   return {
     source: read,
     kind: read.kind === 'changes' && read.check !== undefined ? ('checked' as const) : read.kind,
     wholeReadReason: read.kind === 'whole' ? read.reason : (read.check ?? null),
+    checkBeside: side && { failed: 'failed' in side ? side.failed : null },
     changedRows,
     newlyValidEmails: read.rejudge ? newlyValid : null,
   };

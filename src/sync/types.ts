@@ -66,6 +66,8 @@ export interface ListOutcome {
   /** Whether its source was read from the change log or whole (and why whole), or found unchanged and not planned. */
   sourceRead?: 'changes' | 'checked' | 'whole' | 'unchanged';
   wholeReadReason?: string | null;
+  /** A big list's check read the source's side beside its plan, or failed to (see ListPlan.checkBeside). */
+  checkBeside?: { failed: string | null };
   /** After a change of email rule: customers whose email was invalid and is valid now. */
   newlyValidEmails?: number | null;
 }

@@ -86,7 +86,7 @@ export interface KillTrial {
   /** The lists were due for their periodic check of the whole target group; log rows lost before it (0: none). */
   checkDue: boolean;
   logRowsLost: number;
-  /** Every list read the source's side of the check on a connection of its own, beside its plan (SOURCE_CHECK_BESIDE_ROWS=1). */
+  /** Every list read the source's side of the check on a connection of its own, beside its plan (SOURCE_CHECK_BESIDE_IDENTIFIERS=1). */
   checkBeside: boolean;
   churnBeforeRerun: Churn;
   rerun: { exit: number | null; status: string; durationMs: number; added: number; removed: number; reads: string; wholeReadReasons: string[]; error?: string };
@@ -116,7 +116,7 @@ const JOB_SETTINGS = (batchSize: number, checkBeside: boolean) => ({
   CRITEO_CONCURRENCY: '4',
   LIST_CONCURRENCY: '2',
   // The drill's lists are small: either every one checks beside its plan, or none does.
-  SOURCE_CHECK_BESIDE_ROWS: checkBeside ? '1' : '0',
+  SOURCE_CHECK_BESIDE_IDENTIFIERS: checkBeside ? '1' : '0',
 });
 
 export async function runKillDrill(options: KillDrillOptions): Promise<KillDrillReport> {
