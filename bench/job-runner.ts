@@ -123,7 +123,7 @@ try {
     }
     const segmentIds = process.env.BENCH_LISTS ? process.env.BENCH_LISTS.split(',') : undefined;
     const summary = await runSync(
-      { db, pool: app.database.pool, client: app.client, config: app.config, log: app.log },
+      { db, locks: app.database.locks, client: app.client, config: app.config, log: app.log },
       { trigger: 'bench', ...(segmentIds ? { segmentIds } : {}) },
     );
     emit({ ev: 'end', t: now() });

@@ -130,7 +130,7 @@ async function main(): Promise<void> {
     );
 
     const client = new CriteoClient(config.criteo, log);
-    const deps = { db: database.db, pool: database.pool, client, config, log };
+    const deps = { db: database.db, locks: database.locks, client, config, log };
     try {
       const day1 = await runSync(deps, { trigger: 'demo', asOf: now });
       out(`day 1: ${formatRunSummary(day1)}\n`);

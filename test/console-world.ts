@@ -19,7 +19,7 @@ export const aliceAuth = basic(ALICE.user, ALICE.password);
 export async function startTestConsole(world: World, env: Record<string, string> = {}): Promise<TestConsole> {
   const config = loadConfig({ ...world.env, CONSOLE_PORT: '0', ...env }, { database: true, criteo: true, console: true });
   const client = new CriteoClient(config.criteo, silentLogger);
-  const started = await startConsole({ db: world.database.db, pool: world.database.pool, client, config, log: silentLogger });
+  const started = await startConsole({ db: world.database.db, locks: world.database.locks, client, config, log: silentLogger });
   return {
     ...started,
     fetch: (path, init = {}) => {

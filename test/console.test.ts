@@ -3,6 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createWorld, runCli, seedCampaigns, seedCustomers, seedTargetGroup, CLIENT_SECRET, type World } from './helpers.js';
 import { ALICE, CONSOLE_TOKEN, aliceAuth, basic, formToken, runEnded, startTestConsole, type TestConsole } from './console-world.js';
 import { LeakScanner } from './leak-scan.js';
+import { CriteoClient } from '../src/criteo/client.js';
+import { silentLogger } from '../src/core/logger.js';
+import { ResyncRunner } from '../src/console/resync.js';
 
 /**
  * The console over HTTP against a real Postgres and the sandbox: who may
@@ -287,3 +290,36 @@ async function waitForHolder(segmentId: string): Promise<number> {
   }
   throw new Error(`no run took list ${segmentId}`);
 }
+
+describe('many console resyncs at once', () => {
+  it("twelve resyncs of twelve lists all succeed: their run's and list's locks hold connections of their own, not the statements'", async () => {
+    // Each resync holds two connections for its locks while its plan needs a third for its statements: drawn from one
+    // pool of 16, eleven resyncs held every connection and waited for one until the pool timed out.
+    const lists = Array.from({ length: 12 }, (_, i) => String(801 + i));
+    const many = await createWorld('console_many', { segments: lists.map((id) => ({ id, advertiserId: '1' })) });
+    const client = new CriteoClient(many.config.criteo, silentLogger);
+    try {
+      await seedCampaigns(
+        many.database.db,
+        lists.map((segmentId) => ({ id: `r${segmentId}`, segmentId })),
+      );
+      await seedCustomers(many.database.db, 0, 120);
+      for (const [i, segmentId] of lists.entries()) await seedTargetGroup(many.database.db, `r${segmentId}`, i * 10, i * 10 + 10);
+      const runner = new ResyncRunner({ db: many.database.db, locks: many.database.locks, client, config: many.config, log: silentLogger });
+      const started = await Promise.all(lists.map((segmentId) => runner.start({ segmentId, full: false, user: 'alice' })));
+      const runIds = started.map((s) => s.runId);
+      let statuses: string[] = [];
+      for (let i = 0; i < 300; i++) {
+        const { rows } = await sql<{ status: string }>`SELECT status FROM audience_sync.runs WHERE run_id = ANY(${runIds}::bigint[])`.execute(many.database.db);
+        statuses = rows.map((r) => r.status);
+        if (statuses.length === lists.length && !statuses.includes('running')) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(statuses).toEqual(lists.map(() => 'succeeded'));
+      for (const segmentId of lists) expect(many.sandbox.members(segmentId).size).toBe(10);
+    } finally {
+      await client.close();
+      await many.close();
+    }
+  });
+});

@@ -62,8 +62,8 @@ export interface World {
 export interface RunHooks {
   limiter?: RateLimiter;
   log?: Logger;
-  /** The run's statements go to `db`, its locks' connections come from `pool`. */
-  database?: Pick<DbHandle, 'db' | 'pool'>;
+  /** The run's statements go to `db`, its locks' connections come from `locks`. */
+  database?: Pick<DbHandle, 'db' | 'locks'>;
 }
 
 /** A migrated database (unless `migrate` is false: an empty one) and a sandbox on loopback, wired like a deployment. */
@@ -104,8 +104,8 @@ export async function createWorld(
       const log = hooks.log ?? testLogger();
       const client = new CriteoClient(cfg.criteo, log, hooks.limiter);
       try {
-        const { db, pool } = hooks.database ?? database;
-        return await runSync({ db, pool, client, config: cfg, log }, { trigger: 'test', ...options });
+        const { db, locks } = hooks.database ?? database;
+        return await runSync({ db, locks, client, config: cfg, log }, { trigger: 'test', ...options });
       } finally {
         await client.close();
       }

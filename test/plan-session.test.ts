@@ -14,9 +14,8 @@ import { convergence, createWorld, seedCampaigns, seedCustomers, seedTargetGroup
  */
 
 let world: World;
-/** One connection for every statement of the runs; the locks' connections come from `locks`. */
+/** One connection for every statement of the runs; the locks' connections come from its pool of locks. */
 let statements: DbHandle;
-let locks: DbHandle;
 const LIST = '801';
 
 beforeAll(async () => {
@@ -26,17 +25,15 @@ beforeAll(async () => {
   await seedCampaigns(db, [{ id: 's1', segmentId: LIST }]);
   await seedTargetGroup(db, 's1', 0, 200);
   statements = connect(world.databaseUrl, 1);
-  locks = connect(world.databaseUrl, 4);
 });
 
 afterAll(async () => {
   await statements?.close();
-  await locks?.close();
   await world?.close();
 });
 
 async function runOnOneSession(options: Partial<SyncOptions> = {}) {
-  const run = await world.run(options, { LIST_CONCURRENCY: '1' }, { database: { db: statements.db, pool: locks.pool } });
+  const run = await world.run(options, { LIST_CONCURRENCY: '1' }, { database: { db: statements.db, locks: statements.locks } });
   return run.lists[0]!;
 }
 

@@ -17,7 +17,7 @@ export function addConsoleCommand(program: Command): void {
       await withApp({ database: true, criteo: true, console: true }, async (app) => {
         // Loaded here, not at the top: the other commands start without the web server's modules.
         const { startConsole } = await import('../console/server.js');
-        const deps = { db: app.database.db, pool: app.database.pool, client: app.client, config: app.config, log: app.log };
+        const deps = { db: app.database.db, locks: app.database.locks, client: app.client, config: app.config, log: app.log };
         const console = await startConsole(deps);
         out(`audience-sync console listening on ${console.url}`);
         await new Promise<void>((resolve) => {

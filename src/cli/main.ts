@@ -234,7 +234,7 @@ interface SandboxCommandOptions {
 }
 
 function deps(app: App) {
-  return { db: app.database.db, pool: app.database.pool, client: app.client, config: app.config, log: app.log };
+  return { db: app.database.db, locks: app.database.locks, client: app.client, config: app.config, log: app.log };
 }
 
 async function chosenLists(db: App['database']['db'], opts: ListChoice): Promise<string[] | undefined> {

@@ -11,7 +11,15 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
 
 export interface DbHandle {
   db: Db;
+  /** The statements' pool, db's. */
   pool: pg.Pool;
+  /**
+   * Connections that hold an advisory lock for a whole run or list (run.ts,
+   * list.ts), a pool apart: however many locks a process holds (LIST_CONCURRENCY
+   * lists, a console's resyncs), they never take the connections the plans'
+   * statements need, and a lock wait never keeps a statement waiting.
+   */
+  locks: pg.Pool;
   close(): Promise<void>;
 }
 
@@ -30,17 +38,17 @@ export function sessionSettingsOf(config: Pick<Config, 'pgWorkMem' | 'pgPrepared
 export const STATEMENT_CONNECTIONS = 16;
 
 /**
- * The pool a process needs to run `listConcurrency` lists at once: the
- * statements' connections (one for each list's plan, which holds its
- * transaction's for the whole plan, and four more, at least
- * STATEMENT_CONNECTIONS), plus one for each advisory lock held on a
- * connection of its own for a whole list (list.ts) and for the run (run.ts).
- * Drawn from the statements' share, 15 lists' locks would hold every
- * connection and their plans would wait for one until the pool's timeout.
+ * The statements' connections a process needs to sync `listConcurrency`
+ * lists at once: one for each list's plan, whose transaction holds one for
+ * the whole plan, and four more for the short statements around them; at
+ * least STATEMENT_CONNECTIONS.
  */
 export function connectionsFor(listConcurrency: number): number {
-  return Math.max(STATEMENT_CONNECTIONS, listConcurrency + 4) + listConcurrency + 1;
+  return Math.max(STATEMENT_CONNECTIONS, listConcurrency + 4);
 }
+
+/** The most advisory locks a process holds at once (DbHandle.locks): LIST_CONCURRENCY lists and the run, or a console's resyncs. */
+const LOCK_CONNECTIONS = 64;
 
 export function connect(databaseUrl: string, maxConnections = STATEMENT_CONNECTIONS, { workMem, preparedStatements = true }: SessionSettings = {}): DbHandle {
   const pool = new pg.Pool({
@@ -60,7 +68,18 @@ export function connect(databaseUrl: string, maxConnections = STATEMENT_CONNECTI
     if (preparedStatements) prepareRepeatedStatements(client);
   });
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  return { db, pool, close: () => db.destroy() };
+  const locks = new pg.Pool({ connectionString: databaseUrl, max: LOCK_CONNECTIONS, application_name: 'audience-sync lock', connectionTimeoutMillis: 10_000 });
+  locks.on('error', () => {});
+  locks.on('connect', (client) => client.on('error', () => {}));
+  return {
+    db,
+    pool,
+    locks,
+    close: async () => {
+      await db.destroy();
+      await locks.end();
+    },
+  };
 }
 
 /** Session settings, for this job's connections only; named statements are planned for each execution (prepared.ts). */

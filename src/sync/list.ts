@@ -37,7 +37,7 @@ export async function syncList(deps: SyncDeps, job: ListJob): Promise<ListResult
   const log = job.log.child({ list: target.segmentId, campaigns: target.activeCampaignIds });
   const outcome = baseOutcome(target, actionOf(target));
   if (job.refusal) return { outcome: await refuseList(deps.db, job, job.refusal, outcome, log) };
-  const lock = await deps.pool.connect();
+  const lock = await deps.locks.connect();
   let held = false;
   try {
     held = await acquireListLock(lock, deps.config.lockWaitSeconds, target.segmentId);

@@ -45,7 +45,7 @@ export async function runSync(deps: SyncDeps, options: SyncOptions): Promise<Run
   });
   const log = deps.log.child({ runId });
   // The run's own liveness lock: a later run that can take it knows this one died.
-  const runLock = await deps.pool.connect();
+  const runLock = await deps.locks.connect();
   let ending: RunEnding = { status: 'failed', error: null };
   const lists: ListOutcome[] = [];
   const bindings: ListBinding[] = [];

@@ -13,7 +13,8 @@ import type { CampaignFunnelCounts, FunnelCounts, ListTarget } from '../source/t
 
 export interface SyncDeps {
   db: Db;
-  pool: pg.Pool;
+  /** Where a run's and each list's advisory lock get their connection (DbHandle.locks). */
+  locks: pg.Pool;
   client: CriteoClient;
   config: Config;
   log: Logger;
