@@ -196,13 +196,13 @@ async function refreshSnapshot(tx: Db, config: Config, job: PlanJob, state: List
   }
   let read = await readSource(tx, config, job, state.snapshotLost);
   const applyRead = async (r: SourceRead) => applyChangedTargets(tx, segmentId, await findChangedTargets(tx, segmentId, activeCampaignIds, r));
+  let side: SideChecksum | null = null;
   if (state.snapshotTable && read.kind === 'changes' && read.check !== undefined) {
     // The periodic safety net: the log's changes, kept if the whole target group then matches the snapshot. A big
     // list reads the source's side beside the changes, on a connection of its own.
     const checked = { ...read, check: read.check };
     const beside = checksBeside(config, state) ? sourceChecksumBeside(config.databaseUrl, sessionSettingsOf(config), activeCampaignIds) : null;
     let changedRows = 0;
-    let side: SideChecksum | null = null;
     try {
       const matched = await keptIf(tx, async () => {
         changedRows = await applyRead(checked);
@@ -215,12 +215,10 @@ async function refreshSnapshot(tx: Db, config: Config, job: PlanJob, state: List
       await beside;
     }
     read = wholeAfterFailedCheck(checked);
-    const changedAfter = await applyRead(read);
-    return sourceReadOf(read, changedAfter, read.rejudge ? await countNewlyValidEmails(tx) : null, side);
   }
   if (state.snapshotTable) {
     const changedRows = await applyRead(read);
-    return sourceReadOf(read, changedRows, read.rejudge ? await countNewlyValidEmails(tx) : null);
+    return sourceReadOf(read, changedRows, read.rejudge ? await countNewlyValidEmails(tx) : null, side);
   }
   const rows = await writeNewSnapshot(tx, segmentId, activeCampaignIds);
   await attachNewSnapshot(tx, segmentId);
