@@ -63,8 +63,10 @@ async function generateManyLists(client: pg.Client, lists: number, members: numb
   return customers;
 }
 
-/** A day of 1 % churn over every campaign: 0.4 % of rows leave, as many new customers join, 0.2 % of customers change email. */
-/** A day of churn; each `day` (from 1) other rows leave, other customers join and change email. */
+/**
+ * A day of 1 % churn over every campaign: 0.4 % of rows leave, as many new customers join, 0.2 % of customers change
+ * email; each `day` (from 1) other rows and other customers.
+ */
 async function churnManyLists(client: pg.Client, lists: number, members: number, customers: number, day = 1) {
   const left = await client.query(`DELETE FROM audience_sync.campaign_target_groups WHERE abs(hashtext(customer_id || campaign_id)) % 250 = ${day - 1}`);
   const joins = Math.max(lists, Math.floor(0.004 * lists * members));
