@@ -5,7 +5,7 @@ import { ALICE, CONSOLE_TOKEN, aliceAuth, basic, formToken, runEnded, startTestC
 import { LeakScanner } from './leak-scan.js';
 import { CriteoClient } from '../src/criteo/client.js';
 import { silentLogger } from '../src/core/logger.js';
-import { ResyncRunner } from '../src/console/resync.js';
+import { MAX_RESYNCS_IN_FLIGHT, ResyncRunner } from '../src/console/resync.js';
 
 /**
  * The console over HTTP against a real Postgres and the sandbox: who may
@@ -292,31 +292,42 @@ async function waitForHolder(segmentId: string): Promise<number> {
 }
 
 describe('many console resyncs at once', () => {
-  it("twelve resyncs of twelve lists all succeed: their run's and list's locks hold connections of their own, not the statements'", async () => {
+  it("thirty-two resyncs go, their lists LIST_CONCURRENCY at a time with locks apart from the statements'; a thirty-third is refused", async () => {
     // Each resync holds two connections for its locks while its plan needs a third for its statements: drawn from one
-    // pool of 16, eleven resyncs held every connection and waited for one until the pool timed out.
-    const lists = Array.from({ length: 12 }, (_, i) => String(801 + i));
-    const many = await createWorld('console_many', { segments: lists.map((id) => ({ id, advertiserId: '1' })) });
+    // pool of 16, eleven resyncs held every connection and waited for one until the pool timed out. Each resync
+    // also planned its list at once, whatever the others did: as many plans as resyncs wanted a connection.
+    const lists = Array.from({ length: MAX_RESYNCS_IN_FLIGHT + 1 }, (_, i) => String(801 + i));
+    const many = await createWorld('console_many', { segments: lists.map((id) => ({ id, advertiserId: '1' })) }, { LIST_CONCURRENCY: '2' });
     const client = new CriteoClient(many.config.criteo, silentLogger);
     try {
       await seedCampaigns(
         many.database.db,
         lists.map((segmentId) => ({ id: `r${segmentId}`, segmentId })),
       );
-      await seedCustomers(many.database.db, 0, 120);
+      await seedCustomers(many.database.db, 0, 10 * lists.length);
       for (const [i, segmentId] of lists.entries()) await seedTargetGroup(many.database.db, `r${segmentId}`, i * 10, i * 10 + 10);
       const runner = new ResyncRunner({ db: many.database.db, locks: many.database.locks, client, config: many.config, log: silentLogger });
-      const started = await Promise.all(lists.map((segmentId) => runner.start({ segmentId, full: false, user: 'alice' })));
-      const runIds = started.map((s) => s.runId);
+      const going = lists.slice(0, MAX_RESYNCS_IN_FLIGHT);
+      const starts = lists.map((segmentId) => runner.start({ segmentId, full: false, user: 'alice' }));
+      await expect(starts.at(-1)).rejects.toThrow(`${MAX_RESYNCS_IN_FLIGHT} resyncs are already going in this console`);
+      const runIds = (await Promise.all(starts.slice(0, -1))).map((s) => s.runId);
       let statuses: string[] = [];
-      for (let i = 0; i < 300; i++) {
+      for (let i = 0; i < 600; i++) {
         const { rows } = await sql<{ status: string }>`SELECT status FROM audience_sync.runs WHERE run_id = ANY(${runIds}::bigint[])`.execute(many.database.db);
         statuses = rows.map((r) => r.status);
-        if (statuses.length === lists.length && !statuses.includes('running')) break;
+        if (statuses.length === going.length && !statuses.includes('running')) break;
         await new Promise((r) => setTimeout(r, 100));
       }
-      expect(statuses).toEqual(lists.map(() => 'succeeded'));
-      for (const segmentId of lists) expect(many.sandbox.members(segmentId).size).toBe(10);
+      expect(statuses).toEqual(going.map(() => 'succeeded'));
+      for (const segmentId of going) expect(many.sandbox.members(segmentId).size).toBe(10);
+      expect(many.sandbox.members(lists.at(-1)!).size).toBe(0);
+      // However many runs, no more lists synced at once than LIST_CONCURRENCY: at each list's start, the lists under way.
+      const { rows } = await sql<{ most: number }>`
+        SELECT max((SELECT count(*) FROM audience_sync.list_syncs b
+                    WHERE b.started_at <= a.started_at AND b.finished_at > a.started_at))::int AS most
+        FROM audience_sync.list_syncs a`.execute(many.database.db);
+      expect(rows[0]!.most).toBeGreaterThanOrEqual(1);
+      expect(rows[0]!.most).toBeLessThanOrEqual(2);
     } finally {
       await client.close();
       await many.close();

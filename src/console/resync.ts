@@ -1,4 +1,6 @@
+import pLimit from 'p-limit';
 import { oneLine } from '../core/errors.js';
+import { Refusal } from './context.js';
 import { pushRunMetrics } from '../report/metrics.js';
 import { runSync, type RunSummary, type SyncDeps } from '../sync/run.js';
 
@@ -10,7 +12,17 @@ import { runSync, type RunSummary, type SyncDeps } from '../sync/run.js';
  * the run the first one started. Across processes the list's advisory lock
  * keeps runs apart: a run that finds the list held waits LOCK_WAIT_SECONDS,
  * then skips it and says which run holds it.
+ *
+ * The resyncs' lists share one set of LIST_CONCURRENCY slots, as one run's
+ * lists do: the statements' pool holds a plan connection for each, and a
+ * resync started while they are taken is recorded at once, its list planned
+ * when a slot frees. At most MAX_RESYNCS_IN_FLIGHT resyncs go at once: each
+ * holds a connection for its run's lock meanwhile, and their locks' pool
+ * holds 64 (connection.ts).
  */
+
+/** The most console resyncs in flight at once: with LIST_CONCURRENCY lists' locks (at most 32), within the locks' pool of 64. */
+export const MAX_RESYNCS_IN_FLIGHT = 32;
 
 export interface ResyncRequest {
   segmentId: string;
@@ -32,13 +44,20 @@ interface InFlight {
 export class ResyncRunner {
   private readonly inFlight = new Map<string, InFlight>();
   private readonly stopping = new AbortController();
+  private readonly deps: SyncDeps;
 
-  constructor(private readonly deps: SyncDeps) {}
+  constructor(deps: SyncDeps) {
+    this.deps = { ...deps, listSlots: deps.listSlots ?? pLimit(deps.config.listConcurrency) };
+  }
 
   /** Starts the run and answers with its id as soon as it is recorded; the run goes on after. */
   async start(request: ResyncRequest): Promise<ResyncStarted> {
     const going = this.inFlight.get(request.segmentId);
     if (going) return { runId: await going.runId, already: true };
+    if (this.inFlight.size >= MAX_RESYNCS_IN_FLIGHT) {
+      const message = `${MAX_RESYNCS_IN_FLIGHT} resyncs are already going in this console: start this one again once one of them has finished.`;
+      throw new Refusal(503, 'Too many resyncs', message);
+    }
     let started!: (runId: number) => void;
     const runId = new Promise<number>((resolve) => (started = resolve));
     const run = runSync(this.deps, {

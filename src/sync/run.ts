@@ -98,7 +98,8 @@ interface RunEnding {
 
 /**
  * Binds the campaigns that name their list, then syncs every list of the run,
- * LIST_CONCURRENCY at a time. Refused credentials or a retired API version
+ * LIST_CONCURRENCY at a time (deps.listSlots: with the other runs of the
+ * process). Refused credentials or a retired API version
  * stop the lists not yet started.
  */
 async function syncLists(deps: SyncDeps, runId: number, asOf: Date, log: Logger, options: SyncOptions): Promise<ListsPass> {
@@ -130,7 +131,7 @@ async function syncLists(deps: SyncDeps, runId: number, asOf: Date, log: Logger,
       );
   if (quiet.size > 0) log.info({ lists: quiet.size }, 'lists unchanged since their last sync: settled without a plan');
 
-  const limit = pLimit(deps.config.listConcurrency);
+  const limit = deps.listSlots ?? pLimit(deps.config.listConcurrency);
   const one = async (target: ListTarget): Promise<ListOutcome> => {
     if (abort.signal.aborted) return interruptedBeforeStart(target, stoppedReason(stop));
     const settled = quiet.get(target.segmentId);

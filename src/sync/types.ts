@@ -1,3 +1,4 @@
+import type { LimitFunction } from 'p-limit';
 import type pg from 'pg';
 import type { Config } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
@@ -18,6 +19,12 @@ export interface SyncDeps {
   client: CriteoClient;
   config: Config;
   log: Logger;
+  /**
+   * The LIST_CONCURRENCY slots the lists of every run in the process share,
+   * where runs overlap (a console's resyncs): the statements' pool holds a plan
+   * connection for each slot (connectionsFor). Default: each run its own.
+   */
+  listSlots?: LimitFunction;
 }
 
 export interface SyncOptions {
