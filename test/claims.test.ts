@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type DbHandle } from '../src/db/connection.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { claimBatch } from '../src/sync/claim.js';
-import { applyConfirmedBatches, settleInStep } from '../src/sync/ledger.js';
+import { applyConfirmedBatches, confirmAnswers, settleInStep } from '../src/sync/ledger.js';
 import { createTestDatabase } from './helpers.js';
 
 /**
@@ -165,5 +165,52 @@ describe('claiming a batch', () => {
       (e: unknown) => e as Error,
     );
     expect(error?.message).toBe('claimBatch: identifiers did not come back as JSON strings of 64 hex digits');
+  });
+
+  it("a first fill's confirmation appends its identifiers before it takes the list sync's row, so the fill's confirmations never queue behind each other's appends", async () => {
+    // Every confirmation of a fill counts its identifiers on the list sync's row. Taken first, that row lock was held
+    // for the whole append, and the fill's other confirmations waited for it, one after the other.
+    const ids = await planBatch(6000, 1_000_000, 1_005_000);
+    const batch = (await claim(6000))!;
+    const membersSize = async () => {
+      const { rows } = await sql<{ bytes: number }>`SELECT pg_relation_size('audience_sync.list_members')::bigint AS bytes`.execute(database.db);
+      return rows[0]!.bytes;
+    };
+    const before = await membersSize();
+    const holder = await database.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM audience_sync.list_syncs WHERE list_sync_id = $1 FOR UPDATE', [listSyncId]);
+      const answer = {
+        batchId: batch.batchId,
+        operation: 'add' as const,
+        size: batch.size,
+        call: { httpStatus: 200, attempts: 1, waitedMs: 0, durationMs: 5 },
+        result: { nbValidIdentifiers: batch.size, nbInvalidIdentifiers: 0, sampleInvalidIdentifiers: [] },
+        answeredAt: new Date(),
+      };
+      const confirmed = confirmAnswers(database.db, listSyncId, [answer], { intoLedger: true });
+      // The confirmation waits for the row; by then its 5,000 identifiers are written (uncommitted) into the ledger's table.
+      let waiting = false;
+      for (let i = 0; i < 200 && !waiting; i++) {
+        const { rows } = await sql<{ n: number }>`
+          SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO audience_sync.list_members%'`.execute(database.db);
+        waiting = rows[0]!.n === 1;
+        if (!waiting) await new Promise((r) => setTimeout(r, 25));
+      }
+      expect(waiting).toBe(true);
+      expect(await membersSize()).toBeGreaterThan(before);
+      await holder.query('COMMIT');
+      await confirmed;
+    } finally {
+      holder.release();
+    }
+    const { rows } = await sql<{ members: number; status: string; payload: boolean; added: number }>`
+      SELECT (SELECT count(*)::int FROM audience_sync.list_members m
+              WHERE m.audience_segment_id = ${SEGMENT}::bigint AND m.identifier = ANY(${ids.map((h) => Buffer.from(h, 'hex'))}::bytea[])) AS members,
+             b.status, b.payload IS NOT NULL AS payload, s.added
+      FROM audience_sync.batches b JOIN audience_sync.list_syncs s USING (list_sync_id) WHERE b.batch_id = ${batch.batchId}`.execute(database.db);
+    expect(rows[0]).toEqual({ members: 5000, status: 'confirmed', payload: false, added: 5000 });
   });
 });

@@ -138,18 +138,21 @@ export async function confirmAnswers(db: Db, listSyncId: number, answers: readon
   if (intoLedger && answers.some((a) => a.operation !== 'add'))
     throw new Error("confirmAnswers: only a first fill's adds go into the ledger as they are answered");
   const ids = answers.map((a) => a.batchId);
-  // Every part reads the batches as they were before the statement: the payloads the confirmation drops are appended.
-  const appended = sql`,
-    appended AS (
-      INSERT INTO audience_sync.list_members (audience_segment_id, identifier)
-      SELECT b.audience_segment_id, unnest(b.payload) FROM (
-        SELECT audience_segment_id, payload FROM audience_sync.batches
-        WHERE batch_id = ANY(${ids}::bigint[]) AND payload IS NOT NULL ORDER BY seq
-      ) b
-    )`;
+  if (!intoLedger) {
+    await sql`WITH confirmed AS (${confirming(answers)}) ${counting(listSyncId, answers)}`.execute(db);
+    return;
+  }
+  // The append is the statement, its parts after it: Postgres runs a WITH's unread writes once the statement's own
+  // is done, so the list sync's row, which every confirmation of the fill updates, is locked only from then to the
+  // commit, not for the append. (Locked first, it queued the fill's other confirmations behind each append.) Every
+  // part reads the batches as they were before the statement: the payloads the confirmation drops are appended.
   await sql`
-    WITH confirmed AS (${confirming(answers, { dropPayload: intoLedger })})${intoLedger ? appended : sql``}
-    ${counting(listSyncId, answers)}`.execute(db);
+    WITH confirmed AS (${confirming(answers, { dropPayload: true })}), counted AS (${counting(listSyncId, answers)})
+    INSERT INTO audience_sync.list_members (audience_segment_id, identifier)
+    SELECT b.audience_segment_id, unnest(b.payload) FROM (
+      SELECT audience_segment_id, payload FROM audience_sync.batches
+      WHERE batch_id = ANY(${ids}::bigint[]) AND payload IS NOT NULL ORDER BY seq
+    ) b`.execute(db);
 }
 
 /**
