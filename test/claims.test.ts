@@ -204,7 +204,8 @@ describe('claiming a batch', () => {
       await holder.query('COMMIT');
       await confirmed;
     } finally {
-      holder.release();
+      // On a failed expectation the row is still held: closing the connection lets it go, and the confirmation ends.
+      holder.release(true);
     }
     const { rows } = await sql<{ members: number; status: string; payload: boolean; added: number }>`
       SELECT (SELECT count(*)::int FROM audience_sync.list_members m

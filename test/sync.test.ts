@@ -11,6 +11,7 @@ beforeAll(async () => {
       { id: '102', advertiserId: '1' },
       { id: '103', advertiserId: '1' },
       { id: '104', advertiserId: '1' },
+      { id: '106', advertiserId: '1' },
     ],
   });
 });
@@ -128,6 +129,24 @@ describe('a daily sync', () => {
     const after = await world.run();
     expect(world.sandbox.calls.slice(again).filter((c) => c.segmentId === '103')).toEqual([]);
     expect(after.lists.find((l) => l.segmentId === '103')).toMatchObject({ status: 'succeeded', emptied: false });
+  });
+
+  it('a run asked to stop before it reached its lists (a SIGTERM as a console resync starts) sends nothing and says it was interrupted', async () => {
+    const db = world.database.db;
+    await seedCampaigns(db, [{ id: 'early-stop', segmentId: '106' }]);
+    await seedCustomers(db, 0, 50);
+    await seedTargetGroup(db, 'early-stop', 0, 50);
+    const stopping = new AbortController();
+    stopping.abort();
+    const before = patchCalls(world).length;
+    const run = await world.run({ segmentIds: ['106'], signal: stopping.signal });
+    expect(run.status).toBe('interrupted');
+    expect(run.lists.map((l) => l.status)).toEqual(['incomplete']);
+    expect(patchCalls(world).length).toBe(before);
+    expect(world.sandbox.members('106').size).toBe(0);
+    // The next run does it all.
+    expect((await world.run({ segmentIds: ['106'] })).status).toBe('succeeded');
+    expect(world.sandbox.members('106').size).toBe(50);
   });
 
   it('sends 120,001 members as three add batches of at most 50,000, each identifier 64 lowercase hex', async () => {

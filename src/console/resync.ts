@@ -13,16 +13,21 @@ import { runSync, type RunSummary, type SyncDeps } from '../sync/run.js';
  * keeps runs apart: a run that finds the list held waits LOCK_WAIT_SECONDS,
  * then skips it and says which run holds it.
  *
- * The resyncs' lists share one set of LIST_CONCURRENCY slots, as one run's
- * lists do: the statements' pool holds a plan connection for each, and a
- * resync started while they are taken is recorded at once, its list planned
- * when a slot frees. At most MAX_RESYNCS_IN_FLIGHT resyncs go at once: each
- * holds a connection for its run's lock meanwhile, and their locks' pool
- * holds 64 (connection.ts).
+ * The resyncs' plans share LIST_CONCURRENCY slots (SyncDeps.planSlots), as
+ * one run's lists do: each plan's transaction holds a connection of the
+ * statements' pool, which holds one for each slot and four more. A resync
+ * started while the slots are taken is recorded at once and plans when one
+ * frees; waiting for its list's lock, or sending, takes none. At most
+ * MAX_RESYNCS_IN_FLIGHT resyncs go at once: each holds two connections of
+ * the locks' pool (its run's lock and its list's).
  */
 
-/** The most console resyncs in flight at once: with LIST_CONCURRENCY lists' locks (at most 32), within the locks' pool of 64. */
-export const MAX_RESYNCS_IN_FLIGHT = 32;
+/**
+ * The most console resyncs in flight at once: 32 lock connections, half the
+ * locks' pool, so that the console (with its 16 statement connections) and a
+ * daily run beside it stay within Postgres's default max_connections of 100.
+ */
+export const MAX_RESYNCS_IN_FLIGHT = 16;
 
 export interface ResyncRequest {
   segmentId: string;
@@ -47,7 +52,7 @@ export class ResyncRunner {
   private readonly deps: SyncDeps;
 
   constructor(deps: SyncDeps) {
-    this.deps = { ...deps, listSlots: deps.listSlots ?? pLimit(deps.config.listConcurrency) };
+    this.deps = { ...deps, planSlots: deps.planSlots ?? pLimit(deps.config.listConcurrency) };
   }
 
   /** Starts the run and answers with its id as soon as it is recorded; the run goes on after. */

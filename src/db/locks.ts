@@ -13,7 +13,7 @@ const RUN_LOCK_CLASS = 0x41_53_01; // "AS" 1
 /** A list is being synced: one run at a time writes to a list. */
 const LIST_LOCK_CLASS = 0x41_53_02; // "AS" 2
 /** The source change log: plans hold it shared until they commit; pruning needs it alone. */
-const CHANGE_LOG_LOCK_CLASS = 0x41_53_03; // "AS" 3
+export const CHANGE_LOG_LOCK_CLASS = 0x41_53_03; // "AS" 3
 
 /** Creating the job's schema: one process at a time. */
 const SCHEMA_LOCK_CLASS = 0x41_53_04; // "AS" 4
@@ -30,9 +30,19 @@ export async function lockSchemaCreation(tx: Db): Promise<void> {
   await sql`SELECT pg_advisory_xact_lock(${SCHEMA_LOCK_CLASS}::int, 0)`.execute(tx);
 }
 
-/** Marks the run alive until `client`'s connection closes (a dead process lets it go with its connection). */
-export async function holdRunLock(client: pg.PoolClient, runId: number): Promise<void> {
-  await client.query('SELECT pg_advisory_lock($1::int, $2::int)', [RUN_LOCK_CLASS, runId]);
+/**
+ * Records a run and marks it alive until `client`'s connection closes (a
+ * dead process lets the lock go with its connection), in one statement: no
+ * other process sees the run's row without its lock, and so none can take
+ * it for a dead run's (closeAbandonedRuns). `options`: the run row's JSON.
+ */
+export async function startRunHoldingItsLock(client: pg.PoolClient, trigger: string, asOf: Date, options: Record<string, unknown>): Promise<number> {
+  const { rows } = await client.query<{ run_id: number }>(
+    `WITH run AS (INSERT INTO audience_sync.runs (trigger, as_of, options) VALUES ($1, $2, $3::jsonb) RETURNING run_id)
+     SELECT run_id, pg_advisory_lock($4::int, run_id::int) FROM run`,
+    [trigger, asOf, JSON.stringify(options), RUN_LOCK_CLASS],
+  );
+  return Number(rows[0]!.run_id);
 }
 
 /** Takes the list's lock on `client` if it is free; held until the connection is released. */

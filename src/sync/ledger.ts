@@ -142,10 +142,11 @@ export async function confirmAnswers(db: Db, listSyncId: number, answers: readon
     await sql`WITH confirmed AS (${confirming(answers)}) ${counting(listSyncId, answers)}`.execute(db);
     return;
   }
-  // The append is the statement, its parts after it: Postgres runs a WITH's unread writes once the statement's own
-  // is done, so the list sync's row, which every confirmation of the fill updates, is locked only from then to the
-  // commit, not for the append. (Locked first, it queued the fill's other confirmations behind each append.) Every
-  // part reads the batches as they were before the statement: the payloads the confirmation drops are appended.
+  // The append is the statement, its parts after it. Postgres's executor runs a WITH's unread writes once the
+  // statement's own is done (its documentation leaves the order open), so the list sync's row, which every
+  // confirmation of the fill updates, is locked from then to the commit, not through the append; only how long the
+  // fill's confirmations wait for each other depends on that order, not what they write. Every part reads the
+  // batches as they were before the statement: the payloads the confirmation drops are appended.
   await sql`
     WITH confirmed AS (${confirming(answers, { dropPayload: true })}), counted AS (${counting(listSyncId, answers)})
     INSERT INTO audience_sync.list_members (audience_segment_id, identifier)

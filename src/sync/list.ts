@@ -9,7 +9,7 @@ import { emptyList } from './empty.js';
 import { applyConfirmedBatches, confirmAnswers, settleInStep, type ListSyncCounts } from './ledger.js';
 import { actionOf, baseOutcome, classify, INTERRUPTED_REASON, stopsRun, withDatesNote, type RunStopper } from './outcome.js';
 import { discardPlan, type Uncertainty } from './plan.js';
-import { planList, type ListPlan } from './plan-list.js';
+import { inPlanSlot, planList, type ListPlan } from './plan-list.js';
 import { finishListSync, listSyncHolder, startListSync, startLockedListSync } from './records.js';
 import { sendPlannedOperation, type SendContext } from './send.js';
 import { readStatistics, statisticsDue } from './statistics.js';
@@ -139,7 +139,7 @@ function takeCounts(outcome: ListOutcome, counts: ListSyncCounts | undefined): v
 /** Plans the list, then sends the plan. */
 async function syncMembers(deps: SyncDeps, job: ListJob, listSyncId: number, uncertainty: Uncertainty, outcome: ListOutcome, log: Logger): Promise<ListWork> {
   const { db } = deps;
-  const plan = await planList(deps, job, listSyncId, uncertainty, { record: true });
+  const plan = await inPlanSlot(deps, () => planList(deps, job, listSyncId, uncertainty, { record: true }));
   takePlan(outcome, plan);
   logPlan(log, plan, uncertainty);
   // A first fill of more than a batch: its claims read the new snapshot's identifier index (see vacuumSnapshot).

@@ -82,6 +82,11 @@ export async function planList(
   return plan!;
 }
 
+/** Runs `work`, a transaction that holds a statement connection throughout, in one of the process's plan slots, if it has them (SyncDeps.planSlots). */
+export function inPlanSlot<T>(deps: Pick<SyncDeps, 'planSlots'>, work: () => Promise<T>): Promise<T> {
+  return deps.planSlots ? deps.planSlots(work) : work();
+}
+
 function planError(job: PlanJob, error: unknown): unknown {
   const e = error as { code?: string; constraint?: string };
   // The list's snapshot table's primary key (list_targets_<id>_pkey), as it is written or built.

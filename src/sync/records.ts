@@ -15,15 +15,6 @@ import type { Uncertainty } from './plan.js';
  *              planning → skipped (locked by another run)
  */
 
-export async function startRun(db: Db, trigger: string, asOf: Date, options: Record<string, unknown>): Promise<number> {
-  const row = await db
-    .insertInto('audience_sync.runs')
-    .values({ trigger, as_of: asOf, options: JSON.stringify(options) })
-    .returning('run_id')
-    .executeTakeFirstOrThrow();
-  return row.run_id;
-}
-
 export async function finishRun(db: Db, runId: number, status: RunStatus, error?: string): Promise<void> {
   await db
     .updateTable('audience_sync.runs')

@@ -1,7 +1,7 @@
 import pLimit from 'p-limit';
 import { oneLine } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { holdRunLock } from '../db/locks.js';
+import { startRunHoldingItsLock } from '../db/locks.js';
 import type { RunStatus } from '../db/schema.js';
 import { assertMigrated } from '../db/migrate.js';
 import { pruneChangeLog } from '../source/change-log.js';
@@ -12,8 +12,9 @@ import { bindNamedLists } from './bind-lists.js';
 import { syncList } from './list.js';
 import { actionOf, failedOutside, interruptedBeforeStart, notFedByAnyCampaign, stoppedReason, stopsRun, type RunStopper } from './outcome.js';
 import { discardOrphanedPlans } from './plan.js';
+import { inPlanSlot } from './plan-list.js';
 import { finishQuietList, settleQuietLists } from './quiet-lists.js';
-import { closeAbandonedRuns, finishRun, startRun } from './records.js';
+import { closeAbandonedRuns, finishRun } from './records.js';
 import type { ListBinding, ListJob, ListOutcome, RunSummary, SyncDeps, SyncOptions } from './types.js';
 
 export type { ListOutcome, ListProgress, PlannedList, PlanSummary, RunSummary, SyncDeps, SyncOptions } from './types.js';
@@ -38,19 +39,21 @@ export async function runSync(deps: SyncDeps, options: SyncOptions): Promise<Run
   // A process that runs on a schedule starts each run at the full rate, with no authentication hold.
   deps.client.beginRun();
 
-  const runId = await startRun(db, options.trigger, asOf, {
+  // The run's own liveness lock, taken with its row: a later run that can take it knows this one died.
+  const runLock = await deps.locks.connect();
+  const runId = await startRunHoldingItsLock(runLock, options.trigger, asOf, {
     segmentIds: options.segmentIds ?? null,
     full: options.full ?? false,
     allowMassRemoval: options.allowMassRemoval ?? false,
+  }).catch((error: unknown) => {
+    runLock.release(true);
+    throw error;
   });
   const log = deps.log.child({ runId });
-  // The run's own liveness lock: a later run that can take it knows this one died.
-  const runLock = await deps.locks.connect();
   let ending: RunEnding = { status: 'failed', error: null };
   const lists: ListOutcome[] = [];
   const bindings: ListBinding[] = [];
   try {
-    await holdRunLock(runLock, runId);
     options.onStarted?.(runId);
     log.info({ trigger: options.trigger, asOf: asOf.toISOString() }, 'run started');
     const pass = await syncLists(deps, runId, asOf, log, options);
@@ -98,14 +101,15 @@ interface RunEnding {
 
 /**
  * Binds the campaigns that name their list, then syncs every list of the run,
- * LIST_CONCURRENCY at a time (deps.listSlots: with the other runs of the
- * process). Refused credentials or a retired API version
+ * LIST_CONCURRENCY at a time. Refused credentials or a retired API version
  * stop the lists not yet started.
  */
 async function syncLists(deps: SyncDeps, runId: number, asOf: Date, log: Logger, options: SyncOptions): Promise<ListsPass> {
   const abort = new AbortController();
   const onOuterAbort = () => abort.abort(options.signal?.reason);
   options.signal?.addEventListener('abort', onOuterAbort, { once: true });
+  // A stop asked for while the run was starting (a SIGTERM during a console resync's first statements) fires no event.
+  if (options.signal?.aborted) onOuterAbort();
   let stop: RunStopper | undefined;
   const halt = (error: unknown) => {
     if (!stopsRun(error)) throw error;
@@ -123,15 +127,17 @@ async function syncLists(deps: SyncDeps, runId: number, asOf: Date, log: Logger,
   // Lists nothing changed for are settled together first; the rest are planned one by one.
   const quiet = stop
     ? new Map<string, ListOutcome>()
-    : await settleQuietLists(
-        deps,
-        runId,
-        targets.filter((t) => isQuietCandidate(t, owners)),
-        options,
+    : await inPlanSlot(deps, () =>
+        settleQuietLists(
+          deps,
+          runId,
+          targets.filter((t) => isQuietCandidate(t, owners)),
+          options,
+        ),
       );
   if (quiet.size > 0) log.info({ lists: quiet.size }, 'lists unchanged since their last sync: settled without a plan');
 
-  const limit = deps.listSlots ?? pLimit(deps.config.listConcurrency);
+  const limit = pLimit(deps.config.listConcurrency);
   const one = async (target: ListTarget): Promise<ListOutcome> => {
     if (abort.signal.aborted) return interruptedBeforeStart(target, stoppedReason(stop));
     const settled = quiet.get(target.segmentId);

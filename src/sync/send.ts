@@ -118,9 +118,10 @@ export async function sendPlannedOperation(
 
 /**
  * Criteo's answer. While the operation still claims batches, it is written
- * at once: a claim carrying it would hold the list sync's row for its whole
- * statement, and the claims beside it would queue behind it; so is a fill's,
- * with its identifiers into the ledger (`intoLedger`). Otherwise, once the
+ * at once: a claim carrying it would update the list sync's row (its
+ * counts) and hold it to its commit, and the claims beside it carrying
+ * answers too would queue for it; so is a fill's, with its identifiers into
+ * the ledger (`intoLedger`). Otherwise, once the
  * last batch is claimed, it waits for the list's next statement: the next
  * operation's first claim, made alone, or the settle. Stamped with the time
  * it arrived, which its batch records as its end.

@@ -20,11 +20,14 @@ export interface SyncDeps {
   config: Config;
   log: Logger;
   /**
-   * The LIST_CONCURRENCY slots the lists of every run in the process share,
-   * where runs overlap (a console's resyncs): the statements' pool holds a plan
-   * connection for each slot (connectionsFor). Default: each run its own.
+   * Where runs overlap in one process (a console's resyncs): LIST_CONCURRENCY
+   * slots that their plans, and their settling of quiet lists, share. Each
+   * holds a connection of the statements' pool for its transaction, which
+   * holds one for each slot (connectionsFor); waiting for a list's lock or
+   * sending takes no slot. Without it, a run's own LIST_CONCURRENCY bounds
+   * its plans.
    */
-  listSlots?: LimitFunction;
+  planSlots?: LimitFunction;
 }
 
 export interface SyncOptions {
