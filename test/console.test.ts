@@ -294,10 +294,10 @@ async function waitForHolder(segmentId: string): Promise<number> {
 }
 
 describe('many console resyncs at once', () => {
-  it("thirty-two resyncs go, planning LIST_CONCURRENCY at a time, with locks apart from the statements'; a thirty-third is refused", async () => {
+  it("sixteen resyncs go, planning LIST_CONCURRENCY at a time, with locks apart from the statements'; a seventeenth is refused", async () => {
     // Each resync holds two connections for its locks while its plan needs a third for its statements: drawn from one
     // pool of 16, eleven resyncs held every connection and waited for one until the pool timed out. And each resync
-    // planned at once, whatever the others did: more plans than the pool holds connections for.
+    // planned at once, whatever the others did, each plan holding a connection of the pool throughout.
     const lists = Array.from({ length: MAX_RESYNCS_IN_FLIGHT + 1 }, (_, i) => String(801 + i));
     const many = await createWorld('console_many', { segments: lists.map((id) => ({ id, advertiserId: '1' })) }, { LIST_CONCURRENCY: '2' });
     const client = new CriteoClient(many.config.criteo, silentLogger);

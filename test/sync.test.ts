@@ -147,6 +147,12 @@ describe('a daily sync', () => {
     // The next run does it all.
     expect((await world.run({ segmentIds: ['106'] })).status).toBe('succeeded');
     expect(world.sandbox.members('106').size).toBe(50);
+    // A list nothing changed for is settled without a plan; a run asked to stop settles none either.
+    const quiet = await world.run({ segmentIds: ['106'], signal: stopping.signal });
+    expect(quiet.lists.map((l) => l.status)).toEqual(['incomplete']);
+    const { rows } = await sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM audience_sync.list_syncs WHERE run_id = ${quiet.runId} AND status = 'succeeded'`.execute(db);
+    expect(rows[0]!.n).toBe(0);
   });
 
   it('sends 120,001 members as three add batches of at most 50,000, each identifier 64 lowercase hex', async () => {

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import pLimit from 'p-limit';
 import { oneLine } from '../core/errors.js';
 import { Refusal } from './context.js';
@@ -13,11 +14,11 @@ import { runSync, type RunSummary, type SyncDeps } from '../sync/run.js';
  * keeps runs apart: a run that finds the list held waits LOCK_WAIT_SECONDS,
  * then skips it and says which run holds it.
  *
- * The resyncs' plans share LIST_CONCURRENCY slots (SyncDeps.planSlots), as
- * one run's lists do: each plan's transaction holds a connection of the
- * statements' pool, which holds one for each slot and four more. A resync
- * started while the slots are taken is recorded at once and plans when one
- * frees; waiting for its list's lock, or sending, takes none. At most
+ * The resyncs' plans (and their other long statements: SyncDeps.planSlots)
+ * share LIST_CONCURRENCY slots, as one run's lists do: each holds a
+ * connection of the statements' pool, which holds one for each slot and four
+ * more. A resync started while the slots are taken is recorded at once and
+ * plans when one frees; waiting for its list's lock, or sending, takes none. At most
  * MAX_RESYNCS_IN_FLIGHT resyncs go at once: each holds two connections of
  * the locks' pool (its run's lock and its list's).
  */
@@ -53,6 +54,8 @@ export class ResyncRunner {
 
   constructor(deps: SyncDeps) {
     this.deps = { ...deps, planSlots: deps.planSlots ?? pLimit(deps.config.listConcurrency) };
+    // Each resync in flight listens to the one stop signal.
+    setMaxListeners(MAX_RESYNCS_IN_FLIGHT + 1, this.stopping.signal);
   }
 
   /** Starts the run and answers with its id as soon as it is recorded; the run goes on after. */

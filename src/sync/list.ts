@@ -144,7 +144,9 @@ async function syncMembers(deps: SyncDeps, job: ListJob, listSyncId: number, unc
   logPlan(log, plan, uncertainty);
   // A first fill of more than a batch: its claims read the new snapshot's identifier index (see vacuumSnapshot).
   if (plan.rangedAdds && plan.toAdd > deps.config.criteo.batchSize) {
-    await vacuumSnapshot(db, job.target.segmentId).catch((error: unknown) => log.warn({ reason: oneLine(error) }, 'the new snapshot was not vacuumed'));
+    await inPlanSlot(deps, () => vacuumSnapshot(db, job.target.segmentId)).catch((error: unknown) =>
+      log.warn({ reason: oneLine(error) }, 'the new snapshot was not vacuumed'),
+    );
   }
 
   const ctx = sendContext(deps, job, plan, log);
@@ -179,12 +181,13 @@ async function sendPlan(ctx: SendContext, job: ListJob, listSyncId: number, plan
   // ledger is in step, and the list sync ends, in one statement.
   const reason = withDatesNote(outcome.reason, job.target);
   const answers = ctx.answers.splice(0);
-  const counts = await settleInStep(ctx.db, segmentId, listSyncId, uncertainty.batchIds, reason ?? null, answers, { fill: plan.rangedAdds }).catch(
-    (error: unknown) => {
-      ctx.answers.unshift(...answers);
-      throw error;
-    },
-  );
+  // One statement that may move a whole list's identifiers into the ledger: it takes a plan slot, as a plan does.
+  const counts = await inPlanSlot(ctx, () =>
+    settleInStep(ctx.db, segmentId, listSyncId, uncertainty.batchIds, reason ?? null, answers, { fill: plan.rangedAdds }),
+  ).catch((error: unknown) => {
+    ctx.answers.unshift(...answers);
+    throw error;
+  });
   outcome.status = 'succeeded';
   outcome.reason = reason;
   takeCounts(outcome, counts);
@@ -243,6 +246,7 @@ function sendContext(deps: SyncDeps, job: ListJob, plan: ListPlan, log: Logger):
     seq: { next: 1 },
     answers: [],
     rangedAdds: plan.rangedAdds,
+    ...(deps.planSlots ? { planSlots: deps.planSlots } : {}),
     onBatchConfirmed: (_op: 'add' | 'remove', size: number) => {
       done += size;
       job.options.onProgress?.({ segmentId, planned, done });

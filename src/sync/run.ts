@@ -110,6 +110,14 @@ async function syncLists(deps: SyncDeps, runId: number, asOf: Date, log: Logger,
   options.signal?.addEventListener('abort', onOuterAbort, { once: true });
   // A stop asked for while the run was starting (a SIGTERM during a console resync's first statements) fires no event.
   if (options.signal?.aborted) onOuterAbort();
+  try {
+    return await syncListsUntil(deps, runId, asOf, log, options, abort);
+  } finally {
+    options.signal?.removeEventListener('abort', onOuterAbort);
+  }
+}
+
+async function syncListsUntil(deps: SyncDeps, runId: number, asOf: Date, log: Logger, options: SyncOptions, abort: AbortController): Promise<ListsPass> {
   let stop: RunStopper | undefined;
   const halt = (error: unknown) => {
     if (!stopsRun(error)) throw error;
@@ -124,17 +132,18 @@ async function syncLists(deps: SyncDeps, runId: number, asOf: Date, log: Logger,
     ? undefined
     : await findListOwners(deps.client, targets).catch((error: unknown) => (stopsRun(error) ? (halt(error), undefined) : oneLine(error)));
 
-  // Lists nothing changed for are settled together first; the rest are planned one by one.
-  const quiet = stop
-    ? new Map<string, ListOutcome>()
-    : await inPlanSlot(deps, () =>
-        settleQuietLists(
-          deps,
-          runId,
-          targets.filter((t) => isQuietCandidate(t, owners)),
-          options,
-        ),
-      );
+  // Lists nothing changed for are settled together first; the rest are planned one by one. A run asked to stop settles none.
+  const quiet =
+    stop || abort.signal.aborted
+      ? new Map<string, ListOutcome>()
+      : await inPlanSlot(deps, () =>
+          settleQuietLists(
+            deps,
+            runId,
+            targets.filter((t) => isQuietCandidate(t, owners)),
+            options,
+          ),
+        );
   if (quiet.size > 0) log.info({ lists: quiet.size }, 'lists unchanged since their last sync: settled without a plan');
 
   const limit = pLimit(deps.config.listConcurrency);
@@ -148,7 +157,6 @@ async function syncLists(deps: SyncDeps, runId: number, asOf: Date, log: Logger,
     return result.outcome;
   };
   const outcomes = await Promise.all(targets.map((target) => limit(() => one(target)).catch((error: unknown) => failedOutside(target, error))));
-  options.signal?.removeEventListener('abort', onOuterAbort);
   return { bindings, lists: [...unknown.map(notFedByAnyCampaign), ...outcomes], stop };
 }
 

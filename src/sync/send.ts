@@ -2,7 +2,7 @@ import type { CriteoClient } from '../criteo/client.js';
 import { callTrace } from '../criteo/client.js';
 import type { Db } from '../db/connection.js';
 import { TransientError, type CriteoProblem } from '../core/errors.js';
-import pLimit from 'p-limit';
+import pLimit, { type LimitFunction } from 'p-limit';
 import { claimBatch, withdrawBatch, type ClaimedBatch, type PlannedBatch } from './claim.js';
 import { confirmAnswers, recordBatchFailure, type BatchAnswer } from './ledger.js';
 import type { Logger } from '../core/logger.js';
@@ -34,6 +34,8 @@ export interface SendContext {
   answers: BatchAnswer[];
   /** The plan's adds are ranges of the list's snapshot (a first fill: see planFill). */
   rangedAdds: boolean;
+  /** The process's plan slots (SyncDeps.planSlots), which the list's settle takes. */
+  planSlots?: LimitFunction;
   onBatchConfirmed?: (operation: 'add' | 'remove', size: number) => void;
 }
 

@@ -21,11 +21,11 @@ export interface SyncDeps {
   log: Logger;
   /**
    * Where runs overlap in one process (a console's resyncs): LIST_CONCURRENCY
-   * slots that their plans, and their settling of quiet lists, share. Each
-   * holds a connection of the statements' pool for its transaction, which
-   * holds one for each slot (connectionsFor); waiting for a list's lock or
-   * sending takes no slot. Without it, a run's own LIST_CONCURRENCY bounds
-   * its plans.
+   * slots that their long statements share: plans, the settling of quiet
+   * lists, a first fill's vacuum, a list's settle. Each holds a connection of
+   * the statements' pool throughout, which holds one for each slot
+   * (connectionsFor); waiting for a list's lock, and sending, take no slot.
+   * Without it, a run's own LIST_CONCURRENCY bounds them.
    */
   planSlots?: LimitFunction;
 }
