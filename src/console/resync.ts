@@ -18,9 +18,9 @@ import { runSync, type RunSummary, type SyncDeps } from '../sync/run.js';
  * share LIST_CONCURRENCY slots, as one run's lists do: each holds a
  * connection of the statements' pool, which holds one for each slot and four
  * more. A resync started while the slots are taken is recorded at once and
- * plans when one frees; waiting for its list's lock, or sending, takes none. At most
- * MAX_RESYNCS_IN_FLIGHT resyncs go at once: each holds two connections of
- * the locks' pool (its run's lock and its list's).
+ * plans when one frees; waiting for its list's lock, or sending, takes none.
+ * At most MAX_RESYNCS_IN_FLIGHT resyncs go at once: each holds two
+ * connections of the locks' pool (its run's lock and its list's).
  */
 
 /**

@@ -82,7 +82,7 @@ export async function planList(
   return plan!;
 }
 
-/** Runs `work`, a transaction that holds a statement connection throughout, in one of the process's plan slots, if it has them (SyncDeps.planSlots). */
+/** Runs `work`, which holds a statement connection throughout (a plan's transaction, a long statement), in one of the process's plan slots, if it has them (SyncDeps.planSlots). */
 export function inPlanSlot<T>(deps: Pick<SyncDeps, 'planSlots'>, work: () => Promise<T>): Promise<T> {
   return deps.planSlots ? deps.planSlots(work) : work();
 }

@@ -117,6 +117,7 @@ async function syncLists(deps: SyncDeps, runId: number, asOf: Date, log: Logger,
   }
 }
 
+/** syncLists' pass over the lists, stopped by `abort`. */
 async function syncListsUntil(deps: SyncDeps, runId: number, asOf: Date, log: Logger, options: SyncOptions, abort: AbortController): Promise<ListsPass> {
   let stop: RunStopper | undefined;
   const halt = (error: unknown) => {
