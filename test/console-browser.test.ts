@@ -5,7 +5,10 @@ import { sql } from 'kysely';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SAMPLE_SEGMENTS, applySampleChurn, loadSampleData } from '../src/source/sample-data.js';
-import { CLIENT_SECRET, createWorld, type World } from './helpers.js';
+import pg from 'pg';
+import { MAX_RESYNCS_IN_FLIGHT } from '../src/console/resync.js';
+import { LIST_LOCK_CLASS } from '../src/db/locks.js';
+import { CLIENT_SECRET, createWorld, seedCampaigns, seedCustomers, seedTargetGroup, type World } from './helpers.js';
 import { ALICE, startTestConsole, type TestConsole } from './console-world.js';
 import { LeakScanner } from './leak-scan.js';
 
@@ -15,7 +18,9 @@ import { LeakScanner } from './leak-scan.js';
  * Resync button, the run's progress until the page ends on its outcome, and
  * the new run in the history, recorded as started by console:alice. The
  * page's own script runs under the console's CSP with no violation, and no
- * page shows a raw email. Screenshots go to test-artifacts/console/.
+ * page shows a raw email. A seventeenth resync, while sixteen wait for
+ * their lists, is refused on a page that says why. Screenshots go to
+ * test-artifacts/console/.
  */
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -155,6 +160,45 @@ describe('the console in a browser', () => {
       }
     } finally {
       await anonymousBrowser.close();
+    }
+  });
+
+  it('says so on its page when a seventeenth resync is clicked while sixteen are going', async () => {
+    // Sixteen lists held by another session (as a daily run would hold them): their resyncs wait for them, going.
+    const lists = Array.from({ length: MAX_RESYNCS_IN_FLIGHT + 1 }, (_, i) => String(901 + i));
+    const busy = await createWorld('console_busy', { segments: lists.map((id) => ({ id, advertiserId: '1' })) });
+    const holder = new pg.Client({ connectionString: busy.databaseUrl });
+    let busyConsole: TestConsole | undefined;
+    try {
+      await seedCampaigns(
+        busy.database.db,
+        lists.map((segmentId) => ({ id: `c${segmentId}`, segmentId })),
+      );
+      await seedCustomers(busy.database.db, 0, 10 * lists.length);
+      for (const [i, segmentId] of lists.entries()) await seedTargetGroup(busy.database.db, `c${segmentId}`, i * 10, i * 10 + 10);
+      await holder.connect();
+      for (const id of lists.slice(0, -1)) await holder.query('SELECT pg_advisory_lock($1::int, $2::int)', [LIST_LOCK_CLASS, Number(id)]);
+      busyConsole = await startTestConsole(busy, { CONSOLE_BASIC_AUTH: `${ALICE.user}:${ALICE.password}`, LOCK_WAIT_SECONDS: '60' });
+      const page = await browser.newPage();
+      for (const id of lists) {
+        await page.goto(`${busyConsole.url}/lists/${id}`);
+        const answered = page.waitForResponse((r) => r.url().endsWith(`/lists/${id}/resync`));
+        await page.getByRole('button', { name: 'Resync', exact: true }).click();
+        const status = (await answered).status();
+        if (id === lists.at(-1)) expect(status).toBe(503);
+        else await page.waitForURL(new RegExp(`/runs/\\d+\\?started=${id}$`));
+      }
+      expect(await page.locator('h1').innerText()).toBe('Too many resyncs');
+      expect(await page.locator('main').innerText()).toContain(
+        `${MAX_RESYNCS_IN_FLIGHT} resyncs are already going in this console: start this one again once one of them has finished.`,
+      );
+      await page.screenshot({ path: join(ARTIFACTS, '6-too-many-resyncs.png'), fullPage: true });
+      expect(busy.sandbox.members(lists.at(-1)!).size).toBe(0);
+      await page.close();
+    } finally {
+      await holder.end().catch(() => {});
+      await busyConsole?.close();
+      await busy.close();
     }
   });
 });

@@ -11,7 +11,7 @@ import type { Db } from './connection.js';
 /** A run is alive: held for the run's whole life on a dedicated connection. */
 const RUN_LOCK_CLASS = 0x41_53_01; // "AS" 1
 /** A list is being synced: one run at a time writes to a list. */
-const LIST_LOCK_CLASS = 0x41_53_02; // "AS" 2
+export const LIST_LOCK_CLASS = 0x41_53_02; // "AS" 2
 /** The source change log: plans hold it shared until they commit; pruning needs it alone. */
 export const CHANGE_LOG_LOCK_CLASS = 0x41_53_03; // "AS" 3
 
