@@ -1,6 +1,7 @@
 import { CriteoError, TransientError, type CriteoProblem } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { callTrace } from '../criteo/client.js';
+import { inPlanSlot } from './plan-list.js';
 import { applyConfirmedBatches, applyConfirmedEmptying, countLedger, recordBatchFailure, recordEmptyingIntent } from './ledger.js';
 import { recordListPlan } from './records.js';
 import type { ListJob, ListOutcome, SyncDeps } from './types.js';
@@ -35,12 +36,15 @@ export async function emptyList(
   const batchId = await recordEmptyingIntent(db, listSyncId, segmentId, ledgerBefore);
   try {
     const out = await deps.client.emptyContactList(segmentId);
-    await applyConfirmedEmptying(db, batchId, listSyncId, segmentId, {
-      httpStatus: out.status,
-      attempts: out.attempts,
-      waitedMs: out.waitedMs,
-      durationMs: out.durationMs,
-    });
+    // The ledger's whole list deleted in one transaction: it takes a plan slot, as a plan does (SyncDeps.planSlots).
+    await inPlanSlot(deps, () =>
+      applyConfirmedEmptying(db, batchId, listSyncId, segmentId, {
+        httpStatus: out.status,
+        attempts: out.attempts,
+        waitedMs: out.waitedMs,
+        durationMs: out.durationMs,
+      }),
+    );
   } catch (error) {
     // Criteo's definite answers (refusals, a retired version) applied nothing; only a call left unanswered may have.
     const mayHaveApplied = callTrace(error)?.mayHaveApplied || (error instanceof TransientError ? error.mayHaveApplied : !(error instanceof CriteoError));
