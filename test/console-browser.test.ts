@@ -8,7 +8,7 @@ import { SAMPLE_SEGMENTS, applySampleChurn, loadSampleData } from '../src/source
 import pg from 'pg';
 import { MAX_RESYNCS_IN_FLIGHT } from '../src/console/resync.js';
 import { LIST_LOCK_CLASS } from '../src/db/locks.js';
-import { CLIENT_SECRET, createWorld, seedCampaigns, seedCustomers, seedTargetGroup, type World } from './helpers.js';
+import { CLIENT_SECRET, createWorld, seedListsOfTen, type World } from './helpers.js';
 import { ALICE, startTestConsole, type TestConsole } from './console-world.js';
 import { LeakScanner } from './leak-scan.js';
 
@@ -170,12 +170,7 @@ describe('the console in a browser', () => {
     const holder = new pg.Client({ connectionString: busy.databaseUrl });
     let busyConsole: TestConsole | undefined;
     try {
-      await seedCampaigns(
-        busy.database.db,
-        lists.map((segmentId) => ({ id: `c${segmentId}`, segmentId })),
-      );
-      await seedCustomers(busy.database.db, 0, 10 * lists.length);
-      for (const [i, segmentId] of lists.entries()) await seedTargetGroup(busy.database.db, `c${segmentId}`, i * 10, i * 10 + 10);
+      await seedListsOfTen(busy.database.db, lists, 'c');
       await holder.connect();
       for (const id of lists.slice(0, -1)) await holder.query('SELECT pg_advisory_lock($1::int, $2::int)', [LIST_LOCK_CLASS, Number(id)]);
       busyConsole = await startTestConsole(busy, { CONSOLE_BASIC_AUTH: `${ALICE.user}:${ALICE.password}`, LOCK_WAIT_SECONDS: '60' });

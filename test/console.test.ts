@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createWorld, runCli, seedCampaigns, seedCustomers, seedTargetGroup, CLIENT_SECRET, type World } from './helpers.js';
+import { createWorld, runCli, seedCampaigns, seedCustomers, seedListsOfTen, seedTargetGroup, CLIENT_SECRET, type World } from './helpers.js';
 import { ALICE, CONSOLE_TOKEN, aliceAuth, basic, formToken, runEnded, startTestConsole, type TestConsole } from './console-world.js';
 import { LeakScanner } from './leak-scan.js';
 import { CriteoClient } from '../src/criteo/client.js';
@@ -317,12 +317,7 @@ describe('many console resyncs at once', () => {
       }
     })();
     try {
-      await seedCampaigns(
-        many.database.db,
-        lists.map((segmentId) => ({ id: `r${segmentId}`, segmentId })),
-      );
-      await seedCustomers(many.database.db, 0, 10 * lists.length);
-      for (const [i, segmentId] of lists.entries()) await seedTargetGroup(many.database.db, `r${segmentId}`, i * 10, i * 10 + 10);
+      await seedListsOfTen(many.database.db, lists, 'r');
       const runner = new ResyncRunner({ db: many.database.db, locks: many.database.locks, client, config: many.config, log: silentLogger });
       const going = lists.slice(0, MAX_RESYNCS_IN_FLIGHT);
       const starts = lists.map((segmentId) => runner.start({ segmentId, full: false, user: 'alice' }));

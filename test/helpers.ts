@@ -165,6 +165,16 @@ export async function seedTargetGroup(db: DbHandle['db'], campaignId: string, fr
     ON CONFLICT DO NOTHING`.execute(db);
 }
 
+/** One campaign (`prefix` + the list id) for each list, feeding it ten customers of its own. */
+export async function seedListsOfTen(db: DbHandle['db'], segmentIds: readonly string[], prefix: string): Promise<void> {
+  await seedCampaigns(
+    db,
+    segmentIds.map((segmentId) => ({ id: `${prefix}${segmentId}`, segmentId })),
+  );
+  await seedCustomers(db, 0, 10 * segmentIds.length);
+  for (const [i, segmentId] of segmentIds.entries()) await seedTargetGroup(db, `${prefix}${segmentId}`, i * 10, i * 10 + 10);
+}
+
 /** What the job should hold for a list: computed independently of the job's own SQL, in Node. */
 export async function expectedIdentifiers(db: DbHandle['db'], segmentId: string, at = new Date()): Promise<Set<string>> {
   const { rows } = await sql<{ email: string | null }>`
