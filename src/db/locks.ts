@@ -42,7 +42,7 @@ export async function startRunHoldingItsLock(client: pg.PoolClient, trigger: str
      SELECT run_id, pg_advisory_lock($4::int, run_id::int) FROM run`,
     [trigger, asOf, JSON.stringify(options), RUN_LOCK_CLASS],
   );
-  return Number(rows[0]!.run_id);
+  return rows[0]!.run_id;
 }
 
 /** Takes the list's lock on `client` if it is free; held until the connection is released. */

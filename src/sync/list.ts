@@ -151,7 +151,7 @@ async function syncMembers(deps: SyncDeps, job: ListJob, listSyncId: number, unc
 
   const ctx = sendContext(deps, job, plan, log);
   try {
-    return await sendPlan(ctx, job, listSyncId, plan, uncertainty, outcome);
+    return await sendPlan(deps, ctx, job, listSyncId, plan, uncertainty, outcome);
   } finally {
     // Answers no statement carried (the list stopped before its settle): written now, or, with the database gone,
     // left uncertain for the next plan to re-send.
@@ -160,7 +160,15 @@ async function syncMembers(deps: SyncDeps, job: ListJob, listSyncId: number, unc
 }
 
 /** Sends the plan: adds before removes (a list never dips below its desired members mid-sync), then settles the list. */
-async function sendPlan(ctx: SendContext, job: ListJob, listSyncId: number, plan: ListPlan, uncertainty: Uncertainty, outcome: ListOutcome): Promise<ListWork> {
+async function sendPlan(
+  deps: SyncDeps,
+  ctx: SendContext,
+  job: ListJob,
+  listSyncId: number,
+  plan: ListPlan,
+  uncertainty: Uncertainty,
+  outcome: ListOutcome,
+): Promise<ListWork> {
   const segmentId = job.target.segmentId;
   const adds = await sendPlannedOperation(ctx, listSyncId, segmentId, 'add', plan.toAdd);
   let touched = adds.confirmedBatches > 0;
@@ -182,7 +190,7 @@ async function sendPlan(ctx: SendContext, job: ListJob, listSyncId: number, plan
   const reason = withDatesNote(outcome.reason, job.target);
   const answers = ctx.answers.splice(0);
   // One statement that may move a whole list's identifiers into the ledger: it takes a plan slot, as a plan does.
-  const counts = await inPlanSlot(ctx, () =>
+  const counts = await inPlanSlot(deps, () =>
     settleInStep(ctx.db, segmentId, listSyncId, uncertainty.batchIds, reason ?? null, answers, { fill: plan.rangedAdds }),
   ).catch((error: unknown) => {
     ctx.answers.unshift(...answers);
@@ -246,7 +254,6 @@ function sendContext(deps: SyncDeps, job: ListJob, plan: ListPlan, log: Logger):
     seq: { next: 1 },
     answers: [],
     rangedAdds: plan.rangedAdds,
-    ...(deps.planSlots ? { planSlots: deps.planSlots } : {}),
     onBatchConfirmed: (_op: 'add' | 'remove', size: number) => {
       done += size;
       job.options.onProgress?.({ segmentId, planned, done });

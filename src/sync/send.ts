@@ -2,7 +2,7 @@ import type { CriteoClient } from '../criteo/client.js';
 import { callTrace } from '../criteo/client.js';
 import type { Db } from '../db/connection.js';
 import { TransientError, type CriteoProblem } from '../core/errors.js';
-import pLimit, { type LimitFunction } from 'p-limit';
+import pLimit from 'p-limit';
 import { claimBatch, withdrawBatch, type ClaimedBatch, type PlannedBatch } from './claim.js';
 import { confirmAnswers, recordBatchFailure, type BatchAnswer } from './ledger.js';
 import type { Logger } from '../core/logger.js';
@@ -34,8 +34,6 @@ export interface SendContext {
   answers: BatchAnswer[];
   /** The plan's adds are ranges of the list's snapshot (a first fill: see planFill). */
   rangedAdds: boolean;
-  /** The process's plan slots (SyncDeps.planSlots), which the list's settle takes. */
-  planSlots?: LimitFunction;
   onBatchConfirmed?: (operation: 'add' | 'remove', size: number) => void;
 }
 
@@ -123,10 +121,10 @@ export async function sendPlannedOperation(
  * at once: a claim carrying it would update the list sync's row (its
  * counts) and hold it to its commit, and the claims beside it carrying
  * answers too would queue for it; so is a fill's, with its identifiers into
- * the ledger (`intoLedger`). Otherwise, once the
- * last batch is claimed, it waits for the list's next statement: the next
- * operation's first claim, made alone, or the settle. Stamped with the time
- * it arrived, which its batch records as its end.
+ * the ledger (`intoLedger`). Otherwise, once the last batch is claimed, it
+ * waits for the list's next statement: the next operation's first claim,
+ * made alone, or the settle. Stamped with the time it arrived, which its
+ * batch records as its end.
  */
 async function keepAnswer(
   ctx: SendContext,

@@ -22,10 +22,11 @@ export interface SyncDeps {
   /**
    * Where runs overlap in one process (a console's resyncs): LIST_CONCURRENCY
    * slots that their long statements share: plans, the settling of quiet
-   * lists, a first fill's vacuum, a list's settle, an emptied list's ledger. Each holds a connection of
-   * the statements' pool throughout, which holds one for each slot
-   * (connectionsFor); waiting for a list's lock, and sending, take no slot.
-   * Without it, a run's own LIST_CONCURRENCY bounds them.
+   * lists, a first fill's vacuum, a list's settle, an emptied list's ledger.
+   * Each holds a connection of the statements' pool throughout, which holds
+   * one for each slot (connectionsFor); waiting for a list's lock, and
+   * sending, take no slot. Without it, a run's own LIST_CONCURRENCY bounds
+   * them.
    */
   planSlots?: LimitFunction;
 }
