@@ -19,6 +19,7 @@ import * as fillRanges from './0017-fill-ranges.js';
 import * as cheaperEmailPattern from './0018-cheaper-email-pattern.js';
 import * as snapshotWrittenByItsRead from './0019-snapshot-written-by-its-read.js';
 import * as snapshotKeyCarriesState from './0020-snapshot-key-carries-state.js';
+import * as listCountersRecounted from './0021-list-counters-recounted.js';
 
 /** Numbered, forward-only, one change each. Static so a bundled build needs no file scanning. */
 export const migrations: Record<string, Migration> = {
@@ -42,4 +43,5 @@ export const migrations: Record<string, Migration> = {
   '0018-cheaper-email-pattern': cheaperEmailPattern,
   '0019-snapshot-written-by-its-read': snapshotWrittenByItsRead,
   '0020-snapshot-key-carries-state': snapshotKeyCarriesState,
+  '0021-list-counters-recounted': listCountersRecounted,
 };
