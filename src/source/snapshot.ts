@@ -289,22 +289,20 @@ export async function applyCounterDeltas(tx: Db, segmentId: string): Promise<voi
     WITH changes AS (
       -- Per customer the changes touched: the first of the rows they took out (its campaign and old state), and the
       -- campaigns of the rows they put in.
-      SELECT c.customer_id, min(c.campaign_id) FILTER (WHERE c.known) AS first_out,
-             (array_agg(c.old_state ORDER BY c.campaign_id) FILTER (WHERE c.known))[1] AS first_out_state,
+      -- (A row as ARRAY[campaign, state]: the least is the first campaign's, in the campaign's collation.)
+      SELECT c.customer_id, min(ARRAY[c.campaign_id, c.old_state]) FILTER (WHERE c.known) AS first_out,
              coalesce(array_agg(c.campaign_id) FILTER (WHERE c.present), '{}') AS put_in
       FROM ${TARGET_CHANGES} c GROUP BY c.customer_id
     ),
     states AS (
       -- Its first row now, and its first row the changes did not put in: looked up by the list's key, one probe a
       -- customer (an aggregate subquery, which the planner never turns into a read of the whole list).
-      SELECT cur.first_state AS after,
-             CASE WHEN cur.first_kept IS NOT NULL AND (ch.first_out IS NULL OR cur.first_kept < ch.first_out) THEN cur.first_kept_state
-                  ELSE ch.first_out_state END AS before
+      SELECT cur.first_row[2] AS after,
+             (CASE WHEN ch.first_out IS NULL OR cur.first_kept < ch.first_out THEN cur.first_kept ELSE ch.first_out END)[2] AS before
       FROM changes ch
       CROSS JOIN LATERAL (
-        SELECT (array_agg(t.email_state ORDER BY t.campaign_id))[1] AS first_state,
-               min(t.campaign_id) FILTER (WHERE t.campaign_id <> ALL (ch.put_in)) AS first_kept,
-               (array_agg(t.email_state ORDER BY t.campaign_id) FILTER (WHERE t.campaign_id <> ALL (ch.put_in)))[1] AS first_kept_state
+        SELECT min(ARRAY[t.campaign_id, t.email_state]) AS first_row,
+               min(ARRAY[t.campaign_id, t.email_state]) FILTER (WHERE t.campaign_id <> ALL (ch.put_in)) AS first_kept
         FROM audience_sync.list_targets t WHERE t.audience_segment_id = ${segmentId}::bigint AND t.customer_id = ch.customer_id
       ) cur
     ),
