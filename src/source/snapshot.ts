@@ -287,9 +287,8 @@ export interface TouchedIdentifiers {
 export async function applyCounterDeltas(tx: Db, segmentId: string): Promise<void> {
   await sql`
     WITH changes AS (
-      -- Per customer the changes touched: the first of the rows they took out (its campaign and old state), and the
-      -- campaigns of the rows they put in.
-      -- (A row as ARRAY[campaign, state]: the least is the first campaign's, in the campaign's collation.)
+      -- Per customer the changes touched: the first of the rows they took out, as ARRAY[campaign, old state], whose
+      -- least is the first campaign's in the campaign's collation; and the campaigns of the rows they put in.
       SELECT c.customer_id, min(ARRAY[c.campaign_id, c.old_state]) FILTER (WHERE c.known) AS first_out,
              coalesce(array_agg(c.campaign_id) FILTER (WHERE c.present), '{}') AS put_in
       FROM ${TARGET_CHANGES} c GROUP BY c.customer_id
