@@ -155,11 +155,11 @@ describe('the CLI in a bad environment', () => {
     for (const { cmd, r } of results) {
       expect(r.status, cmd).toBe(1);
       expect(oneLine(r.stderr), `${cmd}: ${r.stderr}`).toHaveLength(1);
-      expect(r.stderr, cmd).toMatch(/^audience-sync: cannot reach Postgres at /);
+      expect(r.stderr, cmd).toMatch(cmd === 'run (no such database)' ? /^audience-sync: Postgres at \S+ has no database / : /^audience-sync: cannot reach Postgres at /);
       expect(r.stderr + r.stdout, cmd).not.toContain(SENTINEL);
     }
     expect(results.find((x) => x.cmd === 'run (unknown host)')!.r.stderr).toContain('no-such-host.invalid:5432/db (ENOTFOUND)');
-    expect(results.find((x) => x.cmd === 'run (no such database)')!.r.stderr).toContain('/as_no_such_database (3D000)');
+    expect(results.find((x) => x.cmd === 'run (no such database)')!.r.stderr).toContain('has no database "as_no_such_database" (3D000)');
   });
 
   describe('Postgres gone mid-run', () => {

@@ -118,3 +118,80 @@ describe('many lists at once', () => {
     }
   });
 });
+
+describe('the commands on what a newcomer gets wrong', () => {
+  it('`runs show ID --json` (and `history --json show ID`) prints the run as JSON', async () => {
+    const runs = JSON.parse((await runCli(['runs', '--json', '--limit', '1'], env)).stdout) as { runId: number }[];
+    const runId = String(runs[0]!.runId);
+    for (const args of [
+      ['runs', 'show', runId, '--json'],
+      ['history', 'show', runId, '--json'],
+      ['history', '--json', 'show', runId],
+    ]) {
+      const r = await runCli(args, env);
+      expect(r.status, args.join(' ')).toBe(0);
+      expect((JSON.parse(r.stdout) as { run: { runId: number } }).run.runId, args.join(' ')).toBe(Number(runId));
+    }
+  });
+
+  it('refuses `--list` of a list no campaign points at and the job never synced, with exit 2 and no run recorded', async () => {
+    const runsBefore = await countRuns();
+    for (const args of [
+      ['run', '--list', '424242'],
+      ['resync', '--list', '424242'],
+      ['plan', '--list', '501', '424242'],
+    ]) {
+      const r = await runCli(args, env);
+      expect(r.status, args.join(' ')).toBe(2);
+      expect(r.stderr.trim(), args.join(' ')).toBe('audience-sync: --list: no campaign points at list 424242 and it was never synced');
+    }
+    expect(await countRuns()).toBe(runsBefore);
+  });
+
+  it('runs a list it synced before that no campaign points at any more, and leaves it alone', async () => {
+    const db = database.db;
+    // 999 was synced (and failed: Criteo does not know it) while the campaign `ghost` pointed at it.
+    await db.deleteFrom('audience_sync.campaign_target_groups').where('campaign_id', '=', 'ghost').execute();
+    await db.deleteFrom('audience_sync.campaigns').where('campaign_id', '=', 'ghost').execute();
+    const r = await runCli(['run', '--json', '--list', '999'], env);
+    expect(r.status, r.stderr).toBe(0);
+    const summary = JSON.parse(r.stdout) as { lists: { segmentId: string; status: string; reason: string }[] };
+    expect(summary.lists).toMatchObject([{ segmentId: '999', status: 'skipped', reason: 'no campaign points at list 999; left alone' }]);
+  });
+
+  it('says what Postgres refused in one line: a database that does not exist, a role that does not exist, SSL; never the password', async () => {
+    const url = new URL(env.DATABASE_URL!);
+    const noDatabase = new URL(url);
+    noDatabase.pathname = '/as_no_such_database';
+    const noRole = new URL(url);
+    noRole.username = 'as_no_such_role';
+    noRole.password = 'S3cretPw';
+    const ssl = new URL(url);
+    ssl.searchParams.set('sslmode', 'require');
+    const [db, role, tls] = await Promise.all([noDatabase, noRole, ssl].map((u) => runCli(['runs'], { ...env, DATABASE_URL: u.toString() })));
+    const server = `${url.hostname}:${url.port || 5432}`;
+    expect(db!.status).toBe(1);
+    expect(db!.stderr).toBe(`audience-sync: Postgres at ${server} has no database "as_no_such_database" (3D000)\n`);
+    expect(role!.status).toBe(1);
+    // Trust authentication still refuses a role that does not exist (28000); password authentication may answer 28P01.
+    expect(role!.stderr).toMatch(
+      new RegExp(`^audience-sync: Postgres at ${server.replace(/\./g, '\\.')}/\\w+ refused the credentials \\((28000|28P01)\\)\\n$`),
+    );
+    expect(role!.stderr).not.toContain('S3cretPw');
+    // pg's SECURITY WARNING about sslmode is not printed; a server without SSL says so.
+    expect(tls!.stderr).not.toContain('SECURITY WARNING');
+    const { rows } = await sql<{ ssl: string }>`SHOW ssl`.execute(database.db);
+    if (rows[0]!.ssl === 'off') {
+      expect(tls!.status).toBe(1);
+      expect(tls!.stderr).toBe(`audience-sync: Postgres at ${server}${url.pathname} does not support SSL connections, which DATABASE_URL asks for (sslmode)\n`);
+    }
+  });
+});
+
+async function countRuns(): Promise<number> {
+  const row = await database.db
+    .selectFrom('audience_sync.runs')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}

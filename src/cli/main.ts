@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+// First: on an unsupported Node it exits with one line before any other module runs (see node-version.ts).
+import './node-version.js';
 import { Command, CommanderError, Option } from 'commander';
 import { withApp, type App } from './app.js';
 import { ConfigError, SchemaError, oneLine } from '../core/errors.js';
@@ -14,7 +16,7 @@ import { pushRunMetrics } from '../report/metrics.js';
 import { buildCoverageReport, coverageByList } from '../report/build.js';
 import { writeReport, type ReportFormat } from '../report/output.js';
 import { isValidCron, runSchedule } from '../sync/schedule.js';
-import { segmentsOfCampaigns } from '../source/target-groups.js';
+import { chosenLists, type ListChoice } from './list-choice.js';
 import { planSync, runSync, type RunSummary, type SyncOptions } from '../sync/run.js';
 
 /**
@@ -29,12 +31,9 @@ const EXIT_USAGE = 2;
 const program = new Command('audience-sync')
   .description('Keeps Criteo Audience Lists in step with campaign target groups held in Postgres')
   .exitOverride()
+  // A command's options go before its subcommand: `runs show 1 --json` is show's --json, not runs'.
+  .enablePositionalOptions()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-
-interface ListChoice {
-  list?: string[];
-  campaign?: string[];
-}
 
 const listOptions = (cmd: Command) =>
   cmd
@@ -116,8 +115,9 @@ program
 const runs = program
   .command('runs')
   .alias('history')
+  .enablePositionalOptions()
   .description('the last runs with their status and counts')
-  .option('--limit <n>', 'how many', parseInteger, 20)
+  .option('--limit <n>', 'how many', parseInteger('--limit'), 20)
   .option('--json', 'print as JSON')
   .action(async (opts: { limit: number; json?: boolean }) => {
     const rows = await withApp({ database: true }, ({ database }) => recentRuns(database.db, opts.limit));
@@ -130,10 +130,11 @@ runs
   .description('one run, list by list and batch by batch')
   .option('--json', 'print as JSON')
   .action(async (runId: string, opts: { json?: boolean }) => {
-    const id = parseInteger(runId);
+    const id = parseInteger('run id')(runId);
     const detail = await withApp({ database: true }, ({ database }) => runDetail(database.db, id));
     if (!detail) throw new ConfigError(`no run ${id}`);
-    if (opts.json) json(detail);
+    // `runs --json show 1` asks for JSON too.
+    if (opts.json || runs.opts<{ json?: boolean }>().json) json(detail);
     else out(formatRunDetail(detail));
   });
 
@@ -182,12 +183,12 @@ program
 
 program
   .command('sandbox')
-  .description('serve the Criteo sandbox (token, contact lists, statistics, segment search) on loopback')
-  .option('--port <n>', 'port (0 = any free one)', parseInteger, 8787)
+  .description('serve the Criteo sandbox (token, contact lists, statistics, segment search), on loopback unless --host says otherwise')
+  .option('--port <n>', 'port (0 = any free one)', parseInteger('--port'), 8787)
   .option('--host <host>', 'address to bind', '127.0.0.1')
   .option('--config <file>', 'JSON file: segments, clients, faults, limits')
-  .option('--token-ttl <seconds>', 'token lifetime', parseInteger)
-  .option('--rate-limit <n>', 'calls per minute per client (0 = none)', parseInteger)
+  .option('--token-ttl <seconds>', 'token lifetime', parseInteger('--token-ttl'))
+  .option('--rate-limit <n>', 'calls per minute per client (0 = none)', parseInteger('--rate-limit'))
   .option('--faults <file>', 'JSON fault plan')
   .option('--api-version <version>', 'the API version served (default: the client default CRITEO_API_VERSION); others answer 404')
   .addOption(
@@ -199,27 +200,45 @@ program
   )
   .option('--sunset <date>', "the served version's sunset (e.g. 2027-07-01), sent as the Sunset header")
   .action(async (opts: SandboxCommandOptions) => {
-    const { startSandbox, loadSandboxOptionsFromFile } = await import('../sandbox/server.js');
-    const { parseFaultPlan } = await import('../sandbox/faults.js');
-    const { readFileSync } = await import('node:fs');
-    const base = opts.config ? loadSandboxOptionsFromFile(opts.config) : {};
-    const sandbox = await startSandbox({
-      ...base,
-      port: opts.port,
-      host: opts.host,
-      ...(opts.tokenTtl !== undefined ? { tokenTtlSeconds: opts.tokenTtl } : {}),
-      ...(opts.rateLimit !== undefined ? { rateLimitPerMinute: opts.rateLimit } : {}),
-      ...(opts.faults ? { faults: parseFaultPlan(JSON.parse(readFileSync(opts.faults, 'utf8'))) } : {}),
-      ...(opts.apiVersion !== undefined ? { apiVersion: opts.apiVersion } : {}),
-      ...(opts.versionPhase !== undefined ? { versionPhase: opts.versionPhase } : {}),
-      ...(opts.sunset !== undefined ? { sunset: opts.sunset } : {}),
-    });
+    // A setting it cannot start with (a missing or bad --config or --faults file, a port in use) is bad usage: exit 2.
+    const sandbox = await startSandboxOf(opts);
     out(`criteo sandbox listening on ${sandbox.url}`);
     await new Promise<void>((resolve) => {
       process.once('SIGINT', resolve).once('SIGTERM', resolve);
     });
     await sandbox.close();
   });
+
+/** The sandbox the options ask for, started; any failure to start is a ConfigError naming what was wrong. */
+async function startSandboxOf(opts: SandboxCommandOptions) {
+  const { startSandbox, loadSandboxOptionsFromFile } = await import('../sandbox/server.js');
+  const { parseFaultPlan } = await import('../sandbox/faults.js');
+  const { readFileSync } = await import('node:fs');
+  const usage = (prefix: string) => (error: unknown) => new ConfigError(`${prefix}${oneLine(error)}`);
+  const attempt = <T>(fn: () => T, prefix: string): T => {
+    try {
+      return fn();
+    } catch (error) {
+      throw usage(prefix)(error);
+    }
+  };
+  const { config: configFile, faults: faultsFile } = opts;
+  const base = configFile ? attempt(() => loadSandboxOptionsFromFile(configFile), '') : {};
+  const faults = faultsFile ? attempt(() => parseFaultPlan(JSON.parse(readFileSync(faultsFile, 'utf8'))), `--faults ${faultsFile}: `) : undefined;
+  return startSandbox({
+    ...base,
+    port: opts.port,
+    host: opts.host,
+    ...(opts.tokenTtl !== undefined ? { tokenTtlSeconds: opts.tokenTtl } : {}),
+    ...(opts.rateLimit !== undefined ? { rateLimitPerMinute: opts.rateLimit } : {}),
+    ...(faults ? { faults } : {}),
+    ...(opts.apiVersion !== undefined ? { apiVersion: opts.apiVersion } : {}),
+    ...(opts.versionPhase !== undefined ? { versionPhase: opts.versionPhase } : {}),
+    ...(opts.sunset !== undefined ? { sunset: opts.sunset } : {}),
+  }).catch((error: unknown) => {
+    throw usage('sandbox: ')(error);
+  });
+}
 
 interface SandboxCommandOptions {
   port: number;
@@ -235,14 +254,6 @@ interface SandboxCommandOptions {
 
 function deps(app: App) {
   return { db: app.database.db, locks: app.database.locks, client: app.client, config: app.config, log: app.log };
-}
-
-async function chosenLists(db: App['database']['db'], opts: ListChoice): Promise<string[] | undefined> {
-  if (!opts.list && !opts.campaign) return undefined;
-  for (const id of opts.list ?? []) if (!/^\d+$/.test(id)) throw new ConfigError(`--list: ${JSON.stringify(id)} is not a numeric audience segment id`);
-  const fromCampaigns = opts.campaign ? await segmentsOfCampaigns(db, opts.campaign) : [];
-  if (opts.campaign && fromCampaigns.length === 0) throw new ConfigError(`--campaign: no campaign named ${opts.campaign.join(', ')}`);
-  return [...new Set([...(opts.list ?? []), ...fromCampaigns])];
 }
 
 async function showPlan(opts: ListChoice & { json?: boolean; full?: boolean; allowMassRemoval?: boolean }): Promise<void> {
@@ -311,10 +322,13 @@ function parseSince(value: string): Date {
   return new Date(at);
 }
 
-function parseInteger(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new ConfigError(`expected a whole number, got ${JSON.stringify(value)}`);
-  return n;
+/** A parser of whole numbers of 0 or more for the option (or argument) `name`, which its error names. */
+function parseInteger(name: string): (value: string) => number {
+  return (value) => {
+    const n = /^\d+$/.test(value) ? Number(value) : Number.NaN;
+    if (!Number.isSafeInteger(n)) throw new ConfigError(`${name}: expected a whole number of 0 or more, got ${JSON.stringify(value)}`);
+    return n;
+  };
 }
 
 async function main(argv: string[]): Promise<number> {

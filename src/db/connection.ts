@@ -2,7 +2,7 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { prepareRepeatedStatements } from './prepared.js';
 import type { Database } from './schema.js';
-import type { Config } from '../core/config.js';
+import { databaseUrlParts, type Config } from '../core/config.js';
 
 export type Db = Kysely<Database>;
 
@@ -93,14 +93,15 @@ export async function ping(db: Db): Promise<void> {
   await sql`SELECT 1`.execute(db);
 }
 
-/** The URL with any password masked, for messages. */
+/**
+ * Where the URL connects, `host:port/database`, for messages: never its user
+ * or password. A URL whose parts are not where they seem (an unescaped `@`,
+ * `/`, `?` or `#` in its password) may hold part of the password in its host
+ * or path, so it is described by no part at all.
+ */
 export function describeDatabaseUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.hostname}:${u.port || 5432}${u.pathname}`;
-  } catch {
-    return 'the configured database';
-  }
+  const parts = databaseUrlParts(url);
+  return parts ? `${parts.host}:${parts.port}${parts.path}` : 'the configured database';
 }
 
 /**
