@@ -155,7 +155,9 @@ describe('the CLI in a bad environment', () => {
     for (const { cmd, r } of results) {
       expect(r.status, cmd).toBe(1);
       expect(oneLine(r.stderr), `${cmd}: ${r.stderr}`).toHaveLength(1);
-      expect(r.stderr, cmd).toMatch(cmd === 'run (no such database)' ? /^audience-sync: Postgres at \S+ has no database / : /^audience-sync: cannot reach Postgres at /);
+      expect(r.stderr, cmd).toMatch(
+        cmd === 'run (no such database)' ? /^audience-sync: Postgres at \S+ has no database / : /^audience-sync: cannot reach Postgres at /,
+      );
       expect(r.stderr + r.stdout, cmd).not.toContain(SENTINEL);
     }
     expect(results.find((x) => x.cmd === 'run (unknown host)')!.r.stderr).toContain('no-such-host.invalid:5432/db (ENOTFOUND)');
