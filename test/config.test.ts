@@ -73,11 +73,10 @@ describe('configuration', () => {
     'postgres://postgres:12/S3cretPw@127.0.0.1:5432/db',
     'postgres://postgres:12?S3cretPw@127.0.0.1:5432/db',
     'postgres://postgres:12#S3cretPw@127.0.0.1:5432/db',
-    'postgres:///db',
   ])('rejects DATABASE_URL %s in one line saying to percent-encode, echoing no part of it', (url) => {
     const text = errorOf({ ...good, DATABASE_URL: url });
     expect(text).toBe(
-      'DATABASE_URL: must be a URL with a host: percent-encode special characters in the user name and password (@ as %40, / as %2F, ? as %3F, # as %23)',
+      'DATABASE_URL: must be a URL whose parts are where they seem: percent-encode special characters in the user name and password (@ as %40, / as %2F, ? as %3F, # as %23)',
     );
   });
 
@@ -88,6 +87,11 @@ describe('configuration', () => {
       'postgres://u@[::1]:5432/db',
       'postgres:///db?host=/var/run/postgresql',
       'postgres://u:pw@/db?host=/var/run/postgresql',
+      // No host: pg connects to PGHOST's, or localhost. An @ in a parameter's value is the value's (a Cloud SQL IAM user).
+      'postgres:///db',
+      'postgresql://u:pw@/db',
+      'postgres://db.internal/db?user=sa@project.iam&application_name=job@host',
+      'postgres://placeholder/db',
     ]) {
       expect(loadConfig({ ...good, DATABASE_URL: url }).databaseUrl).toBe(url);
     }
@@ -97,6 +101,8 @@ describe('configuration', () => {
     expect(describeDatabaseUrl('postgres://u:S3cretPw@db.internal:6543/audience')).toBe('db.internal:6543/audience');
     expect(describeDatabaseUrl('postgres://u:S3cretPw@db.internal/audience?sslmode=require')).toBe('db.internal:5432/audience');
     expect(describeDatabaseUrl('postgres://u:pw@/db?host=/var/run/postgresql')).toBe('/var/run/postgresql:5432/db');
+    expect(describeDatabaseUrl('postgres://u:pw@/db')).toBe(`${process.env['PGHOST'] || 'localhost'}:5432/db`);
+    expect(describeDatabaseUrl('postgres://u:pw@db.internal/db?user=sa@project.iam')).toBe('db.internal:5432/db');
     for (const odd of [
       'postgres://postgres:S3c@ret/Pw@127.0.0.1:5432/db',
       'postgres://postgres:12#S3cretPw@127.0.0.1:5432/db',
@@ -198,7 +204,7 @@ describe('the CLI on bad configuration', () => {
       const r = cli(['runs'], { ...good, DATABASE_URL: url });
       expect(r.status, url).toBe(2);
       expect(r.stderr.trim().split('\n'), url).toHaveLength(1);
-      expect(r.stderr, url).toMatch(/^audience-sync: DATABASE_URL: must be a URL with a host: percent-encode special characters/);
+      expect(r.stderr, url).toMatch(/^audience-sync: DATABASE_URL: must be a URL whose parts are where they seem: percent-encode special characters/);
       for (const fragment of ['S3c', 'ret', 'Pw', 'notaport']) expect(r.stderr + r.stdout, url).not.toContain(fragment);
     }
   });

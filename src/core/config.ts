@@ -20,7 +20,7 @@ const databaseUrl = z
   .refine((v) => /^postgres(ql)?:\/\//.test(v), { message: 'must be a postgres:// URL', abort: true })
   .refine(
     (v) => databaseUrlParts(v) !== undefined,
-    'must be a URL with a host: percent-encode special characters in the user name and password (@ as %40, / as %2F, ? as %3F, # as %23)',
+    'must be a URL whose parts are where they seem: percent-encode special characters in the user name and password (@ as %40, / as %2F, ? as %3F, # as %23)',
   );
 
 /** A time zone the Intl API knows (node-cron reads SYNC_TIMEZONE through it), such as Europe/Paris or UTC. */
@@ -280,26 +280,35 @@ export interface DatabaseUrlParts {
 /**
  * The parts of a postgres:// URL, or undefined when it is not one whose parts
  * are where they seem. It must parse as a URL (as pg's own parser reads it),
- * name a host (or a socket directory in `?host=`), and hold no `@` after its
- * host, nor a fragment: an unescaped `@`, `/`, `?` or `#` in a password moves
- * the rest of the password into the host, port, path, query or fragment, and
- * then either the URL does not parse or such an `@` or fragment is left. The
- * parts are therefore free of the password, and safe to print.
+ * and hold no `@` in its path or in a query parameter's name, nor a fragment:
+ * an unescaped `@`, `/`, `?` or `#` in a password moves the rest of the
+ * password into the host, port, path, query or fragment, and then either the
+ * URL does not parse or such an `@` or fragment is left. (An `@` in a
+ * parameter's value, `?user=sa@project.iam`, is the value's.) The parts are
+ * therefore free of the password, and safe to print. With no host, pg
+ * connects to PGHOST's, or localhost; a socket directory is `?host=`.
  */
 export function databaseUrlParts(url: string): DatabaseUrlParts | undefined {
-  if (!/^postgres(ql)?:\/\//.test(url)) return undefined;
+  const start = /^postgres(?:ql)?:\/\/([^/?#]*)/.exec(url);
+  if (!start) return undefined;
   let u: URL;
   try {
-    // pg reads `user:pw@/db?host=/socket/dir` with a placeholder host, as here.
-    u = new URL(/^[^/]*\/\/[^/]*@\//.test(url) ? url.replace('@/', '@placeholder/') : url);
+    // A URL's parser refuses a user with no host (`user:pw@/db`), which pg reads as PGHOST's: a stand-in host for it.
+    const noHost = start[1]!.endsWith('@');
+    u = new URL(noHost ? `${start[0]}${NO_HOST}${url.slice(start[0].length)}` : url);
   } catch {
     return undefined;
   }
-  const socket = u.searchParams.get('host');
-  const host = socket ?? (u.hostname === 'placeholder' ? '' : u.hostname);
-  if (host === '' || u.hash !== '' || url.includes('#') || /@/.test(u.pathname + u.search)) return undefined;
+  if (u.hash !== '' || url.includes('#') || u.pathname.includes('@')) return undefined;
+  const params = u.search.slice(1).split('&');
+  if (params.some((p) => p.includes('@') && !(p.includes('=') && p.indexOf('=') < p.indexOf('@')))) return undefined;
+  const hostname = u.hostname === NO_HOST ? '' : u.hostname;
+  const host = u.searchParams.get('host') || hostname || process.env['PGHOST'] || 'localhost';
   return { host, port: u.port || '5432', path: u.pathname };
 }
+
+/** The stand-in host for a URL that names none (a reserved name: no real host has it). */
+const NO_HOST = 'no-host.invalid';
 
 /**
  * DATABASE_URL as pg is given it. pg treats `sslmode` prefer, require and
