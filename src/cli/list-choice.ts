@@ -22,9 +22,7 @@ const MAX_BIGINT = 9_223_372_036_854_775_807n;
  */
 export async function chosenLists(db: Db, opts: ListChoice): Promise<string[] | undefined> {
   if (!opts.list && !opts.campaign) return undefined;
-  for (const id of opts.list ?? []) {
-    if (!/^\d+$/.test(id) || BigInt(id) > MAX_BIGINT) throw new ConfigError(`--list: ${JSON.stringify(id)} is not a numeric audience segment id`);
-  }
+  for (const id of opts.list ?? []) assertSegmentId(id);
   // The reads below need the schema; without it the command stops with the schema's own one line.
   await assertMigrated(db);
   const fromCampaigns = opts.campaign ? await segmentsOfCampaigns(db, opts.campaign) : [];
@@ -33,6 +31,11 @@ export async function chosenLists(db: Db, opts: ListChoice): Promise<string[] | 
   if (unknown.length === 1) throw new ConfigError(`--list: no campaign points at list ${unknown[0]} and it was never synced`);
   if (unknown.length > 1) throw new ConfigError(`--list: no campaign points at lists ${unknown.join(', ')} and they were never synced`);
   return [...new Set([...(opts.list ?? []), ...fromCampaigns])];
+}
+
+/** Refuses a `--list` value that is not an audience segment id: a whole number that fits Postgres's bigint. */
+export function assertSegmentId(id: string): void {
+  if (!/^\d+$/.test(id) || BigInt(id) > MAX_BIGINT) throw new ConfigError(`--list: ${JSON.stringify(id)} is not a numeric audience segment id`);
 }
 
 /** The ids among `segmentIds` that no campaign points at and that no list sync, snapshot or ledger of the job holds. */

@@ -16,7 +16,7 @@ import { pushRunMetrics } from '../report/metrics.js';
 import { buildCoverageReport, coverageByList } from '../report/build.js';
 import { writeReport, type ReportFormat } from '../report/output.js';
 import { isValidCron, runSchedule } from '../sync/schedule.js';
-import { chosenLists, type ListChoice } from './list-choice.js';
+import { assertSegmentId, chosenLists, type ListChoice } from './list-choice.js';
 import { planSync, runSync, type RunSummary, type SyncOptions } from '../sync/run.js';
 
 /**
@@ -157,7 +157,7 @@ program
   .addOption(new Option('--format <format>', 'output format').choices(['table', 'json', 'csv', 'html']).default('table'))
   .option('--out <file>', 'write to this file instead of stdout')
   .action(async (opts: { campaign?: string; list?: string; since?: string; format: ReportFormat; out?: string }) => {
-    if (opts.list !== undefined && !/^\d+$/.test(opts.list)) throw new ConfigError(`--list: ${JSON.stringify(opts.list)} is not a numeric audience segment id`);
+    if (opts.list !== undefined) assertSegmentId(opts.list);
     const since = opts.since === undefined ? undefined : parseSince(opts.since);
     const report = await withApp({ database: true }, ({ database, config }) =>
       buildCoverageReport(database.db, { segmentId: opts.list, campaignId: opts.campaign, since, lowMatchRate: config.lowMatchRate }),
